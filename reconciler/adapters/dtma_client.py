@@ -1,0 +1,295 @@
+"""The DTMA client (httpx): implements ``reconciler.ports.Dtma``.
+
+One shared connection pool; idempotent calls (list, health, start, stop, delete) retried with exponential
+backoff and jitter; POST /tools never retried here (the executor re-lists first). The bearer token is put
+on each request's headers only, and never appears in a message this module builds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reconciler.adapters.dtma_listing import parse_listing
+from reconciler.core.observed import LiveListing
+from reconciler.errors import (
+    DtmaAuthError,
+    DtmaConflictError,
+    DtmaError,
+    DtmaNotFoundError,
+    DtmaResponseError,
+    DtmaServerError,
+    DtmaTransportError,
+)
+from reconciler.ports import DeployRequest, DeployResult, DtmaTarget
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class DtmaForgottenError(DtmaNotFoundError):
+    """404 for a name the last listing of that toolbox showed: the agent restarted and forgot it."""
+
+    forgotten = True
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # total tries of an idempotent call
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+
+def is_forgotten(listing: LiveListing | None, name: str, error: BaseException) -> bool:
+    """True when ``error`` is a 404 for ``name`` although ``listing`` shows that container."""
+    if not isinstance(error, DtmaNotFoundError) or listing is None:
+        return False
+    return any(c.name == name and c.state != "not_found" for c in listing.containers)
+
+
+def _message_of(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(data, Mapping):
+        parts = [str(data[k]) for k in ("message", "error") if isinstance(data.get(k), str)]
+        return ": ".join(parts)
+    return ""
+
+
+class DtmaClient:
+    """A synchronous client for many toolboxes over one shared httpx pool."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 30.0,
+        concurrency: int = 64,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
+        verify: bool | str = True,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        import time
+
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._concurrency = max(1, concurrency)
+        limits = httpx.Limits(
+            max_connections=self._concurrency, max_keepalive_connections=min(self._concurrency, 32)
+        )
+        self._http = httpx.Client(timeout=self._timeout, limits=limits, verify=verify)
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep or time.sleep
+        self._rng = rng or random.Random()
+        self._max_body = max_body_bytes
+        self._last_listing: dict[str, LiveListing] = {}
+
+    def __repr__(self) -> str:
+        return f"DtmaClient(concurrency={self._concurrency}, timeout={self._timeout!r})"
+
+    # -- transport -------------------------------------------------------------------------------------
+
+    def _send(
+        self, target: DtmaTarget, method: str, path: str, *, body: Any = None, auth: bool = True
+    ) -> tuple[int, bytes]:
+        url = target.base_url.rstrip("/") + path
+        headers = {"Accept": "application/json"}
+        where = f"{method} {path} on environment {target.environment_id}"
+        if auth:
+            token = target.token.reveal().strip()
+            if not token or any(ch in token for ch in "\r\n"):
+                raise DtmaAuthError(
+                    f"{where}: no usable bearer token; set BACKEND_TO_DTMA_API_KEY or the environment's "
+                    "dtma_bearer_token"
+                )
+            headers["Authorization"] = "Bearer " + token
+        try:
+            with self._http.stream(method, url, headers=headers, json=body) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > self._max_body:
+                        raise DtmaResponseError(
+                            f"{where}: response body larger than {self._max_body} bytes, refused"
+                        )
+                    chunks.append(chunk)
+                status = resp.status_code
+        except httpx.TimeoutException as exc:
+            raise DtmaTransportError(f"{where}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise DtmaTransportError(f"{where}: transport failure ({type(exc).__name__})") from exc
+        log.debug("DTMA %s -> %s", where, status)
+        return status, b"".join(chunks)
+
+    def _check(self, target: DtmaTarget, method: str, path: str, status: int, body: bytes) -> None:
+        where = f"{method} {path} on environment {target.environment_id}"
+        if status < 400:
+            return
+        detail = _message_of(body)
+        suffix = f": {detail}" if detail else ""
+        if status == 401:
+            raise DtmaAuthError(
+                f"{where}: 401, the bearer token is missing or malformed; check BACKEND_TO_DTMA_API_KEY "
+                "or the environment's dtma_bearer_token",
+                status_code=401,
+            )
+        if status == 403:
+            raise DtmaAuthError(
+                f"{where}: 403, the bearer token is wrong for this toolbox; check BACKEND_TO_DTMA_API_KEY "
+                "or the environment's dtma_bearer_token",
+                status_code=403,
+            )
+        if status == 404:
+            raise DtmaNotFoundError(f"{where}: 404{suffix}", status_code=404)
+        if status == 409:
+            raise DtmaConflictError(f"{where}: 409{suffix}", status_code=409)
+        if status >= 500:
+            raise DtmaServerError(f"{where}: {status}{suffix}", status_code=status)
+        raise DtmaError(f"{where}: {status}{suffix}", status_code=status, retryable=False)
+
+    def _call(
+        self,
+        target: DtmaTarget,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        auth: bool = True,
+        idempotent: bool = True,
+        accept: frozenset[int] = frozenset(),
+    ) -> tuple[int, bytes]:
+        attempts = self._retry.attempts if idempotent else 1
+        for attempt in range(attempts):
+            try:
+                status, data = self._send(target, method, path, body=body, auth=auth)
+                if status not in accept:
+                    self._check(target, method, path, status, data)
+                return status, data
+            except DtmaError as exc:
+                if not exc.retryable or attempt + 1 >= attempts:
+                    raise
+                delay = self._retry.delay(attempt, self._rng)
+                log.info(
+                    "DTMA %s %s on environment %s failed (%s), retry %d in %.2fs",
+                    method,
+                    path,
+                    target.environment_id,
+                    exc.status_code or "transport",
+                    attempt + 1,
+                    delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _json(target: DtmaTarget, path: str, data: bytes) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise DtmaResponseError(
+                f"GET {path} on environment {target.environment_id}: body is not JSON"
+            ) from None
+
+    # -- the Dtma protocol -----------------------------------------------------------------------------
+
+    def list(self, target: DtmaTarget) -> LiveListing:
+        status, data = self._call(target, "GET", "/status", accept=frozenset({404}))
+        path = "/status"
+        if status == 404:
+            path = "/tools/status"
+            status, data = self._call(target, "GET", path)
+        listing = parse_listing(target.environment_id, self._json(target, path, data))
+        self._last_listing[target.environment_id] = listing
+        return listing
+
+    def list_many(self, targets: Sequence[DtmaTarget]) -> Mapping[str, LiveListing | Exception]:
+        def one(t: DtmaTarget) -> LiveListing | Exception:
+            try:
+                return self.list(t)
+            except DtmaError as exc:
+                return exc
+
+        if not targets:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(targets))) as pool:
+            results = list(pool.map(one, targets))
+        return {t.environment_id: r for t, r in zip(targets, results, strict=True)}
+
+    def deploy(self, target: DtmaTarget, request: DeployRequest) -> DeployResult:
+        override: dict[str, Any] = {
+            "Env": [f"{k}={v.reveal() if not isinstance(v, str) else v}" for k, v in request.env]
+        }
+        if request.port is not None:
+            binding = {} if request.host_port is None else {"HostPort": str(request.host_port)}
+            override["HostConfig"] = {"PortBindings": {f"{request.port}/tcp": [binding]}}
+        body = {
+            "dockerImageUrl": request.image,
+            "instanceNameOnToolbox": request.name,
+            "accountToolInstanceId": request.instance_id,
+            "baseConfigOverrideJson": override,
+        }
+        _, data = self._call(target, "POST", "/tools", body=body, idempotent=False)
+        answer = self._json(target, "/tools", data)
+        info = answer.get("data") if isinstance(answer, Mapping) else None
+        if not isinstance(info, Mapping):
+            return DeployResult(container_id=None, state=None)
+        state = info.get("state")
+        state_text = state.get("Status") if isinstance(state, Mapping) else state
+        cid = info.get("container_id")
+        return DeployResult(
+            container_id=None if cid is None else str(cid),
+            state=None if state_text is None else str(state_text),
+        )
+
+    def _named(self, target: DtmaTarget, method: str, path: str, name: str) -> None:
+        try:
+            self._call(target, method, path)
+        except DtmaNotFoundError as exc:
+            if is_forgotten(self._last_listing.get(target.environment_id), name, exc):
+                raise DtmaForgottenError(
+                    f"{exc.message} (the last listing shows '{name}': the agent restarted and forgot "
+                    "the names it manages)",
+                    status_code=404,
+                ) from None
+            raise
+
+    def start(self, target: DtmaTarget, name: str) -> None:
+        self._named(target, "POST", f"/tools/{name}/start", name)
+
+    def stop(self, target: DtmaTarget, name: str) -> None:
+        self._named(target, "POST", f"/tools/{name}/stop", name)
+
+    def delete(self, target: DtmaTarget, name: str) -> None:
+        self._named(target, "DELETE", f"/tools/{name}", name)
+
+    def health(self, target: DtmaTarget) -> bool:
+        try:
+            status, _ = self._call(target, "GET", "/health", auth=False)
+        except DtmaError:
+            return False
+        return status == 200
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DtmaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,548 @@
+"""The production store: Agentopia's tables in PostgreSQL, through psycopg 3.
+
+Deployed Agentopia databases differ, so the columns and the unique (environment, catalog) constraint are
+read once when the store opens, and only columns that exist are written. A database whose tables the
+reconciler did not create is Agentopia's: the store reads and writes instance rows there, but never
+migrates it (unless forced) and never registers or removes toolboxes in it.
+
+Locks: one session advisory lock per environment, held on a dedicated connection, so that several daemons
+on one database split the toolboxes between them. If that connection drops, the locks are gone with it;
+``lock_lost`` tells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
+
+from reconciler.adapters import store_rows as rows
+from reconciler.adapters.migrations import (
+    AGENTOPIA_TABLES,
+    CREATED_BY_KEY,
+    CREATED_BY_VALUE,
+    META_TABLE,
+    MIGRATIONS_TABLE,
+    MigrationResult,
+    migrate_command,
+    migrations,
+)
+from reconciler.core.observed import RecordedState
+from reconciler.errors import SchemaMissingError, StoreError
+from reconciler.ports import EnvironmentRow, NewInstance
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5
+# pg_advisory_lock key serialising `reconciler db migrate` runs on one database.
+_MIGRATION_LOCK_KEY = rows.advisory_key("schema-migrations")
+_JSON_COLUMNS = frozenset({
+    "base_config_override_json", "port_mapping_json", "version_info", "default_config_template",
+    *rows.MCP_JSON_COLUMNS,
+})  # fmt: skip
+# Optional columns read from account_tool_environments / account_tool_instances, with how to read them.
+_ENV_OPTIONAL = {
+    "name": "name",
+    "public_ip_address": "public_ip_address::text AS address",
+    "last_heartbeat_at": "last_heartbeat_at",
+    "dtma_bearer_token": "dtma_bearer_token",
+}
+_INSTANCE_OPTIONAL = ("instance_error_message", "last_heartbeat_from_dtma")
+
+Connection = psycopg.Connection[DictRow]
+
+
+class PostgresStore:
+    """``Store`` over a PostgreSQL database. Calls are serialised by an internal lock."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = False,
+        check_schema: bool = True,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        """``create`` applies the migrations (refused on Agentopia's database); otherwise a missing schema
+        raises SchemaMissingError, unless ``check_schema`` is False (for ``migrate``)."""
+        self.url = url
+        self.masked_url = rows.mask(url)
+        self.query_count = 0  # every SQL statement sent on the main connection
+        self._connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._conn: Connection | None = None
+        self._lock_conn: Connection | None = None
+        self._held: set[str] = set()
+        self._lost = False
+        self._catalog_cache: dict[str, str] = {}
+        self._columns: dict[str, frozenset[str]] = {}
+        self._unique_pair = True
+        self._created_by_us = False
+        self._connection()
+        if create:
+            self.migrate()
+        else:
+            self._introspect()
+            if check_schema:
+                self._require_schema()
+
+    # -- connections ---------------------------------------------------------------------------------------
+
+    def _connect(self) -> Connection:
+        try:
+            return psycopg.connect(
+                self.url,
+                connect_timeout=max(1, int(self._connect_timeout)),
+                autocommit=True,
+                row_factory=dict_row,
+                application_name="mcp-reconciler",
+            )
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.masked_url}: {rows.scrub(str(exc), self.url)}",
+                retryable=True,
+            ) from None
+
+    def _connection(self) -> Connection:
+        """The main connection, reopened if it was lost (a database restart must not need a daemon restart)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                log.warning("reconnecting to PostgreSQL at %s", self.masked_url)
+            self._conn = self._connect()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[Connection]:
+        """Serialise calls and turn driver errors into one-line StoreErrors with the password removed."""
+        with self._lock:
+            try:
+                yield self._connection()
+            except StoreError:
+                raise
+            except psycopg.OperationalError as exc:
+                raise StoreError(
+                    f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(str(exc), self.url)}", retryable=True
+                ) from None
+            except psycopg.Error as exc:
+                detail = exc.diag.message_primary or str(exc)
+                raise StoreError(
+                    f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(detail, self.url)}"
+                ) from exc
+
+    def _execute(self, conn: Connection, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[DictRow]:
+        self.query_count += 1
+        return conn.execute(sql.encode() if params is None else sql, params)
+
+    def _all(self, conn: Connection, sql: str, params: Sequence[Any] | None = None) -> list[DictRow]:
+        return self._execute(conn, sql, params).fetchall()
+
+    # -- schema --------------------------------------------------------------------------------------------
+
+    def _introspect(self) -> None:
+        """Columns, the unique pair and the marker, read once (and again after a migration)."""
+        with self._guard("reading the schema") as conn:
+            found = self._all(
+                conn,
+                "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+                [[*AGENTOPIA_TABLES, META_TABLE]],
+            )
+            columns: dict[str, set[str]] = {}
+            for r in found:
+                columns.setdefault(r["t"], set()).add(r["c"])
+            self._columns = {t: frozenset(c) for t, c in columns.items()}
+            self._unique_pair = bool(
+                self._all(
+                    conn,
+                    "SELECT 1 FROM pg_index x WHERE x.indrelid = to_regclass('account_tool_instances') "
+                    "AND x.indisunique AND x.indpred IS NULL AND x.indnkeyatts = 2 AND (SELECT "
+                    "array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a WHERE a.attrelid = "
+                    "x.indrelid AND a.attnum = ANY(x.indkey)) = ARRAY['account_tool_environment_id', "
+                    "'tool_catalog_id']",
+                )
+            )
+            self._created_by_us = META_TABLE in self._columns and bool(
+                self._all(
+                    conn,
+                    f"SELECT 1 FROM {META_TABLE} WHERE key = %s AND value = %s",
+                    [CREATED_BY_KEY, CREATED_BY_VALUE],
+                )
+            )
+
+    def _require_schema(self) -> None:
+        missing = [t for t in AGENTOPIA_TABLES if t not in self._columns]
+        if missing:
+            raise SchemaMissingError(
+                f"PostgreSQL database at {self.masked_url} lacks table(s) {', '.join(missing)}; "
+                f"run `{migrate_command(self.masked_url)}`"
+            )
+
+    @property
+    def created_by_reconciler(self) -> bool:
+        return self._created_by_us
+
+    @property
+    def is_agentopia_database(self) -> bool:
+        """The tables exist but the reconciler did not create them: production, which Agentopia owns."""
+        return any(t in self._columns for t in AGENTOPIA_TABLES) and not self._created_by_us
+
+    @property
+    def unique_image_per_environment(self) -> bool:
+        """Whether unique (account_tool_environment_id, tool_catalog_id) holds (then one server per image)."""
+        return self._unique_pair
+
+    @property
+    def mcp_columns(self) -> frozenset[str]:
+        present = self._columns.get("account_tool_instances", frozenset())
+        return frozenset(c for c in rows.MCP_COLUMNS if c in present)
+
+    def schema_version(self) -> int:
+        with self._guard("reading schema_migrations") as conn:
+            if not self._all(conn, "SELECT to_regclass(%s) AS r", [MIGRATIONS_TABLE])[0]["r"]:
+                return 0
+            found = self._all(conn, f"SELECT coalesce(max(version), 0) AS v FROM {MIGRATIONS_TABLE}")
+        return int(found[0]["v"])
+
+    def migrate(self, *, force: bool = False) -> MigrationResult:
+        """Apply pending migrations in one transaction (a failure leaves the database as it was).
+
+        Refused on a database with Agentopia's tables that the reconciler did not create, unless ``force``.
+        Applying twice is a no-op.
+        """
+        applied: list[int] = []
+        with self._guard("migrating") as conn, conn.transaction():
+            self._execute(conn, "SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK_KEY])
+            self._introspect()  # again, now that concurrent migrators wait for us
+            empty = not any(t in self._columns for t in AGENTOPIA_TABLES)
+            if self.is_agentopia_database and not force:
+                raise StoreError(
+                    f"refusing to migrate the PostgreSQL database at {self.masked_url}: it has Agentopia's "
+                    "tables and the reconciler did not create it (production belongs to Agentopia); "
+                    "pass --force to apply the migrations anyway"
+                )
+            self._execute(
+                conn,
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            done = {r["version"] for r in self._all(conn, f"SELECT version FROM {MIGRATIONS_TABLE}")}
+            for migration in migrations("postgres"):
+                if migration.version in done:
+                    continue
+                self._execute(conn, migration.sql)
+                self._execute(
+                    conn,
+                    f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (%s, %s)",
+                    [migration.version, migration.name],
+                )
+                applied.append(migration.version)
+                log.info("applied migration %04d_%s to %s", migration.version, migration.name, self.masked_url)
+            if empty:
+                self._execute(
+                    conn,
+                    f"INSERT INTO {META_TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                    [CREATED_BY_KEY, CREATED_BY_VALUE],
+                )
+        self._introspect()
+        return MigrationResult(tuple(applied), self.schema_version(), created=empty)
+
+    # -- Store ---------------------------------------------------------------------------------------------
+
+    def _env_select(self, where: str = "") -> str:
+        present = self._columns.get("account_tool_environments", frozenset())
+        cols = ["id::text AS id", "status::text AS status"]
+        for column, expr in _ENV_OPTIONAL.items():
+            alias = expr.rsplit(" AS ", 1)[-1]
+            cols.append(expr if column in present else f"NULL AS {alias}")
+        return f"SELECT {', '.join(cols)} FROM account_tool_environments {where}"
+
+    def observe(self) -> RecordedState:
+        """Two queries, however many rows: environments, then instances joined to their catalog image."""
+        present = self._columns.get("account_tool_instances", frozenset())
+        optional = [f"i.{c}" if c in present else f"NULL AS {c}" for c in _INSTANCE_OPTIONAL]
+        with self._guard("observing") as conn:
+            envs = self._all(conn, self._env_select("ORDER BY id"))
+            instances = self._all(
+                conn,
+                "SELECT i.id::text AS id, i.account_tool_environment_id::text AS account_tool_environment_id, "
+                "i.tool_catalog_id::text AS tool_catalog_id, i.instance_name_on_toolbox, "
+                "i.status_on_toolbox::text AS status_on_toolbox, i.base_config_override_json, "
+                f"{', '.join(optional)}, c.docker_image_url AS catalog_image "
+                "FROM account_tool_instances i LEFT JOIN tool_catalog c ON c.id = i.tool_catalog_id ORDER BY i.id",
+            )
+        return RecordedState(
+            environments=tuple(rows.environment_from_row(r) for r in envs),
+            instances=tuple(rows.instance_from_row(r) for r in instances),
+        )
+
+    def ensure_catalog(self, image: str) -> str:
+        cached = self._catalog_cache.get(image)
+        if cached is not None:
+            return cached
+        present = self._columns.get("tool_catalog", frozenset())
+        values = {k: v for k, v in rows.catalog_values(image, str(uuid.uuid4())).items() if k in present}
+        own = (
+            "SELECT id::text AS id FROM tool_catalog WHERE docker_image_url = %s "
+            "AND version_info->>'managed_by' = %s ORDER BY created_at, id LIMIT 1"
+        )
+        with self._guard(f"ensuring the catalog row of {image}") as conn, conn.transaction():
+            found = self._all(conn, own, [image, CREATED_BY_VALUE])
+            if not found:
+                # DO NOTHING: a concurrent daemon may insert the same row first; then read theirs.
+                self._insert(conn, "tool_catalog", values, suffix="ON CONFLICT DO NOTHING")
+                found = self._all(conn, own, [image, CREATED_BY_VALUE])
+                if not found:
+                    raise StoreError(
+                        f"cannot create a catalog row for image {image}: tool_name {values['tool_name']!r} "
+                        "is taken by a row not marked as the reconciler's"
+                    )
+                log.info("catalog row %s for image %s", found[0]["id"], image)
+        self._catalog_cache[image] = str(found[0]["id"])
+        return self._catalog_cache[image]
+
+    def _insert(self, conn: Connection, table: str, values: Mapping[str, Any], *, suffix: str = "") -> None:
+        cols = list(values)
+        params = [Jsonb(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c] for c in cols]
+        self._execute(
+            conn,
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) {suffix}",
+            params,
+        )
+
+    def create_instance(self, new: NewInstance) -> str:
+        instance_id = rows.check_uuid(new.instance_id, "instance id") if new.instance_id else str(uuid.uuid4())
+        base, mcp = rows.new_instance_values(new, instance_id)
+        present = self._columns.get("account_tool_instances", frozenset())
+        values = {k: v for k, v in {**base, **mcp}.items() if k in present}
+        with self._guard(f"creating instance {new.name} on environment {new.environment_id}") as conn:
+            try:
+                with conn.transaction():
+                    self._insert(conn, "account_tool_instances", values)
+            except pg_errors.UniqueViolation as exc:
+                if "tool_catalog_id" in (exc.diag.message_detail or "") or "catalog" in (
+                    exc.diag.constraint_name or ""
+                ):
+                    raise StoreError(
+                        f"environment {new.environment_id} already has an instance of catalog row "
+                        f"{new.catalog_id}: the unique (account_tool_environment_id, tool_catalog_id) pair "
+                        f"allows one server per image (instance {new.name})"
+                    ) from None
+                raise StoreError(f"instance {new.name}: {exc.diag.message_detail or exc}") from None
+            except pg_errors.ForeignKeyViolation:
+                raise StoreError(
+                    f"instance {new.name}: environment {new.environment_id} or catalog row {new.catalog_id} "
+                    "does not exist"
+                ) from None
+        return instance_id
+
+    def update_instance(
+        self,
+        instance_id: str,
+        *,
+        status: str | None = None,
+        error_message: str | None = None,
+        clear_error: bool = False,
+        heartbeat: datetime | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        present = self._columns.get("account_tool_instances", frozenset())
+        sets: dict[str, Any] = {}
+        if status is not None:
+            rows.check_status(status, instance_id)
+            sets["status_on_toolbox"] = status
+        if error_message is not None:
+            sets["instance_error_message"] = error_message
+        elif clear_error:
+            sets["instance_error_message"] = None
+        if heartbeat is not None:
+            sets["last_heartbeat_from_dtma"] = heartbeat
+        if config is not None:
+            sets["base_config_override_json"] = Jsonb(dict(config))
+            sets["port_mapping_json"] = rows.port_mapping(config)
+            sets.update(rows.mcp_values(config))
+        sets = {
+            c: Jsonb(v) if c in _JSON_COLUMNS and v is not None and not isinstance(v, Jsonb) else v
+            for c, v in sets.items()
+            if c in present
+        }
+        if not sets:
+            return
+        if not rows.is_uuid(instance_id):
+            raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
+        assignments = ", ".join(f"{c} = %s" for c in sets)
+        with self._guard(f"updating instance {instance_id}") as conn, conn.transaction():
+            cursor = self._execute(
+                conn,
+                f"UPDATE account_tool_instances SET {assignments} WHERE id = %s",
+                [*sets.values(), instance_id],
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+
+    def delete_instance(self, instance_id: str) -> None:
+        if not rows.is_uuid(instance_id):
+            return
+        with self._guard(f"deleting instance {instance_id}") as conn, conn.transaction():
+            self._execute(conn, "DELETE FROM account_tool_instances WHERE id = %s", [instance_id])
+
+    def fingerprint(self, environment_id: str) -> str:
+        if not rows.is_uuid(environment_id):
+            return rows.fingerprint(None, [])
+        with self._guard(f"fingerprinting environment {environment_id}") as conn:
+            envs = self._all(conn, self._env_select("WHERE id = %s"), [environment_id])
+            instances = self._all(
+                conn,
+                "SELECT id::text AS id, tool_catalog_id::text AS tool_catalog_id, instance_name_on_toolbox, "
+                "status_on_toolbox::text AS status_on_toolbox, base_config_override_json "
+                "FROM account_tool_instances WHERE account_tool_environment_id = %s",
+                [environment_id],
+            )
+        return rows.fingerprint(envs[0] if envs else None, instances)
+
+    # -- advisory locks ------------------------------------------------------------------------------------
+
+    def _locks_connection(self) -> Connection:
+        conn = self._lock_conn
+        if conn is None or conn.closed or conn.broken:
+            if self._held:
+                self._lost = True
+                self._held.clear()
+            conn = self._lock_conn = self._connect()
+        return conn
+
+    def try_lock_environment(self, environment_id: str) -> bool:
+        """A session advisory lock on the lock connection; False when another session holds it."""
+        with self._lock:
+            if environment_id in self._held and not self.lock_lost():
+                return True
+            conn = self._locks_connection()
+            try:
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s) AS ok", [rows.advisory_key(environment_id)]
+                ).fetchone()
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"PostgreSQL at {self.masked_url}: locking environment {environment_id}: "
+                    f"{rows.scrub(str(exc), self.url)}",
+                    retryable=True,
+                ) from None
+            if got is not None and got["ok"]:
+                self._held.add(environment_id)
+                self._lost = False
+                return True
+            return False
+
+    def unlock_environment(self, environment_id: str) -> None:
+        with self._lock:
+            if environment_id not in self._held:
+                return
+            self._held.discard(environment_id)
+            conn = self._lock_conn
+            if conn is None or conn.closed or conn.broken:
+                return
+            # A dead connection has released the lock already; nothing else can go wrong that matters.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", [rows.advisory_key(environment_id)])
+
+    def lock_lost(self) -> bool:
+        """True once the lock connection is found dead while locks were held (they are gone with it), until
+        this store takes a lock again. Checks the connection with a round trip when locks are held."""
+        with self._lock:
+            conn = self._lock_conn
+            if self._held and conn is not None:
+                try:
+                    conn.execute("SELECT 1")
+                except psycopg.Error:
+                    log.warning("lost the advisory-lock connection to %s", self.masked_url)
+                    self._lost = True
+                    self._held.clear()
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+            return self._lost
+
+    def held_locks(self) -> frozenset[str]:
+        """The environments whose lock this store holds now (checked against the connection)."""
+        with self._lock:
+            self.lock_lost()
+            return frozenset(self._held)
+
+    def acquire_daemon_lock(self) -> None:
+        """Nothing to do: several daemons may share a PostgreSQL database (per-environment locks)."""
+
+    def release_daemon_lock(self) -> None:
+        """Nothing to do (see ``acquire_daemon_lock``)."""
+
+    def ping(self) -> None:
+        with self._guard("ping") as conn:
+            self._execute(conn, "SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in (self._lock_conn, self._conn):
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+            self._held.clear()
+            self._lock_conn = self._conn = None
+
+    # -- toolbox registration (reconciler db ...) ----------------------------------------------------------
+
+    def _refuse_on_agentopia(self, what: str) -> None:
+        if self.is_agentopia_database:
+            raise StoreError(
+                f"refusing to {what}: the PostgreSQL database at {self.masked_url} belongs to Agentopia "
+                "(the reconciler did not create it); Agentopia provisions the toolboxes there"
+            )
+
+    def add_environment(
+        self,
+        name: str,
+        address: str,
+        *,
+        status: str = "active",
+        environment_id: str | None = None,
+        user_id: str | None = None,
+    ) -> EnvironmentRow:
+        self._refuse_on_agentopia(f"add environment {name}")
+        values = rows.new_environment_values(name, address, status, environment_id, user_id)
+        with self._guard(f"adding environment {name}") as conn, conn.transaction():
+            if self._all(conn, "SELECT 1 FROM account_tool_environments WHERE name = %s", [name]):
+                raise StoreError(f"environment {name} already exists")
+            self._insert(
+                conn,
+                "account_tool_environments",
+                values,
+            )
+        return EnvironmentRow(values["id"], name, address, status)
+
+    def list_environments(self) -> list[EnvironmentRow]:
+        with self._guard("listing environments") as conn:
+            found = self._all(conn, self._env_select("ORDER BY name, id"))
+        return [
+            EnvironmentRow(r["id"], r["name"] or "", rows.host_address(r["address"]), r["status"]) for r in found
+        ]
+
+    def remove_environment(self, name: str) -> int:
+        """Delete the environment named ``name`` and (by cascade) its instance rows; returns how many."""
+        self._refuse_on_agentopia(f"remove environment {name}")
+        with self._guard(f"removing environment {name}") as conn, conn.transaction():
+            found = self._all(conn, "SELECT id FROM account_tool_environments WHERE name = %s", [name])
+            if not found:
+                raise StoreError(f"environment {name} does not exist")
+            ids = [r["id"] for r in found]
+            count = self._all(
+                conn,
+                "SELECT count(*) AS n FROM account_tool_instances WHERE account_tool_environment_id = ANY(%s)",
+                [ids],
+            )[0]["n"]
+            self._execute(conn, "DELETE FROM account_tool_environments WHERE id = ANY(%s)", [ids])
+        return int(count)

@@ -1,0 +1,427 @@
+"""The embedded store: the Agentopia tables in one SQLite file, through sqlite-utils.
+
+JSON is stored as text, timestamps as ISO 8601 text in UTC, and the PostgreSQL enums are CHECK constraints
+with the same values. One daemon per file: ``acquire_daemon_lock`` takes an exclusive flock on
+``<file>.lock`` so that a second daemon refuses to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from reconciler.adapters import store_rows as rows
+from reconciler.adapters.migrations import (
+    AGENTOPIA_TABLES,
+    CREATED_BY_KEY,
+    CREATED_BY_VALUE,
+    META_TABLE,
+    MIGRATIONS_TABLE,
+    MigrationResult,
+    migrate_command,
+    migrations,
+)
+from reconciler.core.observed import RecordedState
+from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
+from reconciler.ports import EnvironmentRow, NewInstance
+
+log = logging.getLogger(__name__)
+
+_ENV_COLUMNS = "id, name, public_ip_address AS address, status, last_heartbeat_at, dtma_bearer_token"
+_INSTANCE_COLUMNS = (
+    "i.id, i.account_tool_environment_id, i.tool_catalog_id, i.instance_name_on_toolbox, i.status_on_toolbox, "
+    "i.base_config_override_json, i.instance_error_message, i.last_heartbeat_from_dtma"
+)
+
+
+class SqliteStore:
+    """``Store`` over a SQLite file. Calls are serialised by an internal lock, so threads may share it."""
+
+    def __init__(self, path: str | Path, *, create: bool = False, check_schema: bool = True) -> None:
+        """``create`` makes the file (and its directory) and applies the migrations; otherwise a missing
+        file or schema raises SchemaMissingError, unless ``check_schema`` is False (for ``migrate``)."""
+        self.path = Path(path)
+        self.url = f"sqlite:///{path}"
+        self.query_count = 0  # every SQL statement sent, for tests that bound the number of round trips
+        self._lock = threading.RLock()
+        self._daemon_lock_fd: int | None = None
+        self._held: set[str] = set()
+        self._catalog_cache: dict[str, str] = {}
+        if not self.path.exists():
+            if check_schema and not create:
+                raise SchemaMissingError(
+                    f"SQLite database {self.path} does not exist; create it with `{migrate_command(self.url)}`"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
+            self._db = sqlite_utils.Database(conn, recursive_triggers=False, tracer=self._count)
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}", retryable=True) from exc
+        if create:
+            self.migrate()
+        elif check_schema:
+            self._require_schema()
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------
+
+    def _count(self, sql: str, params: Any) -> None:
+        self.query_count += 1
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Serialise calls and turn sqlite3 errors into one-line StoreErrors naming the file."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"SQLite {self.path}: {what}: {exc}") from exc
+            except sqlite3.Error as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                raise StoreError(f"SQLite {self.path}: {what}: {exc}", retryable=locked) from exc
+
+    def _tables(self) -> set[str]:
+        return set(self._db.table_names())
+
+    def _require_schema(self) -> None:
+        with self._guard("reading the schema"):
+            missing = [t for t in AGENTOPIA_TABLES if t not in self._tables()]
+        if missing:
+            raise SchemaMissingError(
+                f"SQLite database {self.path} lacks table(s) {', '.join(missing)}; "
+                f"run `{migrate_command(self.url)}`"
+            )
+
+    # -- schema --------------------------------------------------------------------------------------------
+
+    @property
+    def created_by_reconciler(self) -> bool:
+        with self._guard("reading the marker"):
+            if META_TABLE not in self._tables():
+                return False
+            found = list(self._db.query(f"SELECT value FROM {META_TABLE} WHERE key = ?", [CREATED_BY_KEY]))
+        return bool(found) and found[0]["value"] == CREATED_BY_VALUE
+
+    @property
+    def is_agentopia_database(self) -> bool:
+        """The tables exist but the reconciler did not create them: the toolboxes are not ours to edit."""
+        with self._guard("reading the schema"):
+            has_tables = any(t in self._tables() for t in AGENTOPIA_TABLES)
+        return has_tables and not self.created_by_reconciler
+
+    @property
+    def unique_image_per_environment(self) -> bool:
+        """Whether unique (account_tool_environment_id, tool_catalog_id) holds (then one server per image)."""
+        wanted = {"account_tool_environment_id", "tool_catalog_id"}
+        with self._guard("reading indexes"):
+            for index in self._db.query("PRAGMA index_list(account_tool_instances)"):
+                if not index["unique"]:
+                    continue
+                cols = {r["name"] for r in self._db.query(f"PRAGMA index_info('{index['name']}')")}
+                if cols == wanted:
+                    return True
+        return False
+
+    @property
+    def mcp_columns(self) -> frozenset[str]:
+        with self._guard("reading columns"):
+            cols = set(self._db["account_tool_instances"].columns_dict)
+        return frozenset(c for c in rows.MCP_COLUMNS if c in cols)
+
+    def schema_version(self) -> int:
+        with self._guard("reading schema_migrations"):
+            if MIGRATIONS_TABLE not in self._tables():
+                return 0
+            found = list(self._db.query(f"SELECT max(version) AS v FROM {MIGRATIONS_TABLE}"))
+        return int(found[0]["v"] or 0)
+
+    def migrate(self, *, force: bool = False) -> MigrationResult:
+        """Apply the migrations not yet recorded, each in its own transaction. Twice is a no-op."""
+        with self._guard("migrating"):
+            tables = self._tables()
+            empty = not any(t in tables for t in AGENTOPIA_TABLES)
+            if not empty and not force and self.is_agentopia_database:
+                raise StoreError(
+                    f"SQLite {self.path} has Agentopia tables the reconciler did not create; "
+                    "refusing to migrate it (pass --force to apply the migrations anyway)"
+                )
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '')"
+            )
+            done = {r["version"] for r in self._db.query(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+            applied: list[int] = []
+            for migration in migrations("sqlite"):
+                if migration.version in done:
+                    continue
+                record = (
+                    f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at) VALUES "
+                    f"({migration.version}, '{migration.name}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));"
+                )
+                if empty and not applied:
+                    # The marker goes in with the first migration, so a crash cannot leave our own tables
+                    # looking like Agentopia's.
+                    record += (
+                        f"\nINSERT OR IGNORE INTO {META_TABLE} (key, value) "
+                        f"VALUES ('{CREATED_BY_KEY}', '{CREATED_BY_VALUE}');"
+                    )
+                # executescript commits anything pending first; the script is its own transaction.
+                self.query_count += 1
+                try:
+                    self._db.conn.executescript(f"BEGIN;\n{migration.sql}\n{record}\nCOMMIT;")
+                except sqlite3.Error:
+                    if self._db.conn.in_transaction:
+                        self._db.conn.execute("ROLLBACK")
+                    raise
+                applied.append(migration.version)
+                log.info("applied migration %04d_%s to %s", migration.version, migration.name, self.path)
+        return MigrationResult(tuple(applied), self.schema_version(), created=empty)
+
+    # -- Store ---------------------------------------------------------------------------------------------
+
+    def observe(self) -> RecordedState:
+        """Two queries, however many rows: environments, then instances joined to their catalog image."""
+        with self._guard("observing"):
+            envs = list(self._db.query(f"SELECT {_ENV_COLUMNS} FROM account_tool_environments ORDER BY id"))
+            instances = list(
+                self._db.query(
+                    f"SELECT {_INSTANCE_COLUMNS}, c.docker_image_url AS catalog_image "
+                    "FROM account_tool_instances i LEFT JOIN tool_catalog c ON c.id = i.tool_catalog_id "
+                    "ORDER BY i.id"
+                )
+            )
+        return RecordedState(
+            environments=tuple(rows.environment_from_row(r) for r in envs),
+            instances=tuple(rows.instance_from_row(r) for r in instances),
+        )
+
+    def ensure_catalog(self, image: str) -> str:
+        cached = self._catalog_cache.get(image)
+        if cached is not None:
+            return cached
+        values = rows.catalog_values(image, str(uuid.uuid4()))
+        with self._guard(f"ensuring the catalog row of {image}"), self._db.atomic():
+            found = self._own_catalog(image)
+            if found is None:
+                self._insert("tool_catalog", values, json_columns=("version_info", "default_config_template"))
+                found = values["id"]
+                log.info("created catalog row %s for image %s", found, image)
+        self._catalog_cache[image] = found
+        return found
+
+    def _own_catalog(self, image: str) -> str | None:
+        for row in self._db.query(
+            "SELECT id, version_info FROM tool_catalog WHERE docker_image_url = ? ORDER BY created_at, id", [image]
+        ):
+            info = rows.parse_json(row["version_info"])
+            if isinstance(info, dict) and info.get("managed_by") == CREATED_BY_VALUE:
+                return str(row["id"])
+        return None
+
+    def _insert(self, table: str, values: Mapping[str, Any], *, json_columns: tuple[str, ...] = ()) -> None:
+        cols = list(values)
+        params = [rows.dump_json(values[c]) if c in json_columns and values[c] is not None else values[c]
+                  for c in cols]  # fmt: skip
+        self._db.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", params
+        )
+
+    def create_instance(self, new: NewInstance) -> str:
+        instance_id = new.instance_id or str(uuid.uuid4())
+        base, mcp = rows.new_instance_values(new, instance_id)
+        values = {**base, **mcp}
+        json_columns = ("base_config_override_json", "port_mapping_json", *rows.MCP_JSON_COLUMNS)
+        try:
+            with self._guard(f"creating instance {new.name} on {new.environment_id}"), self._db.atomic():
+                self._insert("account_tool_instances", values, json_columns=json_columns)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise StoreError(_integrity_message(new, str(exc.__cause__))) from exc.__cause__
+            raise
+        return instance_id
+
+    def update_instance(
+        self,
+        instance_id: str,
+        *,
+        status: str | None = None,
+        error_message: str | None = None,
+        clear_error: bool = False,
+        heartbeat: datetime | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        sets: dict[str, Any] = {}
+        if status is not None:
+            rows.check_status(status, instance_id)
+            sets["status_on_toolbox"] = status
+        if error_message is not None:
+            sets["instance_error_message"] = error_message
+        elif clear_error:
+            sets["instance_error_message"] = None
+        if heartbeat is not None:
+            sets["last_heartbeat_from_dtma"] = rows.format_time(heartbeat)
+        if config is not None:
+            sets["base_config_override_json"] = rows.dump_json(dict(config))
+            pm = rows.port_mapping(config)
+            sets["port_mapping_json"] = rows.dump_json(pm) if pm is not None else None
+            for column, value in rows.mcp_values(config).items():
+                sets[column] = rows.dump_json(value) if column in rows.MCP_JSON_COLUMNS else value
+        if not sets:
+            return
+        assignments = ", ".join(f"{c} = ?" for c in sets)
+        with self._guard(f"updating instance {instance_id}"), self._db.atomic():
+            cursor = self._db.execute(
+                f"UPDATE account_tool_instances SET {assignments} WHERE id = ?", [*sets.values(), instance_id]
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+
+    def delete_instance(self, instance_id: str) -> None:
+        with self._guard(f"deleting instance {instance_id}"), self._db.atomic():
+            self._db.execute("DELETE FROM account_tool_instances WHERE id = ?", [instance_id])
+
+    def fingerprint(self, environment_id: str) -> str:
+        with self._guard(f"fingerprinting environment {environment_id}"):
+            envs = list(
+                self._db.query(
+                    f"SELECT {_ENV_COLUMNS} FROM account_tool_environments WHERE id = ?", [environment_id]
+                )
+            )
+            instances = list(
+                self._db.query(
+                    "SELECT id, tool_catalog_id, instance_name_on_toolbox, status_on_toolbox, "
+                    "base_config_override_json FROM account_tool_instances WHERE account_tool_environment_id = ?",
+                    [environment_id],
+                )
+            )
+        return rows.fingerprint(envs[0] if envs else None, instances)
+
+    def try_lock_environment(self, environment_id: str) -> bool:
+        """Always granted: one daemon per file is enforced by ``acquire_daemon_lock`` instead."""
+        self._held.add(environment_id)
+        return True
+
+    def unlock_environment(self, environment_id: str) -> None:
+        self._held.discard(environment_id)
+
+    def held_locks(self) -> frozenset[str]:
+        return frozenset(self._held)
+
+    def lock_lost(self) -> bool:
+        return False
+
+    def acquire_daemon_lock(self) -> None:
+        """Take an exclusive lock on ``<file>.lock`` for this process's lifetime, or raise LockHeldError."""
+        if self._daemon_lock_fd is not None:
+            return
+        lock_path = Path(f"{self.path}.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise LockHeldError(
+                f"another reconciler daemon is running on {self.path} (it holds the lock {lock_path}); "
+                "a SQLite database serves one daemon: stop the other one, or use PostgreSQL for several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._daemon_lock_fd = fd
+
+    def release_daemon_lock(self) -> None:
+        if self._daemon_lock_fd is not None:
+            fcntl.flock(self._daemon_lock_fd, fcntl.LOCK_UN)
+            os.close(self._daemon_lock_fd)
+            self._daemon_lock_fd = None
+
+    def ping(self) -> None:
+        with self._guard("ping"):
+            self._db.execute("SELECT 1")
+
+    def close(self) -> None:
+        self.release_daemon_lock()
+        with self._lock:
+            self._db.close()
+
+    # -- toolbox registration (reconciler db ...) ----------------------------------------------------------
+
+    def _refuse_on_agentopia(self, what: str) -> None:
+        if self.is_agentopia_database:
+            raise StoreError(
+                f"refusing to {what}: {self.path} holds Agentopia's tables and the reconciler did not create "
+                "it; Agentopia provisions the toolboxes there"
+            )
+
+    def add_environment(
+        self,
+        name: str,
+        address: str,
+        *,
+        status: str = "active",
+        environment_id: str | None = None,
+        user_id: str | None = None,
+    ) -> EnvironmentRow:
+        self._refuse_on_agentopia(f"add environment {name}")
+        values = rows.new_environment_values(name, address, status, environment_id, user_id)
+        with self._guard(f"adding environment {name}"), self._db.atomic():
+            if list(self._db.query("SELECT id FROM account_tool_environments WHERE name = ?", [name])):
+                raise StoreError(f"environment {name} already exists")
+            self._insert(
+                "account_tool_environments",
+                values,
+            )
+        return EnvironmentRow(values["id"], name, address, status)
+
+    def list_environments(self) -> list[EnvironmentRow]:
+        with self._guard("listing environments"):
+            found = list(
+                self._db.query(
+                    "SELECT id, name, public_ip_address AS address, status FROM account_tool_environments "
+                    "ORDER BY name, id"
+                )
+            )
+        return [EnvironmentRow(str(r["id"]), r["name"] or "", r["address"], str(r["status"])) for r in found]
+
+    def remove_environment(self, name: str) -> int:
+        """Delete the environment named ``name`` and (by cascade) its instance rows; returns how many."""
+        self._refuse_on_agentopia(f"remove environment {name}")
+        with self._guard(f"removing environment {name}"), self._db.atomic():
+            found = list(self._db.query("SELECT id FROM account_tool_environments WHERE name = ?", [name]))
+            if not found:
+                raise StoreError(f"environment {name} does not exist")
+            ids = [r["id"] for r in found]
+            marks = ", ".join("?" for _ in ids)
+            count_sql = (
+                f"SELECT count(*) AS n FROM account_tool_instances WHERE account_tool_environment_id IN ({marks})"
+            )
+            count = next(iter(self._db.query(count_sql, ids)))["n"]
+            self._db.execute(f"DELETE FROM account_tool_environments WHERE id IN ({marks})", ids)
+        return int(count)
+
+
+def _integrity_message(new: NewInstance, detail: str) -> str:
+    if "UNIQUE" in detail and "tool_catalog_id" in detail:
+        return (
+            f"environment {new.environment_id} already has an instance of catalog row {new.catalog_id}: the "
+            f"unique (account_tool_environment_id, tool_catalog_id) pair allows one server per image "
+            f"(instance {new.name})"
+        )
+    if "FOREIGN KEY" in detail:
+        return (
+            f"instance {new.name}: environment {new.environment_id} or catalog row {new.catalog_id} does not exist"
+        )
+    return f"instance {new.name} on environment {new.environment_id}: {detail}"

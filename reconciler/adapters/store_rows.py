@@ -1,0 +1,306 @@
+"""Pure helpers shared by the SQLite and PostgreSQL stores: rows to Recorded* values, the values written
+for a new instance, catalog naming and the fingerprint of an environment. No database library here."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.core.observed import (
+    ENVIRONMENT_STATUSES,
+    INSTALLATION_STATUSES,
+    RecordedEnvironment,
+    RecordedInstance,
+)
+from reconciler.errors import StoreError
+from reconciler.model.secrets import Secret
+from reconciler.model.spec import MANAGED_BY
+from reconciler.model.stored import read_stored
+from reconciler.ports import NewInstance
+from reconciler.settings import mask_url
+
+GENERIC_CATALOG_ID = "00000000-0000-0000-0000-000000000001"
+MCP_COLUMNS: tuple[str, ...] = (
+    "mcp_server_type",
+    "mcp_endpoint_path",
+    "mcp_transport_type",
+    "mcp_server_capabilities",
+    "mcp_discovery_metadata",
+)
+MCP_JSON_COLUMNS = frozenset({"mcp_server_capabilities", "mcp_discovery_metadata"})
+# What Agentopia's mcp_transport_type column accepts. streamable-http has no value there: the column is left
+# NULL and the transport is kept in base_config_override_json.mcp and mcp_discovery_metadata.
+COLUMN_TRANSPORTS = frozenset({"stdio", "sse", "websocket"})
+# Who "owns" a toolbox registered with `reconciler db add-environment` when no --user-id is given.
+DEFAULT_USER_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def mask(url: str) -> str:
+    """mask_url, and also a password given as a query parameter."""
+    return re.sub(r"(password=)[^&\s]*", r"\1***", mask_url(url), flags=re.IGNORECASE)
+
+
+def scrub(message: str, url: str) -> str:
+    """A driver's message as one line, with the URL's password removed wherever it may appear."""
+    line = " ".join(message.split())
+    for secret in _passwords(url):
+        line = line.replace(secret, "***")
+    return line
+
+
+def _passwords(url: str) -> list[str]:
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or "", unquote(parts.password or "")]
+        found += parse_qs(parts.query).get("password", [])
+    except ValueError:
+        return []
+    return sorted({p for p in found if p}, key=len, reverse=True)
+
+
+def check_status(status: str, instance_id: str) -> None:
+    """Only enum values are written: Agentopia's own writes of other values fail in PostgreSQL."""
+    if status not in INSTALLATION_STATUSES:
+        raise StoreError(
+            f"instance {instance_id}: status {status!r} is not in account_tool_installation_status_enum; "
+            "nothing written"
+        )
+
+
+def check_environment_status(status: str, name: str) -> None:
+    if status not in ENVIRONMENT_STATUSES:
+        raise StoreError(
+            f"environment {name}: status {status!r} is not in account_tool_environment_status_enum "
+            f"({', '.join(ENVIRONMENT_STATUSES)})"
+        )
+
+
+def check_uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise StoreError(f"{what} {value!r} is not a UUID") from None
+
+
+def new_environment_values(
+    name: str, address: str, status: str, environment_id: str | None, user_id: str | None
+) -> dict[str, Any]:
+    """The account_tool_environments row `reconciler db add-environment` inserts, checked."""
+    check_environment_status(status, name)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise StoreError(f"environment {name}: address {address!r} is not an IP address") from None
+    return {
+        "id": check_uuid(environment_id, "--id") if environment_id else str(uuid.uuid4()),
+        "user_id": check_uuid(user_id, "--user-id") if user_id else DEFAULT_USER_ID,
+        "name": name,
+        "public_ip_address": address,
+        "status": status,
+        # Agentopia's NOT NULL droplet columns; a toolbox registered here has no droplet behind it.
+        "region_slug": "local",
+        "size_slug": "local",
+        "image_slug": "registered-by-mcp-reconciler",
+    }
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_json(value: Any) -> Any:
+    """JSON from a jsonb value (already parsed) or a text column; anything unreadable is None."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return None
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def format_time(value: datetime) -> str:
+    """How the SQLite store writes a timestamp: ISO 8601 in UTC."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
+
+
+def environment_from_row(row: Mapping[str, Any]) -> RecordedEnvironment:
+    token = row.get("dtma_bearer_token")
+    return RecordedEnvironment(
+        id=str(row["id"]),
+        name=row.get("name"),
+        address=host_address(row.get("address")),
+        status=str(row.get("status") or ""),
+        last_heartbeat_at=parse_time(row.get("last_heartbeat_at")),
+        dtma_token=Secret(str(token)) if token else None,
+    )
+
+
+def host_address(value: Any) -> str | None:
+    """The address as text; PostgreSQL's inet::text shows a host as ``1.2.3.4/32``, which is dropped."""
+    if not value:
+        return None
+    text = str(value)
+    address, _, bits = text.partition("/")
+    return address if bits in ("32", "128") else text
+
+
+def instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
+    """``row`` carries the instance columns plus ``catalog_image`` (the catalog's docker_image_url)."""
+    config = parse_json(row.get("base_config_override_json"))
+    config = config if isinstance(config, dict) else {}
+    view = read_stored(config)
+    catalog_image = row.get("catalog_image")
+    return RecordedInstance(
+        id=str(row["id"]),
+        environment_id=str(row["account_tool_environment_id"]),
+        catalog_id=str(row["tool_catalog_id"]),
+        name=row.get("instance_name_on_toolbox"),
+        status=str(row.get("status_on_toolbox") or ""),
+        image=view.image or (str(catalog_image) if catalog_image else None),
+        managed=view.managed,
+        spec_hash=view.spec_hash,
+        hash_version=view.hash_version,
+        protect=view.protect,
+        config=config,
+        error_message=row.get("instance_error_message"),
+        last_heartbeat_from_dtma=parse_time(row.get("last_heartbeat_from_dtma")),
+    )
+
+
+def config_with_mcp(
+    config: Mapping[str, Any], transport: str, endpoint: str | None, capabilities: Iterable[str]
+) -> dict[str, Any]:
+    """The config to store: the MCP fields always live in it, whatever columns the table has."""
+    out = dict(config)
+    if not isinstance(out.get("mcp"), dict):
+        out["mcp"] = {
+            "server_type": "mcp_server",
+            "transport": transport,
+            "endpoint": endpoint,
+            "capabilities": list(capabilities),
+        }
+    return out
+
+
+def mcp_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Values for the five MCP columns, from the config's ``mcp`` block (JSON columns as Python values)."""
+    mcp = config.get("mcp")
+    if not isinstance(mcp, dict):
+        return {}
+    transport = mcp.get("transport")
+    capabilities = mcp.get("capabilities")
+    server_type = mcp.get("server_type")
+    return {
+        "mcp_server_type": server_type if server_type in ("standard_tool", "mcp_server") else "mcp_server",
+        "mcp_endpoint_path": mcp.get("endpoint") if isinstance(mcp.get("endpoint"), str) else None,
+        "mcp_transport_type": transport if transport in COLUMN_TRANSPORTS else None,
+        "mcp_server_capabilities": list(capabilities) if isinstance(capabilities, list) else [],
+        "mcp_discovery_metadata": {"managed_by": MANAGED_BY, "transport": transport},
+    }
+
+
+def port_mapping(config: Mapping[str, Any]) -> Any:
+    host = config.get("HostConfig")
+    if isinstance(host, dict) and isinstance(host.get("PortBindings"), dict):
+        return host["PortBindings"]
+    return None
+
+
+def new_instance_values(new: NewInstance, instance_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(plain columns, MCP columns) for a new row; JSON values still as Python values."""
+    config = config_with_mcp(new.config, new.transport, new.endpoint, new.capabilities)
+    base = {
+        "id": instance_id,
+        "account_tool_environment_id": new.environment_id,
+        "tool_catalog_id": new.catalog_id,
+        "instance_name_on_toolbox": new.name,
+        "status_on_toolbox": "pending_deploy",
+        "base_config_override_json": config,
+        "port_mapping_json": port_mapping(config),
+    }
+    return base, mcp_values(config)
+
+
+def catalog_values(image: str, catalog_id: str) -> dict[str, Any]:
+    """A catalog row of the reconciler's own for one image. Names carry the image, so they are unique
+    per image and cannot collide with Agentopia's names (which never hold a slash-separated image)."""
+    label = f"{MANAGED_BY}: {image}"
+    return {
+        "id": catalog_id,
+        "tool_name": label,
+        "name": label,
+        "description": f"MCP server image {image}, registered by {MANAGED_BY}",
+        "package_identifier": image,
+        "docker_image_url": image,
+        "packaging_type": "docker_image",
+        "status": "available",
+        "version_info": {"managed_by": MANAGED_BY, "image": image},
+        "version": "1.0.0",
+        "category": "mcp",
+        "default_config_template": {},
+    }
+
+
+def fingerprint(environment: Mapping[str, Any] | None, instances: Iterable[Mapping[str, Any]]) -> str:
+    """sha256 over what a saved plan depends on: the environment's identity, address and status, and each
+    instance's catalog, name, status and stored config. Heartbeats and timestamps are left out, since
+    Agentopia moves them all the time without changing anything a plan would do."""
+    env = None
+    if environment is not None:
+        env = {k: _plain(environment.get(k)) for k in ("id", "name", "address", "status")}
+    rows = sorted(
+        (
+            {
+                "id": _plain(r.get("id")),
+                "catalog": _plain(r.get("tool_catalog_id")),
+                "name": r.get("instance_name_on_toolbox"),
+                "status": _plain(r.get("status_on_toolbox")),
+                "config": parse_json(r.get("base_config_override_json")),
+            }
+            for r in instances
+        ),
+        key=lambda r: str(r["id"]),
+    )
+    canonical = json.dumps({"environment": env, "instances": rows}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _plain(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def advisory_key(environment_id: str) -> int:
+    """A signed 64-bit key for pg_advisory_lock, stable across processes and hosts (unlike hash())."""
+    digest = hashlib.sha256(f"mcp-reconciler:{environment_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

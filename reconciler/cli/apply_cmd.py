@@ -1,0 +1,92 @@
+"""``reconciler apply``: make the toolboxes match the manifests, or apply a saved plan if still valid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli.plan_cmd import add_common, render, settings_from, use_color
+from reconciler.errors import ConfigError
+
+EXAMPLE = """example:
+  reconciler apply manifests/
+  reconciler apply manifests/ --env research-toolbox --allow-mass-delete "retiring the old toolbox"
+  reconciler plan manifests/ --out plan.json && reconciler apply plan.json
+
+exit codes: 0 converged, 1 nothing applied (error or refused), 4 partially applied
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "apply",
+        help="apply the changes a plan shows",
+        description="Observe, plan and apply. Given a saved plan (plan.json), apply it only if the manifests, "
+        "the database rows and the listings it was based on are unchanged.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories, or one saved plan")
+    p.add_argument("--allow-mass-delete", metavar="REASON", help="allow a run that deletes or replaces many")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def _saved(paths: list[str]) -> dict[str, Any] | None:
+    if len(paths) != 1 or not paths[0].endswith(".json"):
+        return None
+    try:
+        data = json.loads(Path(paths[0]).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read saved plan {paths[0]}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("basis"), dict):
+        raise ConfigError(f"{paths[0]} is not a saved plan (no basis); make one with `plan --out`")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.core.plan import Policy
+    from reconciler.runtime.execute import StepResult
+    from reconciler.runtime.reconcile import reconcile_once, step_line
+    from reconciler.runtime.saved_plan import Basis
+
+    settings = settings_from(args)
+    saved = _saved(args.paths)
+    paths: list[str] = args.paths
+    basis = None
+    if saved is not None:
+        basis = Basis.from_dict(saved["basis"])
+        paths = [str(p) for p in saved["basis"].get("paths", [])]
+    json_lines = args.log_format == "json"
+    tty = sys.stderr.isatty()
+
+    def progress(result: StepResult) -> None:
+        line = step_line(result)
+        if json_lines:
+            print(json.dumps({"event": "step", **line}, sort_keys=True), file=sys.stderr, flush=True)
+        elif tty:
+            mark = {"ok": "done", "skipped": "skip", "failed": "FAIL"}.get(result.outcome, result.outcome)
+            tail = f": {line['message']}" if line["message"] else ""
+            print(f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}", file=sys.stderr)
+
+    result = reconcile_once(
+        settings,
+        paths,
+        apply=True,
+        env_filter=args.env,
+        policy=Policy(allow_mass_delete=args.allow_mass_delete),
+        saved_basis=basis,
+        on_step=progress,
+    )
+    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout)))
+    applied = result.applied.results if result.applied else ()
+    failed = [r for r in applied if r.outcome == "failed"]
+    for r in failed:
+        print(f"failed: {r.step.action} {r.step.environment_name}/{r.step.server}: {r.message}", file=sys.stderr)
+    for err in result.plan.errors:
+        print(f"error: {err}", file=sys.stderr)
+    print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)
+    return result.exit_code_apply

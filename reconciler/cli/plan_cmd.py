@@ -1,0 +1,92 @@
+"""``reconciler plan``: observe and diff, change nothing, journal the plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXAMPLE = """example:
+  reconciler plan manifests/ --detailed-exitcode
+  reconciler plan manifests/ --env research-toolbox --format markdown
+  reconciler plan manifests/ --out plan.json && reconciler apply plan.json
+
+exit codes: 0 no changes, 1 error; with --detailed-exitcode 2 changes, 3 changes including a destructive step
+"""
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", action="append", metavar="NAME", help="only this environment (repeatable)")
+    p.add_argument("--database", metavar="URL", help="database URL (default $RECONCILER_DATABASE_URL)")
+    p.add_argument("--journal", metavar="PATH", help="journal file (default $RECONCILER_JOURNAL)")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "plan",
+        help="show what apply would change",
+        description="Observe the database and every toolbox, diff with the manifests, and print the plan. "
+        "Nothing is changed.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories")
+    p.add_argument("--format", choices=("text", "json", "markdown", "github"), default="text")
+    p.add_argument("--out", metavar="FILE", help="also save the plan (JSON, with its basis) for `apply FILE`")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 on changes, 3 on destructive ones")
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from reconciler.settings import from_environ
+
+    return from_environ().with_overrides(
+        database_url=getattr(args, "database", None), journal_path=getattr(args, "journal", None)
+    )
+
+
+def render(plan: Any, fmt: str, color: bool) -> str:
+    """The plan in the chosen format (the renderers live in the core; this only picks one)."""
+    from reconciler.core import render_github, render_json, render_markdown, render_text
+
+    if fmt == "json":
+        return json.dumps(render_json.plan_to_dict(plan), indent=2, sort_keys=True) + "\n"
+    if fmt == "markdown":
+        return render_markdown.render_markdown(plan)
+    if fmt == "github":
+        return render_github.render_github(plan)
+    return render_text.render_text(plan, color=color)
+
+
+def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
+    from reconciler.core import render_json
+
+    basis_data = {**basis.to_dict(), "paths": [str(Path(p).resolve()) for p in paths]}
+    return dict(render_json.plan_to_dict(plan, basis=basis_data))
+
+
+def exit_code(plan: Any, detailed: bool) -> int:
+    from reconciler.core import render_json
+
+    return render_json.exit_code_for(plan, detailed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.runtime.reconcile import reconcile_once
+
+    settings = settings_from(args)
+    result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env)
+    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout)))
+    if args.out:
+        data = saved_plan_dict(result.plan, result.basis, args.paths)
+        Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return exit_code(result.plan, args.detailed_exitcode)
+
+
+def use_color(stream: Any) -> bool:
+    import os
+
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ

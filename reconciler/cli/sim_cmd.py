@@ -1,0 +1,83 @@
+"""``reconciler sim``: run the DTMA simulator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from reconciler.errors import ConfigError
+from reconciler.simulator import Simulator, SimulatorError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("sim", help="start the DTMA simulator (loopback only)")
+    p.add_argument("--listen", default="127.0.0.1:30000", help="HOST:PORT of the first toolbox")
+    p.add_argument("--toolboxes", type=int, default=1, help="how many toolboxes to serve")
+    p.add_argument(
+        "--per",
+        choices=("address", "port"),
+        default=None,
+        help="one toolbox per address (same port) or per port; default: address unless HOST is 127.0.0.1",
+    )
+    p.add_argument("--shape", choices=("a", "b", "c"), default="a", help="listing shape of section 7")
+    p.add_argument("--start-delay", type=float, default=0.0, help="seconds a container stays 'created'")
+    p.add_argument("--latency", type=float, default=0.0, help="injected latency per call (seconds)")
+    p.add_argument("--jitter", type=float, default=0.0, help="extra random latency up to this (seconds)")
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 500")
+    p.add_argument("--addresses-json", default=None, help="write the addresses as a JSON list to FILE")
+    p.add_argument(
+        "--admin-token", default=None, help="token for /__sim/ (default DTMA_SIM_ADMIN_TOKEN or random)"
+    )
+    p.set_defaults(handler=run)
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    host, port = _split(args.listen)
+    per = args.per or ("port" if host in ("127.0.0.1", "::1") else "address")
+    faults: dict[str, Any] = {"latency": args.latency, "jitter": args.jitter}
+    if args.error_rate:
+        faults["error_rate"] = {"*": args.error_rate}
+    try:
+        sim = Simulator(
+            toolboxes=args.toolboxes,
+            host=host,
+            port=port,
+            per=per,
+            shape=args.shape,
+            admin_token=args.admin_token,
+            start_delay=args.start_delay,
+            faults=faults,
+        )
+    except SimulatorError as exc:
+        raise ConfigError(str(exc)) from exc
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    sim.start()
+    try:
+        if args.addresses_json:
+            with open(args.addresses_json, "w", encoding="utf-8") as fh:
+                json.dump(sim.addresses, fh)
+        for address in sim.addresses:
+            print(address)
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        sim.stop()
+    return 0

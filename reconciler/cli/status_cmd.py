@@ -1,0 +1,44 @@
+"""``reconciler status``: per environment and server, what is recorded, what runs, and the last step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+EXAMPLE = """example:
+  reconciler status
+  reconciler status --format json --database postgresql://reconciler@db/agentopia
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="show recorded and live state per server",
+        description="Per environment and server: desired state, recorded status, live container state and "
+        "the last journalled step.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--database", metavar="URL", help="database URL (default $RECONCILER_DATABASE_URL)")
+    p.add_argument("--journal", metavar="PATH", help="journal file (default $RECONCILER_JOURNAL)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli.plan_cmd import settings_from
+    from reconciler.runtime.reconcile import status_rows
+
+    rows = status_rows(settings_from(args))
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no servers recorded or running")
+    for r in rows:
+        mark = "" if r["managed"] else " (unmanaged)"
+        print(f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
+              f"recorded={r['recorded'] or '-'} live={r['live']} last={r['last_step'] or '-'}")  # fmt: skip
+    return 0

@@ -1,0 +1,105 @@
+"""The plan: ordered steps, each with its reason, plus the notices that explain what is left alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from reconciler.model.spec import ServerSpec, SourceRef
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    REPLACE = "replace"  # delete then create
+    RESTART = "restart"  # stop then start: the agent has no restart route
+    START = "start"
+    STOP = "stop"
+    DELETE = "delete"
+    SYNC_STATUS = "sync-status"  # database repair only, no DTMA call
+
+
+class NoticeKind(StrEnum):
+    UNMANAGED = "unmanaged"  # a container or row the reconciler does not own: never touched
+    ORPHAN = "orphan"  # a managed server missing from the manifest, kept because prune is off
+    UNREACHABLE = "unreachable"  # listing failed or environment not active: skipped
+    UNKNOWN_ENVIRONMENT = "unknown-environment"  # manifest names a toolbox the database lacks
+    REFUSED = "refused"  # a safety rule stopped steps (mass delete, empty desired set)
+    PROTECTED = "protected"  # protect: true kept a server from deletion
+    UNKNOWN_STATE = "unknown-state"  # live state unknown: no destructive step planned
+    FORGOTTEN = "forgotten"  # the agent restarted and no longer manages a running container
+    STALLED = "stalled"  # flap guard: left alone until manifest or live state changes
+    CONFLICT = "conflict"  # e.g. two servers of one image on a toolbox with the unique constraint
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field that differs. Secret values are rendered as ``(sensitive, changed)``, never in clear."""
+
+    field: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    environment_id: str
+    environment_name: str
+    server: str
+    action: Action
+    reason: str
+    changes: tuple[Change, ...] = ()
+    source: SourceRef | None = None  # the manifest line that asked for it
+    desired: ServerSpec | None = None
+    instance_id: str | None = None  # the recorded row it acts on, if any
+    status_from: str | None = None  # for sync-status
+    status_to: str | None = None  # the enum value written when the step succeeds
+    spec_hash: str | None = None  # desired spec hash (create, replace)
+
+    @property
+    def destructive(self) -> bool:
+        """Delete, replace, and stop/restart of a server that is running now."""
+        return self.action in (Action.DELETE, Action.REPLACE, Action.STOP, Action.RESTART)
+
+    @property
+    def calls_dtma(self) -> bool:
+        return self.action is not Action.SYNC_STATUS
+
+
+@dataclass(frozen=True)
+class Notice:
+    environment_id: str
+    environment_name: str
+    server: str | None
+    kind: NoticeKind
+    message: str
+    source: SourceRef | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Run-wide safety settings (per-environment prune/allowEmpty come from the manifest)."""
+
+    mass_delete_fraction: float = 0.5
+    mass_delete_min_servers: int = 3
+    mass_delete_max_total: int = 10
+    allow_mass_delete: str | None = None  # the reason, when the operator allowed it
+    # Agentopia's unique (environment, catalog) pair: two servers of one image on a toolbox cannot coexist.
+    one_instance_per_image: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    notices: tuple[Notice, ...] = ()
+    created_at: datetime | None = None
+    manifest_digest: str = ""
+    errors: tuple[str, ...] = field(default=())  # plan-level errors (e.g. unresolved secrets)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.steps)
+
+    @property
+    def has_destructive(self) -> bool:
+        return any(s.destructive for s in self.steps)

@@ -1,0 +1,386 @@
+"""The planner: desired + recorded + live -> an ordered Plan, each step with its reason (DESIGN section 4).
+
+Pure and deterministic: no I/O, no clock (``now`` comes in), dict lookups only so 100k servers plan in
+linear time. Everything the planner leaves alone is explained by a Notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from reconciler.core.diff import create_changes, spec_changes
+from reconciler.core.observed import (
+    LiveContainer,
+    LiveListing,
+    Observed,
+    RecordedEnvironment,
+    RecordedInstance,
+    Unreachable,
+)
+from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Policy, Step
+from reconciler.core.safety import guard_mass_delete, refuse_empty
+from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
+from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
+from reconciler.model.spec_hash import HASH_VERSION, spec_hash
+from reconciler.model.stored import read_stored
+
+# Within a toolbox, deletes and stops free names and ports before anything new starts.
+ACTION_ORDER: Mapping[Action, int] = {
+    Action.DELETE: 0,
+    Action.STOP: 1,
+    Action.REPLACE: 2,
+    Action.RESTART: 3,
+    Action.START: 3,
+    Action.CREATE: 4,
+    Action.SYNC_STATUS: 5,
+}
+
+
+def plan(
+    desired: Desired,
+    observed: Observed,
+    policy: Policy,
+    now: datetime,
+    secret_fingerprints: Mapping[str, str],
+) -> Plan:
+    by_id = {e.id: e for e in observed.recorded.environments}
+    by_name: dict[str, RecordedEnvironment] = {}
+    for env in sorted(observed.recorded.environments, key=lambda e: e.id):
+        if env.name is not None:
+            by_name.setdefault(env.name, env)
+    rows_by_env: dict[str, list[RecordedInstance]] = {}
+    for row in observed.recorded.instances:
+        rows_by_env.setdefault(row.environment_id, []).append(row)
+
+    notices: list[Notice] = []
+    steps_by_env: dict[str, list[Step]] = {}
+    managed_by_env: dict[str, int] = {}
+    names: dict[str, str] = {}
+    matched: list[tuple[str, RecordedEnvironment, EnvironmentSpec]] = []
+    for spec in desired.environments:
+        found = by_id.get(spec.environment) or by_name.get(spec.environment)
+        if found is None:
+            notices.append(
+                Notice(
+                    "",
+                    spec.environment,
+                    None,
+                    NoticeKind.UNKNOWN_ENVIRONMENT,
+                    f"environment {spec.environment} is not in the database (by name or id); "
+                    "register it first (reconciler db add-environment)",
+                    spec.source,
+                )
+            )
+            continue
+        matched.append((found.name or found.id, found, spec))
+
+    for name, env, spec in sorted(matched, key=lambda t: (t[0], t[1].id)):
+        names[env.id] = name
+        live = observed.live.get(env.id)
+        if env.status != "active":
+            notices.append(_unreachable(env, name, f"environment status is {env.status}, not active", spec))
+            continue
+        if not isinstance(live, LiveListing):
+            reason = live.reason if isinstance(live, Unreachable) else "no listing was taken"
+            notices.append(_unreachable(env, name, f"DTMA listing failed: {reason}", spec))
+            continue
+        env_plan = _EnvPlanner(env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints)
+        env_steps = env_plan.run()
+        notices.extend(env_plan.notices)
+        managed = env_plan.managed_count
+        managed_by_env[env.id] = managed
+        if not spec.servers and managed and not spec.policy.allow_empty:
+            env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
+            notices.append(notice)
+        steps_by_env[env.id] = env_steps
+
+    guarded, refusals = guard_mass_delete(steps_by_env, managed_by_env, names, policy)
+    notices.extend(refusals)
+    steps: list[Step] = []
+    for env_id in sorted(guarded, key=lambda e: (names[e], e)):
+        steps.extend(sorted(guarded[env_id], key=lambda s: (ACTION_ORDER[s.action], s.server)))
+    notices.sort(key=_notice_key)
+    return Plan(steps=tuple(steps), notices=tuple(notices), created_at=now, manifest_digest=desired.digest)
+
+
+def _notice_key(n: Notice) -> tuple[str, str, str, str, str]:
+    return (n.environment_name, n.environment_id, n.server or "", n.kind.value, n.message)
+
+
+def _unreachable(env: RecordedEnvironment, name: str, why: str, spec: EnvironmentSpec) -> Notice:
+    return Notice(env.id, name, None, NoticeKind.UNREACHABLE, f"{name} skipped: {why}", spec.source)
+
+
+@dataclass
+class _EnvPlanner:
+    env: RecordedEnvironment
+    name: str
+    spec: EnvironmentSpec
+    rows: Sequence[RecordedInstance]
+    listing: LiveListing
+    policy: Policy
+    fingerprints: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        self.notices: list[Notice] = []
+        self.steps: list[Step] = []
+        self.rows_by_name: dict[str, RecordedInstance] = {}
+        self.managed_by_id: dict[str, RecordedInstance] = {}
+        for row in sorted(self.rows, key=lambda r: r.id):
+            if row.name is not None:
+                self.rows_by_name.setdefault(row.name, row)
+            if _managed(row):
+                self.managed_by_id[row.id] = row
+        self.live_by_name: dict[str, LiveContainer] = {}
+        for c in self.listing.containers:
+            if c.state != "not_found":
+                self.live_by_name.setdefault(c.name, c)
+        self.managed_count = len(self.managed_by_id)
+
+    def notice(self, server: str | None, kind: NoticeKind, message: str, spec: ServerSpec | None = None) -> None:
+        self.notices.append(
+            Notice(self.env.id, self.name, server, kind, message, spec.source if spec is not None else None)
+        )
+
+    def step(self, server: ServerSpec | None, name: str, action: Action, reason: str, **kw: object) -> None:
+        self.steps.append(
+            Step(
+                environment_id=self.env.id,
+                environment_name=self.name,
+                server=name,
+                action=action,
+                reason=reason,
+                desired=server,
+                **{"source": server.source if server is not None else None, **kw},  # type: ignore[arg-type]
+            )
+        )
+
+    def run(self) -> list[Step]:
+        desired = {s.name: s for s in self.spec.servers}
+        conflicted = self._image_conflicts()
+        handled: set[str] = set()  # live container names accounted for
+        for name in sorted(desired):
+            server = desired[name]
+            handled.add(name)
+            if name in conflicted:
+                continue
+            self._server(server)
+        for name in sorted(self.rows_by_name):
+            if name in desired:
+                continue
+            handled.add(name)
+            self._leftover(self.rows_by_name[name])
+        for row in sorted(self.managed_by_id.values(), key=lambda r: r.id):
+            if row.name is None:
+                self.notice(None, NoticeKind.ORPHAN, f"managed row {row.id} has no container name; left alone")
+        for name in sorted(self.live_by_name):
+            if name in handled:
+                continue
+            c = self.live_by_name[name]
+            owner = self.managed_by_id.get(c.instance_id or "")
+            if owner is not None and owner.name in desired:
+                continue
+            self.notice(
+                name, NoticeKind.UNMANAGED, f"container {name} ({c.state}) is not managed by the reconciler"
+            )
+        return self.steps
+
+    def _image_conflicts(self) -> set[str]:
+        if not self.policy.one_instance_per_image:
+            return set()
+        by_image: dict[str, list[ServerSpec]] = {}
+        for s in self.spec.servers:
+            by_image.setdefault(s.image, []).append(s)
+        out: set[str] = set()
+        for image, servers in sorted(by_image.items()):
+            if len(servers) < 2:
+                continue
+            listed = ", ".join(sorted(s.name for s in servers))
+            for s in sorted(servers, key=lambda s: s.name):
+                out.add(s.name)
+                self.notice(
+                    s.name,
+                    NoticeKind.CONFLICT,
+                    f"error: servers {listed} on {self.name} share image {image}; the database allows one "
+                    "instance per image (catalog row) per toolbox",
+                    s,
+                )
+        return out
+
+    def _server(self, server: ServerSpec) -> None:
+        name = server.name
+        row = self.rows_by_name.get(name)
+        live = self.live_by_name.get(name)
+        if row is not None and not _managed(row):
+            self.notice(
+                name, NoticeKind.CONFLICT, f"row {row.id} named {name} is not managed by the reconciler", server
+            )
+            return
+        if live is not None and live.instance_id and row is not None and live.instance_id != row.id:
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"container {name} belongs to instance {live.instance_id}, not to row {row.id}; left alone",
+                server,
+            )
+            return
+        if live is not None and row is None:
+            owner = self.managed_by_id.get(live.instance_id or "")
+            if owner is None:
+                self.notice(
+                    name,
+                    NoticeKind.CONFLICT,
+                    f"a container named {name} runs on {self.name} without a managed row; "
+                    "neither adopted nor deleted",
+                    server,
+                )
+                return
+            row = owner
+        if live is not None and live.state in UNCERTAIN_STATES:
+            said = f" (agent said {live.raw_state})" if live.raw_state else ""
+            self.notice(
+                name, NoticeKind.UNKNOWN_STATE, f"state of {name} is {live.state}{said}; nothing planned", server
+            )
+            return
+        wanted_hash = spec_hash(server, self.fingerprints)
+        if live is None:
+            self._create(server, row, wanted_hash)
+            return
+        config = row.config if row is not None else {}
+        old_image = (row.image if row is not None else None) or live.image
+        drift = self._drift(server, row, live, wanted_hash)
+        if drift and (live.state == "running" or server.state == "running"):
+            changes = spec_changes(server, config, old_image, self.fingerprints)
+            if not changes and row is not None:
+                changes = [Change("spec_hash", row.spec_hash, wanted_hash)]
+            self.step(
+                server,
+                name,
+                Action.REPLACE,
+                f"{drift}; the container must be recreated",
+                changes=tuple(changes),
+                instance_id=row.id if row is not None else None,
+                status_to=_target_status(server),
+                spec_hash=wanted_hash,
+            )
+            return
+        if server.state == "running" and live.state in NOT_RUNNING_STATES:
+            deliberate = row is not None and row.status == "stopped" and config.get("desired_state") == "stopped"
+            action = Action.START if deliberate else Action.RESTART
+            why = "was stopped on purpose and is now wanted running" if deliberate else f"is {live.state}"
+            self.step(
+                server,
+                name,
+                action,
+                f"{name} {why}; desired state is running",
+                changes=(Change("state", live.state, "running"),),
+                instance_id=row.id if row is not None else None,
+                status_to="running",
+                spec_hash=wanted_hash,
+            )
+            return
+        if server.state == "stopped" and live.state == "running":
+            self.step(
+                server,
+                name,
+                Action.STOP,
+                f"{name} is running; desired state is stopped",
+                changes=(Change("state", "running", "stopped"),),
+                instance_id=row.id if row is not None else None,
+                status_to="stopped",
+                spec_hash=wanted_hash,
+            )
+            return
+        mapped = status_for(live.state, server.state)
+        if row is not None and mapped is not None and row.status != mapped:
+            self.step(
+                server,
+                name,
+                Action.SYNC_STATUS,
+                f"database says {row.status} but the container is {live.state}",
+                changes=(Change("status_on_toolbox", row.status, mapped),),
+                instance_id=row.id,
+                status_from=row.status,
+                status_to=mapped,
+                spec_hash=wanted_hash,
+            )
+
+    def _drift(
+        self, server: ServerSpec, row: RecordedInstance | None, live: LiveContainer, wanted: str
+    ) -> str | None:
+        if live.image is not None and live.image != server.image:
+            return f"live image {live.image} differs from {server.image}"
+        if row is None:
+            return None
+        if row.image is not None and row.image != server.image:
+            return f"recorded image {row.image} differs from {server.image}"
+        # A hash of another algorithm version is not comparable: only the image is checked then.
+        if row.hash_version == HASH_VERSION and row.spec_hash is not None and row.spec_hash != wanted:
+            return "spec changed"
+        return None
+
+    def _create(self, server: ServerSpec, row: RecordedInstance | None, wanted: str) -> None:
+        if row is None:
+            reason = f"{server.name} is declared and not deployed"
+            changes = create_changes(server)
+        else:
+            reason = f"row {row.id} is recorded ({row.status}) but no container {server.name} is listed"
+            changes = spec_changes(server, row.config, row.image, self.fingerprints) or [
+                Change("container", None, "deployed")
+            ]
+        self.step(
+            server,
+            server.name,
+            Action.CREATE,
+            reason,
+            changes=tuple(changes),
+            instance_id=row.id if row is not None else None,
+            status_to=_target_status(server),
+            spec_hash=wanted,
+        )
+
+    def _leftover(self, row: RecordedInstance) -> None:
+        name = row.name or row.id
+        live = self.live_by_name.get(name)
+        if not _managed(row):
+            state = live.state if live is not None else "absent"
+            self.notice(name, NoticeKind.UNMANAGED, f"row {row.id} ({state}) is not managed by the reconciler")
+            return
+        if _protected(row):
+            self.notice(
+                name,
+                NoticeKind.PROTECTED,
+                f"{name} is protected and no longer declared; first apply it with protect: false to delete it",
+            )
+            return
+        if not self.spec.policy.prune:
+            self.notice(
+                name, NoticeKind.ORPHAN, f"{name} is managed but not declared; set prune: true to delete it"
+            )
+            return
+        if live is not None and live.state in UNCERTAIN_STATES:
+            self.notice(name, NoticeKind.UNKNOWN_STATE, f"state of {name} is {live.state}; not deleted")
+            return
+        self.step(
+            None,
+            name,
+            Action.DELETE,
+            f"{name} is no longer declared and prune is on",
+            changes=(Change("image", row.image, None),),
+            instance_id=row.id,
+            source=self.spec.source,  # the document whose prune: true asked for it
+        )
+
+
+def _managed(row: RecordedInstance) -> bool:
+    return row.managed or read_stored(row.config).managed
+
+
+def _protected(row: RecordedInstance) -> bool:
+    return row.protect or read_stored(row.config).protect
+
+
+def _target_status(server: ServerSpec) -> str:
+    return "running" if server.state == "running" else "stopped"

@@ -1,0 +1,207 @@
+"""The plan as JSON (``schemas/plan.v1.schema.json``), back again, and the plan command's exit code.
+
+A saved plan must be replayable: the desired ServerSpec is serialised with secret *references* only
+(by variable name), never values, so ``plan_from_dict`` rebuilds every step the executor needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Step
+from reconciler.errors import PlanError
+from reconciler.model.spec import TRANSPORTS, EnvValue, SecretRef, ServerSpec, SourceRef
+
+FORMAT_VERSION = 1
+
+# Summary buckets, in the order the text summary names them.
+SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
+    ("create", (Action.CREATE,)),
+    ("replace", (Action.REPLACE,)),
+    ("restart", (Action.RESTART, Action.START)),
+    ("stop", (Action.STOP,)),
+    ("delete", (Action.DELETE,)),
+    ("repair", (Action.SYNC_STATUS,)),
+)
+
+
+def summary_counts(plan: Plan) -> dict[str, int]:
+    counts = dict.fromkeys((k for k, _ in SUMMARY_KEYS), 0)
+    bucket = {a: k for k, actions in SUMMARY_KEYS for a in actions}
+    for s in plan.steps:
+        counts[bucket[s.action]] += 1
+    return counts
+
+
+def exit_code_for(plan: Plan, detailed: bool) -> int:
+    """0 no changes (or not detailed), 2 changes, 3 changes that include a destructive step."""
+    if not detailed or not plan.steps:
+        return 0
+    return 3 if plan.has_destructive else 2
+
+
+def _source(src: SourceRef | None) -> dict[str, Any] | None:
+    return None if src is None else {"file": src.file, "line": src.line, "column": src.column}
+
+
+def _env_value(key: str, value: EnvValue) -> dict[str, str]:
+    if isinstance(value, SecretRef):
+        return {"name": key, "secretFromEnv": value.env_var}
+    return {"name": key, "value": value}
+
+
+def spec_to_dict(spec: ServerSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "image": spec.image,
+        "transport": spec.transport,
+        "endpoint": spec.endpoint,
+        "port": spec.port,
+        "host_port": spec.host_port,
+        "capabilities": list(spec.capabilities),
+        "state": spec.state,
+        "env": [_env_value(k, v) for k, v in spec.env],
+        "protect": spec.protect,
+        "source": _source(spec.source),
+    }
+
+
+def step_to_dict(step: Step) -> dict[str, Any]:
+    return {
+        "environment_id": step.environment_id,
+        "environment_name": step.environment_name,
+        "server": step.server,
+        "action": step.action.value,
+        "destructive": step.destructive,
+        "reason": step.reason,
+        "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in step.changes],
+        "source": _source(step.source),
+        "desired": spec_to_dict(step.desired) if step.desired is not None else None,
+        "instance_id": step.instance_id,
+        "status_from": step.status_from,
+        "status_to": step.status_to,
+        "spec_hash": step.spec_hash,
+    }
+
+
+def notice_to_dict(notice: Notice) -> dict[str, Any]:
+    return {
+        "environment_id": notice.environment_id,
+        "environment_name": notice.environment_name,
+        "server": notice.server,
+        "kind": notice.kind.value,
+        "message": notice.message,
+        "source": _source(notice.source),
+    }
+
+
+def plan_to_dict(plan: Plan, *, basis: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "created_at": plan.created_at.isoformat() if plan.created_at is not None else None,
+        "manifest_digest": plan.manifest_digest,
+        "summary": {
+            **summary_counts(plan),
+            "total": len(plan.steps),
+            "destructive": sum(1 for s in plan.steps if s.destructive),
+            "notices": len(plan.notices),
+        },
+        "steps": [step_to_dict(s) for s in plan.steps],
+        "notices": [notice_to_dict(n) for n in plan.notices],
+        "errors": list(plan.errors),
+    }
+    if basis is not None:
+        data["basis"] = dict(basis)
+    return data
+
+
+def _source_from(data: Any) -> SourceRef | None:
+    if data is None:
+        return None
+    return SourceRef(str(data["file"]), int(data["line"]), int(data.get("column", 1)))
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> ServerSpec:
+    env: list[tuple[str, EnvValue]] = []
+    for item in data.get("env", []):
+        if "secretFromEnv" in item:
+            env.append((str(item["name"]), SecretRef(str(item["secretFromEnv"]))))
+        else:
+            env.append((str(item["name"]), str(item["value"])))
+    transport = data["transport"]
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r}")
+    state = data.get("state", "running")
+    if state not in ("running", "stopped"):
+        raise ValueError(f"unknown state {state!r}")
+    source = _source_from(data.get("source"))
+    return ServerSpec(
+        name=str(data["name"]),
+        image=str(data["image"]),
+        transport=transport,
+        endpoint=_opt(data.get("endpoint")),
+        port=_opt_int(data.get("port")),
+        host_port=_opt_int(data.get("host_port")),
+        capabilities=tuple(str(c) for c in data.get("capabilities", [])),
+        state=state,
+        env=tuple(env),
+        protect=bool(data.get("protect", False)),
+        source=source if source is not None else SourceRef("<memory>", 0),
+    )
+
+
+def step_from_dict(data: Mapping[str, Any]) -> Step:
+    return Step(
+        environment_id=str(data["environment_id"]),
+        environment_name=str(data["environment_name"]),
+        server=str(data["server"]),
+        action=Action(data["action"]),
+        reason=str(data["reason"]),
+        changes=tuple(Change(str(c["field"]), _opt(c.get("old")), _opt(c.get("new"))) for c in data["changes"]),
+        source=_source_from(data.get("source")),
+        desired=spec_from_dict(data["desired"]) if data.get("desired") is not None else None,
+        instance_id=_opt(data.get("instance_id")),
+        status_from=_opt(data.get("status_from")),
+        status_to=_opt(data.get("status_to")),
+        spec_hash=_opt(data.get("spec_hash")),
+    )
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> Plan:
+    """Rebuild a plan from ``plan_to_dict`` output; PlanError names what is wrong with it."""
+    try:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise PlanError(f"saved plan has format_version {version!r}; this reconciler reads {FORMAT_VERSION}")
+        created = data.get("created_at")
+        return Plan(
+            steps=tuple(step_from_dict(s) for s in data["steps"]),
+            notices=tuple(
+                Notice(
+                    environment_id=str(n["environment_id"]),
+                    environment_name=str(n["environment_name"]),
+                    server=_opt(n.get("server")),
+                    kind=NoticeKind(n["kind"]),
+                    message=str(n["message"]),
+                    source=_source_from(n.get("source")),
+                )
+                for n in data.get("notices", [])
+            ),
+            created_at=datetime.fromisoformat(created) if created else None,
+            manifest_digest=str(data.get("manifest_digest", "")),
+            errors=tuple(str(e) for e in data.get("errors", [])),
+        )
+    except PlanError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PlanError(f"saved plan is not a valid plan.v1 document: {exc!r}") from exc

@@ -1,0 +1,243 @@
+"""Manifest files -> ``Desired``: read, parse with positions, check the schema and the semantics, build.
+
+Every problem in every file is collected before anything is raised, so one run of ``reconciler
+validate`` shows them all, each as ``file:line:column: path: message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from reconciler.errors import ManifestError, ManifestIssue
+from reconciler.model.json_path import JsonPath, format_path
+from reconciler.model.schema_check import SchemaIssue, check_document
+from reconciler.model.secrets_resolve import resolve_secrets, secret_fingerprints
+from reconciler.model.semantic import check_servers
+from reconciler.model.spec import (
+    Desired,
+    DesiredState,
+    EnvironmentPolicy,
+    EnvironmentSpec,
+    EnvValue,
+    SecretRef,
+    ServerSpec,
+    SourceRef,
+    Transport,
+)
+from reconciler.model.yaml_lines import YamlDocument, parse_yaml
+
+__all__ = ["MAX_FILE_BYTES", "load_manifests", "manifest_files", "resolve_secrets", "secret_fingerprints"]
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAX_MESSAGE = 300
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    path: Path
+    display: str
+    """As the user would write it: ``examples/coding-toolbox.yaml``."""
+    digest_name: str
+    """Name entering the digest: relative to the directory given, or the file's own name, so that
+    ``manifests/`` and ``./manifests`` (or another checkout) give the same digest."""
+
+
+def _clean(message: str) -> str:
+    # One issue, one line: control characters from keys or values must not break the format.
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message)
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _issue(file: str, line: int, column: int, path: JsonPath, message: str) -> ManifestIssue:
+    return ManifestIssue(file, line, column, format_path(path), _clean(message))
+
+
+def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[ManifestFile], list[ManifestIssue]]:
+    """Files named, and ``*.yaml``/``*.yml`` in directories named (not recursive, sorted, no dotfiles)."""
+    files: list[ManifestFile] = []
+    issues: list[ManifestIssue] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, display: str, digest_name: str) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(ManifestFile(path, display, digest_name))
+
+    for given in paths:
+        path = Path(given)
+        display = os.fspath(given)
+        if path.is_dir():
+            entries = sorted(
+                child.name
+                for child in path.iterdir()
+                if child.suffix in MANIFEST_SUFFIXES and not child.name.startswith(".") and child.is_file()
+            )
+            if not entries:
+                issues.append(_issue(display, 1, 1, (), "directory holds no *.yaml or *.yml file"))
+            for name in entries:
+                add(path / name, str(path / name), name)
+        elif path.is_file():
+            add(path, display, path.name)
+        else:
+            issues.append(_issue(display, 1, 1, (), "no such file or directory"))
+    return files, issues
+
+
+def _read(file: ManifestFile) -> tuple[bytes | None, ManifestIssue | None]:
+    try:
+        with file.path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, _issue(file.display, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")
+    if len(raw) > MAX_FILE_BYTES:
+        return None, _issue(file.display, 1, 1, (), "file is larger than 10 MB; split it into several files")
+    return raw, None
+
+
+def _decode(raw: bytes, display: str) -> tuple[str | None, ManifestIssue | None]:
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, _issue(display, line, column, (), f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})")
+
+
+def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> Desired:
+    """Load, check and build every manifest; raise ``ManifestError`` with every issue found."""
+    files, issues = manifest_files(paths)
+    digest = hashlib.sha256()
+    environments: list[EnvironmentSpec] = []
+    declared: dict[str, SourceRef] = {}
+
+    for file in files:
+        raw, problem = _read(file)
+        if raw is None:
+            issues.append(cast(ManifestIssue, problem))
+            continue
+        name = file.digest_name.encode()
+        digest.update(b"%d:%s\n%d\n" % (len(name), name, len(raw)))
+        digest.update(raw)
+        text, problem = _decode(raw, file.display)
+        if text is None:
+            issues.append(cast(ManifestIssue, problem))
+            continue
+        parsed = parse_yaml(text)
+        issues.extend(_issue(file.display, i.line, i.column, i.path, i.message) for i in parsed.issues)
+        if not parsed.documents and not parsed.issues:
+            issues.append(_issue(file.display, 1, 1, (), "the file holds no manifest document"))
+        for document in parsed.documents:
+            spec, document_issues = _document(document, file.display)
+            issues.extend(document_issues)
+            _check_declared_once(document, file.display, declared, issues)
+            if spec is not None and not document_issues:
+                environments.append(spec)
+
+    if issues:
+        raise ManifestError(issues)
+    return Desired(
+        environments=tuple(environments),
+        digest="sha256:" + digest.hexdigest(),
+        files=tuple(f.display for f in files),
+    )
+
+
+def environment_key(environment: str) -> str:
+    """How two declarations of one toolbox are recognised: ids ignore case, names do not."""
+    return environment.lower() if _UUID.fullmatch(environment) else environment
+
+
+def _check_declared_once(
+    document: YamlDocument, file: str, declared: dict[str, SourceRef], issues: list[ManifestIssue]
+) -> None:
+    data = document.data
+    if not isinstance(data, dict) or not isinstance(data.get("environment"), str):
+        return
+    line, column = document.locate(("environment",))
+    here = SourceRef(file, line, column)
+    first = declared.setdefault(environment_key(data["environment"]), here)
+    if first is not here:
+        issues.append(
+            _issue(
+                file,
+                line,
+                column,
+                ("environment",),
+                f"environment {data['environment']!r} is declared twice: at {first} and at {here}",
+            )
+        )
+
+
+def _under(path: JsonPath, prefixes: list[JsonPath]) -> bool:
+    return any(path[: len(prefix)] == prefix for prefix in prefixes)
+
+
+def _document(document: YamlDocument, file: str) -> tuple[EnvironmentSpec | None, list[ManifestIssue]]:
+    data = document.data
+    if not isinstance(data, dict):
+        if document.invalid:
+            return None, []  # already reported where the value could not be built
+        line, column = document.start
+        message = "a manifest document must be a mapping with apiVersion, kind, environment and servers"
+        return None, [_issue(file, line, column, (), message)]
+
+    found: list[SchemaIssue] = [i for i in check_document(data) if not _under(i.path, document.invalid)]
+    found.extend(check_servers(data, lambda path: document.locate(path)[0]))
+    issues = []
+    for item in found:
+        line, column = document.locate(item.path, key=item.at_key)
+        issues.append(_issue(file, line, column, item.path, item.message))
+    if issues or document.invalid:
+        return None, issues
+    return _build(document, file), []
+
+
+def _opt_int(value: Any) -> int | None:
+    # The schema admits 8080.0 as an integer; the spec holds ints.
+    return None if value is None else int(value)
+
+
+def _build(document: YamlDocument, file: str) -> EnvironmentSpec:
+    """Only called on a document the schema accepted, so the shapes are known."""
+    data: dict[str, Any] = document.data
+    servers: list[ServerSpec] = []
+    positions = document.positions
+    for (line, column), raw in zip(positions.of_items(data["servers"]), data["servers"], strict=True):
+        env: list[tuple[str, EnvValue]] = []
+        for key, value in (raw.get("env") or {}).items():
+            if isinstance(value, dict):
+                where = positions.of_key(value, "secretFromEnv")
+                env.append((key, SecretRef(value["secretFromEnv"], source=SourceRef(file, *where))))
+            else:
+                env.append((key, value))
+        servers.append(
+            ServerSpec(
+                name=raw["name"],
+                image=raw["image"],
+                transport=cast(Transport, raw["transport"]),
+                endpoint=raw.get("endpoint"),
+                port=_opt_int(raw.get("port")),
+                host_port=_opt_int(raw.get("hostPort")),
+                capabilities=tuple(raw.get("capabilities", ())),
+                state=cast(DesiredState, raw.get("state", "running")),
+                env=tuple(env),
+                protect=raw.get("protect", False),
+                source=SourceRef(file, line, column),
+            )
+        )
+    policy = data.get("policy", {})
+    return EnvironmentSpec(
+        environment=data["environment"],
+        servers=tuple(servers),
+        policy=EnvironmentPolicy(prune=policy.get("prune", False), allow_empty=policy.get("allowEmpty", False)),
+        source=SourceRef(file, *document.start),
+    )

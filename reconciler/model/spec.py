@@ -1,0 +1,93 @@
+"""The desired state, as declared in manifests.
+
+These dataclasses are the contract between the manifest loader and the planner. They hold secret
+*references* (``SecretRef``), never secret values: values are resolved from the process environment only
+when a container is deployed, and only their keyed fingerprints enter the spec hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Transport = Literal["stdio", "sse", "streamable-http", "websocket"]
+TRANSPORTS: tuple[Transport, ...] = ("stdio", "sse", "streamable-http", "websocket")
+DesiredState = Literal["running", "stopped"]
+
+MANAGED_BY = "mcp-reconciler"
+"""Marker stored in base_config_override_json.managed_by on every instance the reconciler owns."""
+
+
+@dataclass(frozen=True, order=True)
+class SourceRef:
+    """Where in a manifest something was declared."""
+
+    file: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """An env value taken from the reconciler's own environment at apply time (``secretFromEnv``)."""
+
+    env_var: str
+    source: SourceRef = field(default=SourceRef("<memory>", 0), compare=False, repr=False)
+    """Where ``secretFromEnv`` was written, so a missing variable is reported at its line."""
+
+
+EnvValue = str | SecretRef
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One MCP server as the manifest wants it."""
+
+    name: str
+    image: str
+    transport: Transport
+    endpoint: str | None = None
+    port: int | None = None
+    host_port: int | None = None
+    capabilities: tuple[str, ...] = ()
+    state: DesiredState = "running"
+    env: tuple[tuple[str, EnvValue], ...] = ()
+    protect: bool = False
+    source: SourceRef = field(default=SourceRef("<memory>", 0), compare=False)
+
+    @property
+    def env_map(self) -> Mapping[str, EnvValue]:
+        return dict(self.env)
+
+    @property
+    def secret_refs(self) -> tuple[tuple[str, SecretRef], ...]:
+        return tuple((k, v) for k, v in self.env if isinstance(v, SecretRef))
+
+
+@dataclass(frozen=True)
+class EnvironmentPolicy:
+    prune: bool = False
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """One manifest document: a toolbox (by name or id) and the servers it should run."""
+
+    environment: str
+    servers: tuple[ServerSpec, ...]
+    policy: EnvironmentPolicy = EnvironmentPolicy()
+    source: SourceRef = field(default=SourceRef("<memory>", 0), compare=False)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Everything the manifests declare, plus the digest of the files they came from."""
+
+    environments: tuple[EnvironmentSpec, ...]
+    digest: str = ""
+    files: tuple[str, ...] = ()

@@ -1,0 +1,47 @@
+"""The spec hash: a stable digest of the fields that need a new container when they change.
+
+Secret values enter only through a keyed HMAC fingerprint, so neither the hash nor the stored config can
+reveal them. ``HASH_VERSION`` is stored beside every hash: a future change of the algorithm compares
+like with like instead of restarting every server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+
+from reconciler.model.spec import SecretRef, ServerSpec
+
+HASH_VERSION = 1
+SECRET_MARKER = "(sensitive)"
+
+
+def fingerprint_secret(key: bytes, value: str) -> str:
+    """A keyed fingerprint of a secret value: equal values match, nothing about the value leaks."""
+    return "hmac-sha256:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def hashed_fields(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> dict[str, object]:
+    """The canonical form hashed. ``secret_fingerprints`` maps an env var name to its fingerprint."""
+    env: dict[str, str] = {}
+    for key, value in spec.env:
+        if isinstance(value, SecretRef):
+            env[key] = "secret:" + secret_fingerprints.get(value.env_var, "unresolved")
+        else:
+            env[key] = "plain:" + value
+    return {
+        "image": spec.image,
+        "transport": spec.transport,
+        "endpoint": spec.endpoint,
+        "port": spec.port,
+        "host_port": spec.host_port,
+        "capabilities": sorted(spec.capabilities),
+        "env": env,
+    }
+
+
+def spec_hash(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> str:
+    canonical = json.dumps(hashed_fields(spec, secret_fingerprints), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,387 @@
+"""YAML text -> plain data plus the line and column of every key and value.
+
+The documents are built from the parser's *events* rather than from ``yaml.compose``: this stays
+iterative (a deeply nested document cannot exhaust the C stack, which crashes libyaml's composer), it
+stops as soon as a limit is crossed, and it is several times faster than composing nodes and converting
+them. Only the scalar types ``yaml.safe_load`` builds by default are accepted; any other tag
+(``!!python/object``, ``!!binary``, ``!custom``...) is an issue located at the tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from reconciler.model.json_path import JsonPath
+
+MAX_DEPTH = 64
+"""Manifests need 5 levels; anything deeper is a mistake or an attack on the parser."""
+MAX_ALIAS_EXPANSION = 1_000_000
+"""Values reached through aliases, per file: bounds "billion laughs" documents."""
+
+_TAG = "tag:yaml.org,2002:"
+_STR = _TAG + "str"
+_SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp"))
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Builds scalars only; one shared instance (scalar construction keeps no state)."""
+
+
+_CONSTRUCTOR = _Constructor()
+_RESOLVER = yaml.resolver.Resolver()
+
+Position = tuple[int, int]
+"""1-based (line, column)."""
+
+
+@dataclass(frozen=True)
+class YamlIssue:
+    line: int
+    column: int
+    path: JsonPath
+    message: str
+
+
+class Positions:
+    """Where each key and value of a document's containers was written, looked up by JSON path.
+
+    Keyed by ``id()`` of the containers, which are kept alive in ``_pinned`` so an id is never reused.
+    """
+
+    def __init__(self) -> None:
+        self._maps: dict[int, dict[str, tuple[int, int, int, int]]] = {}
+        self._seqs: dict[int, list[Position]] = {}
+        self._pinned: list[object] = []
+
+    def _add_map(self, container: dict[str, Any]) -> dict[str, tuple[int, int, int, int]]:
+        entry: dict[str, tuple[int, int, int, int]] = {}
+        self._maps[id(container)] = entry
+        self._pinned.append(container)
+        return entry
+
+    def _add_seq(self, container: list[Any]) -> list[Position]:
+        entry: list[Position] = []
+        self._seqs[id(container)] = entry
+        self._pinned.append(container)
+        return entry
+
+    def of_items(self, container: list[Any]) -> list[Position]:
+        """Where each item of a list from this document starts."""
+        return self._seqs[id(container)]
+
+    def of_key(self, container: dict[str, Any], key: str) -> Position:
+        entry = self._maps[id(container)][key]
+        return (entry[0], entry[1])
+
+    def locate(self, root: Any, start: Position, path: JsonPath, *, key: bool = False) -> Position:
+        """Position of the value at ``path`` (of its key when ``key``); the deepest known point on failure."""
+        found = start
+        current = root
+        last = len(path) - 1
+        for index, step in enumerate(path):
+            if isinstance(current, dict) and isinstance(step, str):
+                entry = self._maps.get(id(current), {}).get(step)
+                if entry is None or step not in current:
+                    return found
+                found = (entry[0], entry[1]) if key and index == last else (entry[2], entry[3])
+                current = current[step]
+            elif isinstance(current, list) and isinstance(step, int):
+                seq = self._seqs.get(id(current), [])
+                if not 0 <= step < len(seq):
+                    return found
+                found = seq[step]
+                current = current[step]
+            else:
+                return found
+        return found
+
+
+@dataclass
+class YamlDocument:
+    data: Any
+    start: Position
+    positions: Positions
+    invalid: list[JsonPath] = field(default_factory=list)
+    """Paths whose value could not be built (bad tag, bad key...): schema errors under them are noise."""
+
+    def locate(self, path: JsonPath, *, key: bool = False) -> Position:
+        return self.positions.locate(self.data, self.start, path, key=key)
+
+
+@dataclass
+class ParsedFile:
+    documents: list[YamlDocument]
+    issues: list[YamlIssue]
+
+
+class _Stop(Exception):
+    """A limit was crossed: the rest of the file is not read."""
+
+
+_INVALID = object()
+_BAD_KEY = object()
+
+
+class _Frame:
+    __slots__ = ("anchor", "container", "is_map", "key", "key_pos", "path", "positions", "start_count")
+
+    def __init__(
+        self, container: Any, positions: Any, path: JsonPath, *, anchor: str | None, count: int, is_map: bool
+    ) -> None:
+        self.is_map = is_map
+        self.container = container
+        self.positions = positions
+        self.path = path
+        self.anchor = anchor
+        self.start_count = count
+        self.key: Any = None  # None: a mapping waits for a key; else the key whose value comes next
+        self.key_pos: Position = (0, 0)
+
+
+def _pos(mark: Any) -> Position:
+    return (mark.line + 1, mark.column + 1)
+
+
+def _type_name(tag: str) -> str:
+    return tag[len(_TAG) :] if tag.startswith(_TAG) else tag
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.documents: list[YamlDocument] = []
+        self.issues: list[YamlIssue] = []
+        self._expanded = 0
+        self._resolved: dict[str, str] = {}
+
+    def issue(self, pos: Position, path: JsonPath, message: str) -> None:
+        self.issues.append(YamlIssue(pos[0], pos[1], path, message))
+
+    def run(self, loader: Any) -> None:
+        # Dispatch on exact event types and resolve plain scalars through a cache: this loop sees
+        # every value of every manifest, and at 100k servers the usual isinstance chains dominate.
+        stack: list[_Frame] = []
+        anchors: dict[str, tuple[Any, int]] = {}
+        document: YamlDocument | None = None
+        count = 0
+        skip = 0  # > 0 while skipping a complex (non-string) key's subtree
+        get_event = loader.get_event
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+        mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+
+        while (event := get_event()) is not None:
+            kind = type(event)
+            if skip:
+                if kind is mapping_start or kind is sequence_start:
+                    skip += 1
+                elif kind is mapping_end or kind is sequence_end:
+                    skip -= 1
+                continue
+            if document is None:
+                if kind is yaml.DocumentStartEvent:
+                    document = YamlDocument(None, _pos(event.start_mark), Positions())
+                    anchors = {}
+                    count = 0
+                continue  # stream start/end
+            if kind is mapping_end or kind is sequence_end:
+                frame = stack.pop()
+                if frame.anchor:
+                    anchors[frame.anchor] = (frame.container, count - frame.start_count + 1)
+                continue
+            if kind is yaml.DocumentEndEvent:
+                if document.data is not None:
+                    self.documents.append(document)
+                document = None
+                continue
+            mark = event.start_mark
+            pos = (mark.line + 1, mark.column + 1)
+            parent = stack[-1] if stack else None
+
+            if parent is not None and parent.is_map and parent.key is None:
+                # A key is expected.
+                parent.key_pos = pos
+                if kind is scalar_event:
+                    parent.key = self._key(event, pos, parent, document)
+                    continue
+                if kind is alias_event:
+                    self.issue(pos, parent.path, "mapping keys must be plain strings, not aliases")
+                else:
+                    self.issue(pos, parent.path, "mapping keys must be plain strings")
+                    skip = 1 if kind is mapping_start or kind is sequence_start else 0
+                document.invalid.append(parent.path)
+                parent.key = _BAD_KEY
+                continue
+
+            if kind is scalar_event:
+                count += 1
+                value = self._scalar(event, pos, parent, document)
+                if event.anchor:
+                    anchors[event.anchor] = (value, 1)
+                self._attach(parent, document, value, pos)
+            elif kind is alias_event:
+                anchored = anchors.get(event.anchor) if event.anchor else None
+                if anchored is None:
+                    path = self._child_path(parent)
+                    self.issue(pos, path, f"alias *{event.anchor} refers to no complete anchor before it")
+                    document.invalid.append(path)
+                    value = _INVALID
+                else:
+                    value, size = anchored
+                    count += size  # so that an anchor holding this alias counts the expanded size
+                    self._expanded += size
+                    if self._expanded > MAX_ALIAS_EXPANSION:
+                        path = self._child_path(parent)
+                        self.issue(pos, path, f"aliases expand to more than {MAX_ALIAS_EXPANSION} values")
+                        raise _Stop
+                self._attach(parent, document, value, pos)
+            else:  # mapping or sequence start
+                count += 1
+                path = self._child_path(parent)
+                if len(stack) >= MAX_DEPTH:
+                    self.issue(pos, path, f"nesting deeper than {MAX_DEPTH} levels")
+                    raise _Stop
+                is_map = kind is mapping_start
+                self._check_collection_tag(event, pos, path, document, is_map=is_map)
+                container: Any = {} if is_map else []
+                frame_pos = (
+                    document.positions._add_map(container) if is_map else document.positions._add_seq(container)
+                )
+                self._attach(parent, document, container, pos)
+                stack.append(_Frame(container, frame_pos, path, anchor=event.anchor, count=count, is_map=is_map))
+
+    @staticmethod
+    def _child_path(parent: _Frame | None) -> JsonPath:
+        if parent is None:
+            return ()
+        if not parent.is_map:
+            return (*parent.path, len(parent.container))
+        if parent.key is None or parent.key is _BAD_KEY:
+            return parent.path
+        return (*parent.path, parent.key)
+
+    def _attach(self, parent: _Frame | None, document: YamlDocument, value: Any, pos: Position) -> None:
+        if parent is None:
+            document.data = value
+            document.start = pos
+            return
+        if not parent.is_map:
+            parent.container.append(value)
+            parent.positions.append(pos)
+            return
+        key = parent.key
+        parent.key = None
+        if key is _BAD_KEY:
+            return
+        if key in parent.container:
+            first = parent.positions[key]
+            self.issue(parent.key_pos, (*parent.path, key), f"duplicate key '{key}' (first at line {first[0]})")
+            document.invalid.append((*parent.path, key))
+            return
+        parent.container[key] = value
+        parent.positions[key] = (*parent.key_pos, *pos)
+
+    def _tag(self, event: yaml.ScalarEvent) -> str:
+        tag: str | None = event.tag
+        if tag is not None and tag != "!":
+            return tag
+        if not event.implicit[0]:
+            return _STR  # quoted, or tagged '!'
+        value = event.value
+        cached = self._resolved.get(value)
+        if cached is None:
+            cached = _RESOLVER.resolve(yaml.ScalarNode, value, event.implicit)  # type: ignore[no-untyped-call]
+            if len(self._resolved) < 100_000:
+                self._resolved[value] = cached
+        return cached
+
+    def _key(self, event: yaml.ScalarEvent, pos: Position, parent: _Frame, document: YamlDocument) -> Any:
+        tag = self._tag(event)
+        if tag == _STR:
+            return event.value
+        if tag == _TAG + "merge":
+            self.issue(pos, parent.path, "merge keys (<<) are not supported; write the keys out")
+        else:
+            self.issue(
+                pos,
+                parent.path,
+                f"mapping key {event.value!r} reads as {_type_name(tag)}, not a string (quote it)",
+            )
+        document.invalid.append(parent.path)
+        return _BAD_KEY
+
+    def _scalar(
+        self, event: yaml.ScalarEvent, pos: Position, parent: _Frame | None, document: YamlDocument
+    ) -> Any:
+        tag = self._tag(event)
+        if tag == _STR:
+            return event.value
+        path = self._child_path(parent)
+        if tag not in _SCALAR_TAGS:
+            self.issue(pos, path, f"unsupported YAML tag {_type_name(tag)}")
+            document.invalid.append(path)
+            return _INVALID
+        try:
+            return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value))
+        except Exception:  # the constructors raise ValueError, KeyError... on values like `!!int abc`
+            self.issue(pos, path, f"{event.value!r} is not a valid {_type_name(tag)}")
+            document.invalid.append(path)
+            return _INVALID
+        finally:
+            _CONSTRUCTOR.constructed_objects.clear()
+            _CONSTRUCTOR.recursive_objects.clear()
+
+    def _check_collection_tag(
+        self,
+        event: yaml.CollectionStartEvent,
+        pos: Position,
+        path: JsonPath,
+        document: YamlDocument,
+        *,
+        is_map: bool,
+    ) -> None:
+        tag = event.tag
+        if tag is None or tag == "!":
+            return
+        wanted = _TAG + ("map" if is_map else "seq")
+        if tag != wanted:
+            self.issue(pos, path, f"unsupported YAML tag {_type_name(tag)}")
+            document.invalid.append(path)
+
+
+def parse_yaml(text: str) -> ParsedFile:
+    """Every document of ``text`` with positions, and every problem met (syntax errors end the file)."""
+    builder = _Builder()
+    loader = _Loader(text)
+    try:
+        builder.run(loader)
+    except _Stop:
+        pass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _pos(mark) if mark is not None else (1, 1)
+        problem = exc.problem or "invalid YAML"
+        if "maximum nesting depth" in problem:
+            # libyaml 0.2.5+ (PyYAML 6.0.2+ wheels) stops deep flow collections in its scanner, before
+            # our own depth check sees an event: report both the same way.
+            builder.issue(where, (), f"nesting deeper than {MAX_DEPTH} levels")
+        else:
+            context = f" ({exc.context})" if exc.context else ""
+            builder.issue(where, (), f"YAML syntax error: {problem}{context}")
+    except yaml.YAMLError as exc:
+        # ReaderError (control characters...) carries an offset, not a line.
+        position = getattr(exc, "position", None)
+        where = _offset_position(text, position) if isinstance(position, int) else (1, 1)
+        reason = getattr(exc, "reason", None) or "unreadable YAML"
+        builder.issue(where, (), f"YAML error: {reason}")
+    finally:
+        loader.dispose()
+    return ParsedFile(builder.documents, builder.issues)
+
+
+def _offset_position(text: str, offset: int) -> Position:
+    line = text.count("\n", 0, offset) + 1
+    return (line, offset - (text.rfind("\n", 0, offset) + 1) + 1)

@@ -1,0 +1,132 @@
+"""Protocols the runtime needs from the outside world. Adapters implement them; the runtime uses only these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from reconciler.core.observed import LiveListing, RecordedState
+from reconciler.model.secrets import Secret
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """What the executor asks the store to insert before deploying (status pending_deploy)."""
+
+    environment_id: str
+    catalog_id: str
+    name: str
+    config: Mapping[str, Any]  # redacted base_config_override_json (managed_by, spec_hash, mcp, ...)
+    transport: str
+    endpoint: str | None
+    capabilities: tuple[str, ...]
+    instance_id: str | None = None  # let the store choose when None
+
+
+@dataclass(frozen=True)
+class EnvironmentRow:
+    """A toolbox registered through ``reconciler db add-environment``."""
+
+    id: str
+    name: str
+    address: str | None
+    status: str
+
+
+class Store(Protocol):
+    """The database (SQLite embedded default, or PostgreSQL on the Agentopia schema)."""
+
+    def observe(self) -> RecordedState: ...
+
+    @property
+    def unique_image_per_environment(self) -> bool:
+        """Whether the database allows one instance per catalog row (image) per toolbox."""
+        ...
+
+    def ensure_catalog(self, image: str) -> str:
+        """Id of the catalog row for this image, created (marked as the reconciler's) if missing."""
+        ...
+
+    def create_instance(self, new: NewInstance) -> str: ...
+
+    def update_instance(
+        self,
+        instance_id: str,
+        *,
+        status: str | None = None,
+        error_message: str | None = None,
+        clear_error: bool = False,
+        heartbeat: datetime | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def delete_instance(self, instance_id: str) -> None: ...
+
+    def fingerprint(self, environment_id: str) -> str:
+        """A digest of the environment's row and its instances, to detect change since a saved plan."""
+        ...
+
+    def try_lock_environment(self, environment_id: str) -> bool: ...
+
+    def unlock_environment(self, environment_id: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StoreError if the database cannot be reached."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DtmaTarget:
+    """Where and how to reach one toolbox's agent."""
+
+    environment_id: str
+    base_url: str  # http://{public_ip_address}:{DTMA_PORT}
+    token: Secret = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    image: str
+    name: str
+    instance_id: str
+    env: tuple[tuple[str, Secret | str], ...] = field(default=(), repr=False)  # resolved values
+    port: int | None = None
+    host_port: int | None = None
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    container_id: str | None
+    state: str | None
+
+
+class Dtma(Protocol):
+    """A client of the DTMA agents. Every method raises a DtmaError subclass on failure."""
+
+    def list(self, target: DtmaTarget) -> LiveListing: ...
+
+    def list_many(self, targets: Sequence[DtmaTarget]) -> Mapping[str, LiveListing | Exception]:
+        """Concurrent listing under the client's bound; a failure is returned, not raised."""
+        ...
+
+    def deploy(self, target: DtmaTarget, request: DeployRequest) -> DeployResult: ...
+
+    def start(self, target: DtmaTarget, name: str) -> None: ...
+
+    def stop(self, target: DtmaTarget, name: str) -> None: ...
+
+    def delete(self, target: DtmaTarget, name: str) -> None: ...
+
+    def health(self, target: DtmaTarget) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...

@@ -1,0 +1,54 @@
+"""Observation: the recorded state from the store and, concurrently, a listing of every toolbox.
+
+A toolbox that is not ``active``, has no address or token, or whose listing fails is ``Unreachable``:
+it is skipped by the plan and never read as "no containers".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from reconciler.core.observed import LiveState, Observed, RecordedEnvironment, RecordedState, Unreachable
+from reconciler.ports import Dtma, DtmaTarget, Store
+from reconciler.settings import Settings
+
+
+def target_for(env: RecordedEnvironment, settings: Settings) -> DtmaTarget | Unreachable:
+    """How to reach a toolbox's agent, or why it cannot be reached at all."""
+    if env.status != "active":
+        return Unreachable(env.id, f"environment status is {env.status}, not active")
+    if not env.address:
+        return Unreachable(env.id, "environment has no public IP address")
+    token = env.dtma_token or settings.dtma_token
+    if not token:
+        return Unreachable(env.id, "no DTMA token (set BACKEND_TO_DTMA_API_KEY)")
+    host = f"[{env.address}]" if ":" in env.address else env.address
+    return DtmaTarget(env.id, f"http://{host}:{settings.dtma_port}", token)
+
+
+def targets_for(recorded: RecordedState, settings: Settings) -> dict[str, DtmaTarget]:
+    return {
+        t.environment_id: t for e in recorded.environments if isinstance(t := target_for(e, settings), DtmaTarget)
+    }
+
+
+def observe(
+    store: Store, dtma: Dtma, settings: Settings, *, environment_ids: Collection[str] | None = None
+) -> Observed:
+    """One full observation. ``environment_ids`` (ids or names, from ``--env``) limits the listings."""
+    recorded = store.observe()
+    live: dict[str, LiveState] = {}
+    targets: list[DtmaTarget] = []
+    for env in recorded.environments:
+        if environment_ids is not None and env.id not in environment_ids and env.name not in environment_ids:
+            continue
+        target = target_for(env, settings)
+        if isinstance(target, Unreachable):
+            live[env.id] = target
+        else:
+            targets.append(target)
+    for env_id, listing in dtma.list_many(targets).items():
+        live[env_id] = Unreachable(env_id, str(listing)) if isinstance(listing, Exception) else listing
+    for target in targets:  # a client that forgot one is still not "empty"
+        live.setdefault(target.environment_id, Unreachable(target.environment_id, "no listing returned"))
+    return Observed(recorded=recorded, live=live)

@@ -1,0 +1,80 @@
+"""Typed settings: flags, then environment variables, then defaults. The environment is read only here."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from reconciler.errors import ConfigError
+from reconciler.model.secrets import Secret
+
+DEFAULT_DATABASE_URL = "sqlite:///.reconciler/state.db"
+DEFAULT_JOURNAL_PATH = ".reconciler/journal.db"
+DEFAULT_DTMA_PORT = 30000
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced, for logs and errors."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    journal_path: str = DEFAULT_JOURNAL_PATH
+    dtma_port: int = DEFAULT_DTMA_PORT
+    dtma_token: Secret | None = field(default=None, repr=False)
+    dtma_connect_timeout: float = 3.0
+    dtma_read_timeout: float = 30.0
+    dtma_concurrency: int = 64
+    apply_concurrency: int = 16
+    secret_key: Secret | None = field(default=None, repr=False)  # HMAC key for secret fingerprints
+    journal_max_age_days: float = 90.0
+    journal_keep_runs: int = 10_000
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(database_url={mask_url(self.database_url)!r}, journal_path={self.journal_path!r}, "
+            f"dtma_port={self.dtma_port}, dtma_token={'***' if self.dtma_token else None})"
+        )
+
+    def with_overrides(self, **kwargs: object) -> Settings:
+        return replace(self, **{k: v for k, v in kwargs.items() if v is not None})  # type: ignore[arg-type]
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    token = env.get("BACKEND_TO_DTMA_API_KEY") or env.get("DTMA_BEARER_TOKEN")
+    key = env.get("RECONCILER_SECRET_KEY")
+    return Settings(
+        database_url=env.get("RECONCILER_DATABASE_URL", DEFAULT_DATABASE_URL),
+        journal_path=env.get("RECONCILER_JOURNAL", DEFAULT_JOURNAL_PATH),
+        dtma_port=_number(env, "DTMA_PORT", DEFAULT_DTMA_PORT, int),
+        dtma_token=Secret(token) if token else None,
+        dtma_connect_timeout=_number(env, "RECONCILER_DTMA_CONNECT_TIMEOUT", 3.0, float),
+        dtma_read_timeout=_number(env, "RECONCILER_DTMA_READ_TIMEOUT", 30.0, float),
+        dtma_concurrency=_number(env, "RECONCILER_DTMA_CONCURRENCY", 64, int),
+        apply_concurrency=_number(env, "RECONCILER_APPLY_CONCURRENCY", 16, int),
+        secret_key=Secret(key) if key else None,
+        journal_max_age_days=_number(env, "RECONCILER_JOURNAL_MAX_AGE_DAYS", 90.0, float),
+        journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
+    )
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value

@@ -1,0 +1,6 @@
+"""The stand-in DTMA agent: a real HTTP server on loopback serving many simulated toolboxes."""
+
+from reconciler.simulator.server import ADMIN_HEADER, Simulator, SimulatorError, check_loopback
+from reconciler.simulator.toolbox import Faults, Toolbox
+
+__all__ = ["ADMIN_HEADER", "Faults", "Simulator", "SimulatorError", "Toolbox", "check_loopback"]

@@ -1,0 +1,365 @@
+"""The simulator's HTTP side: one listening socket per toolbox, one selector thread accepting on all of them,
+one thread per connection (stdlib ``http.server``). Requests are routed to the toolbox by the socket they
+arrived on. Admin routes under ``/__sim/`` need the ``X-Sim-Admin-Token`` header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from reconciler.simulator.toolbox import SHAPES, ApiError, Faults, Toolbox
+
+log = logging.getLogger(__name__)
+
+ADMIN_HEADER = "X-Sim-Admin-Token"
+_NAMED = re.compile(r"^/tools/([^/]+)(/start|/stop)?$")
+
+
+class SimulatorError(Exception):
+    """The simulator cannot start as asked (non-loopback address, no token, port taken)."""
+
+
+def check_loopback(host: str) -> None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise SimulatorError(f"simulator address {host!r} is not an IP address (use 127.0.0.0/8 or ::1)") from None
+    if not ip.is_loopback:
+        raise SimulatorError(f"simulator refuses to listen on {host}: only loopback (127.0.0.0/8, ::1) is allowed")
+
+
+def token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    return env.get("BACKEND_TO_DTMA_API_KEY") or env.get("DTMA_BEARER_TOKEN") or None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], sim: Simulator, toolbox: Toolbox) -> None:
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, _Handler)
+        self.sim = sim
+        self.toolbox = toolbox
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Buffered writes: headers and body leave in one segment (unbuffered, the body waits on delayed ACK).
+    wbufsize = 64 * 1024
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sim %s %s", self.server.toolbox.address, format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _read_body(self) -> None:
+        # Always drain the body, even for an answer that ignores it: on a kept-alive connection an unread
+        # body would be parsed as the next request line.
+        length = int(self.headers.get("Content-Length") or 0)
+        self._raw = self.rfile.read(length) if length > 0 else b""
+
+    def _body(self) -> Any:
+        raw = self._raw
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+    def _send(self, status: int, body: Any, *, text: bool = False) -> None:
+        data = body.encode() if text else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain" if text else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _dispatch(self, method: str) -> None:
+        sim, tb = self.server.sim, self.server.toolbox
+        self._read_body()
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/__sim/"):
+            self._admin(method, path)
+            return
+        route = _route_key(method, path)
+        tb.count(route)
+        faults = tb.faults
+        if faults.latency or faults.jitter:
+            time.sleep(faults.latency + random.uniform(0, faults.jitter))
+        if faults.hang:
+            tb.unhang.wait(faults.hang_max)
+        if faults.drop:
+            self.close_connection = True
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        rate = faults.error_rate.get(route, faults.error_rate.get("*", 0.0))
+        if rate and random.random() < rate:
+            self._send(500, {"error": "Internal Server Error"})
+            return
+        if method == "GET" and path == "/health":
+            self._send(200, "OK", text=True)
+            return
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or not auth[7:].strip() or len(auth[7:].split()) != 1:
+            self._send(401, {"error": "Unauthorized: Missing or invalid token format"})
+            return
+        if not hmac.compare_digest(auth[7:].strip().encode(), sim.token.encode()):
+            self._send(403, {"error": "Forbidden: Invalid token"})
+            return
+        try:
+            self._send(*self._agent(method, path, tb))
+        except ApiError as exc:
+            self._send(exc.status, exc.body)
+
+    def _agent(self, method: str, path: str, tb: Toolbox) -> tuple[int, Any]:
+        if method == "GET" and path == "/status" and tb.shape in ("a", "b"):
+            return 200, tb.listing(tb.shape)
+        if method == "GET" and path == "/tools/status" and tb.shape in ("b", "c"):
+            return 200, tb.listing("c")
+        if method == "POST" and path == "/tools":
+            return 201, tb.deploy(self._body())
+        m = _NAMED.match(path)
+        if m:
+            name, action = m.group(1), m.group(2)
+            if method == "DELETE" and not action:
+                return 200, tb.delete(name)
+            if method == "POST" and action == "/start":
+                return 200, tb.start(name)
+            if method == "POST" and action == "/stop":
+                return 200, tb.stop(name)
+        return 404, {"error": "Not Found"}
+
+    def _admin(self, method: str, path: str) -> None:
+        sim, tb = self.server.sim, self.server.toolbox
+        given = self.headers.get(ADMIN_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), sim.admin_token.encode()):
+            self._send(403, {"error": "Forbidden: bad admin token"})
+            return
+        body = self._body() or {}
+        try:
+            if method == "GET" and path == "/__sim/state":
+                self._send(200, tb.snapshot())
+            elif method == "GET" and path == "/__sim/counters":
+                self._send(200, dict(tb.counters))
+            elif method == "POST" and path == "/__sim/faults":
+                sim.set_faults(tb.address, **body)
+                self._send(200, tb.faults.as_dict())
+            elif method == "POST" and path == "/__sim/clear":
+                sim.clear_faults(tb.address)
+                self._send(200, tb.faults.as_dict())
+            elif method == "POST" and path == "/__sim/forget":
+                tb.forget()
+                self._send(200, {"success": True})
+            elif method == "POST" and path == "/__sim/exit-after":
+                tb.exit_after(str(body.get("name")), float(body.get("seconds", 0)))
+                self._send(200, {"success": True})
+            else:
+                self._send(404, {"error": "Not Found"})
+        except ApiError as exc:
+            self._send(exc.status, exc.body)
+        except (TypeError, ValueError) as exc:
+            self._send(400, {"error": f"bad admin request: {exc}"})
+
+
+def _route_key(method: str, path: str) -> str:
+    m = _NAMED.match(path)
+    if m and not (method == "GET" and path == "/tools/status"):
+        return f"{method} /tools/{{name}}{m.group(2) or ''}"
+    return f"{method} {path}"
+
+
+class Simulator:
+    """Many simulated DTMA agents in one process.
+
+    ``per="address"``: toolbox i listens on ``host + i`` (127.0.1.1, 127.0.1.2, ...) at one port;
+    ``per="port"``: on ``host`` at consecutive ports (port 0 lets the OS choose each).
+    """
+
+    def __init__(
+        self,
+        *,
+        toolboxes: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        per: str = "port",
+        shape: str = "a",
+        shapes: Mapping[int, str] | None = None,
+        token: str | None = None,
+        admin_token: str | None = None,
+        start_delay: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        faults: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_loopback(host)
+        token = token or token_from_env()
+        if not token:
+            raise SimulatorError(
+                "simulator needs a bearer token: set BACKEND_TO_DTMA_API_KEY or DTMA_BEARER_TOKEN"
+            )
+        if shape not in SHAPES:
+            raise SimulatorError(f"unknown listing shape {shape!r} (a, b or c)")
+        if per not in ("address", "port"):
+            raise SimulatorError(f"unknown layout {per!r} (address or port)")
+        self.token = token
+        self.admin_token = admin_token or os.environ.get("DTMA_SIM_ADMIN_TOKEN") or os.urandom(16).hex()
+        self._servers: list[_Server] = []
+        self._by_address: dict[str, Toolbox] = {}
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        base = ipaddress.ip_address(host)
+        try:
+            for i in range(toolboxes):
+                if per == "address":
+                    ip = str(base + i)
+                    check_loopback(ip)
+                    bind_port = port if i == 0 or port else self._servers[0].server_address[1]
+                else:
+                    ip = str(base)
+                    bind_port = port + i if port else 0
+                tb = Toolbox(
+                    "",
+                    shape=(shapes or {}).get(i, shape),
+                    start_delay=start_delay,
+                    clock=clock,
+                    faults=Faults(**dict(faults or {})),
+                )
+                try:
+                    srv = _Server((ip, bind_port), self, tb)
+                except OSError as exc:
+                    raise SimulatorError(f"simulator cannot listen on {ip}:{bind_port}: {exc.strerror}") from exc
+                actual = srv.server_address[1]
+                tb.address = f"[{ip}]:{actual}" if ":" in ip else f"{ip}:{actual}"
+                self._servers.append(srv)
+                self._by_address[tb.address] = tb
+        except BaseException:
+            self._close_sockets()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> list[str]:
+        """``host:port`` of each toolbox, in order."""
+        return [s.toolbox.address for s in self._servers]
+
+    def base_url(self, index: int) -> str:
+        return f"http://{self.addresses[index]}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._serve, name="dtma-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        sel = selectors.DefaultSelector()
+        for srv in self._servers:
+            sel.register(srv.socket, selectors.EVENT_READ, srv)
+        sel.register(self._wake_r, selectors.EVENT_READ, None)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in sel.select():
+                    if key.data is None:
+                        return
+                    key.data._handle_request_noblock()
+        finally:
+            sel.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for tb in self._by_address.values():
+            tb.unhang.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for srv in self._servers:
+            srv.server_close()
+        for s in (self._wake_r, self._wake_w):
+            s.close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- Python admin API ------------------------------------------------------------------------------
+
+    def toolbox(self, which: int | str) -> Toolbox:
+        return self._servers[which].toolbox if isinstance(which, int) else self._by_address[which]
+
+    def toolboxes(self) -> Iterator[Toolbox]:
+        return iter(s.toolbox for s in self._servers)
+
+    def set_faults(self, which: int | str, **faults: Any) -> None:
+        tb = self.toolbox(which)
+        with tb.lock:
+            tb.faults.update(faults)
+            if tb.faults.hang:
+                tb.unhang.clear()
+            else:
+                tb.unhang.set()
+
+    def clear_faults(self, which: int | str) -> None:
+        tb = self.toolbox(which)
+        with tb.lock:
+            tb.faults = Faults()
+            tb.unhang.set()
+
+    def counters(self, which: int | str | None = None) -> dict[str, int]:
+        """Calls per route of one toolbox, or summed over all of them."""
+        boxes = [self.toolbox(which)] if which is not None else list(self.toolboxes())
+        total: dict[str, int] = {}
+        for tb in boxes:
+            with tb.lock:
+                for k, v in tb.counters.items():
+                    total[k] = total.get(k, 0) + v
+        return total
+
+    def env_of(self, which: int | str, name: str) -> list[str]:
+        """The Env list a container was deployed with (Python API only: values may be secrets)."""
+        tb = self.toolbox(which)
+        with tb.lock:
+            return list(tb.containers[name].env)

@@ -1,0 +1,362 @@
+"""One simulated toolbox: its containers, its faults and its call counters (no HTTP here).
+
+Every method takes the lock; container states are computed from the injected clock when read, so a test
+that advances its clock sees created -> running (or a planned exit) without any thread doing work.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+AGENT_PORT = 30000
+SHAPES = ("a", "b", "c")
+
+
+@dataclass
+class Faults:
+    """What goes wrong on one toolbox. Rates are 0..1 per route key (``"GET /status"``, or ``"*"``)."""
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    error_rate: dict[str, float] = field(default_factory=dict)
+    hang: bool = False
+    hang_max: float = 60.0
+    drop: bool = False
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        for key in ("latency", "jitter", "hang_max"):
+            if key in data:
+                setattr(self, key, float(data[key]))
+        for key in ("hang", "drop"):
+            if key in data:
+                setattr(self, key, bool(data[key]))
+        if "error_rate" in data:
+            self.error_rate = {str(k): float(v) for k, v in dict(data["error_rate"]).items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency,
+            "jitter": self.jitter,
+            "error_rate": dict(self.error_rate),
+            "hang": self.hang,
+            "hang_max": self.hang_max,
+            "drop": self.drop,
+        }
+
+
+@dataclass
+class SimContainer:
+    name: str
+    image: str
+    instance_id: str | None
+    container_id: str
+    created_at: float
+    env: list[str]
+    port_bindings: dict[str, list[dict[str, str]]]
+    managed: bool = True
+    stopped: bool = False
+    exit_at: float | None = None
+    command: str = ""
+
+    def host_ports(self) -> set[int]:
+        out: set[int] = set()
+        for bindings in self.port_bindings.values():
+            for b in bindings or []:
+                if str(b.get("HostPort", "")).isdigit():
+                    out.add(int(b["HostPort"]))
+        return out
+
+
+class ApiError(Exception):
+    """An answer other than success, with the agent's status code and body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+class Toolbox:
+    def __init__(
+        self,
+        address: str,
+        *,
+        shape: str = "a",
+        start_delay: float = 0.0,
+        clock: Callable[[], float],
+        faults: Faults | None = None,
+    ) -> None:
+        if shape not in SHAPES:
+            raise ValueError(f"unknown listing shape {shape!r} (a, b or c)")
+        self.address = address
+        self.shape = shape
+        self.start_delay = start_delay
+        self.clock = clock
+        self.faults = faults or Faults()
+        self.lock = threading.RLock()
+        self.containers: dict[str, SimContainer] = {}
+        self.counters: Counter[str] = Counter()
+        self.unhang = threading.Event()
+        now = clock()
+        # The agent's own containers, visible only in shape b (every container on the host).
+        self._host = [
+            SimContainer(
+                "dtma_manager",
+                "agentopia/dtma:latest",
+                None,
+                _cid(),
+                now,
+                [],
+                {"30000/tcp": [{"HostPort": "30000"}]},
+                managed=False,
+                command="node dist/index.js",
+            ),
+            SimContainer(
+                "agentopia_backend",
+                "agentopia/backend:latest",
+                None,
+                _cid(),
+                now,
+                [],
+                {"3000/tcp": [{"HostPort": "3000"}]},
+                managed=False,
+                command="node server.js",
+            ),
+        ]
+
+    def count(self, route: str) -> None:
+        with self.lock:
+            self.counters[route] += 1
+
+    def state_of(self, c: SimContainer) -> str:
+        now = self.clock()
+        if c.stopped:
+            return "exited"
+        if c.exit_at is not None and now >= c.exit_at:
+            return "exited"
+        if now < c.created_at + self.start_delay:
+            return "created"
+        return "running"
+
+    # -- agent operations -----------------------------------------------------------------------------
+
+    def deploy(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            body = {}
+        missing = [
+            k for k in ("dockerImageUrl", "instanceNameOnToolbox", "accountToolInstanceId") if not body.get(k)
+        ]
+        if missing:
+            raise ApiError(400, {"success": False, "error": f"Missing required fields: {', '.join(missing)}"})
+        name = str(body["instanceNameOnToolbox"])
+        override = body.get("baseConfigOverrideJson") or {}
+        env = [str(e) for e in (override.get("Env") or [])]
+        bindings = dict((override.get("HostConfig") or {}).get("PortBindings") or {})
+        with self.lock:
+            if name in self.containers and self.containers[name].managed:
+                raise ApiError(409, {"success": False, "error": f"Instance with name '{name}' already exists."})
+            if not NAME_RE.match(name) or name in self.containers:
+                # Docker refuses the name (bad characters, or a container it still has): a 500 like the agent.
+                raise ApiError(
+                    500,
+                    {
+                        "success": False,
+                        "message": f"Failed to deploy tool '{name}'.",
+                        "error": f'(HTTP code 409) invalid or conflicting container name "{name}"',
+                    },
+                )
+            new = SimContainer(
+                name,
+                str(body["dockerImageUrl"]),
+                str(body["accountToolInstanceId"]),
+                _cid(),
+                self.clock(),
+                env,
+                bindings,
+            )
+            taken: set[int] = {AGENT_PORT}
+            for c in self.containers.values():
+                taken |= c.host_ports()
+            for port in sorted(new.host_ports() & taken):
+                raise ApiError(
+                    409,
+                    {
+                        "success": False,
+                        "error": f"Port conflict: Requested HostPort {port} "
+                        "is already in use by a managed instance.",
+                    },
+                )
+            self.containers[name] = new
+            state = self.state_of(new)
+        ports = {k: [{"HostIp": "0.0.0.0", **b} for b in v] for k, v in bindings.items()}
+        return {
+            "success": True,
+            "message": f"Tool '{name}' deployed successfully.",
+            "data": {
+                "container_id": new.container_id,
+                "instance_name_on_toolbox": name,
+                "account_tool_instance_id": new.instance_id,
+                "image": new.image,
+                "ports": ports,
+                "state": {"Status": state, "Running": state == "running"},
+            },
+        }
+
+    def _managed(self, name: str) -> SimContainer:
+        c = self.containers.get(name)
+        if c is None or not c.managed:
+            raise ApiError(
+                404, {"success": False, "error": f"Tool instance '{name}' not found or not managed by this DTMA."}
+            )
+        return c
+
+    def start(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            c = self._managed(name)
+            c.stopped = False
+            c.exit_at = None
+            c.created_at = self.clock() - self.start_delay  # a start of an existing container is immediate
+        return {"success": True, "message": f"Tool '{name}' started successfully."}
+
+    def stop(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            self._managed(name).stopped = True
+        return {"success": True, "message": f"Tool '{name}' stopped successfully."}
+
+    def delete(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            self._managed(name)
+            del self.containers[name]
+        return {"success": True, "message": f"Tool '{name}' deleted successfully."}
+
+    # -- faults driven by the admin path --------------------------------------------------------------
+
+    def forget(self) -> None:
+        """The agent restarted: it no longer knows the names it managed; the containers keep running."""
+        with self.lock:
+            for c in self.containers.values():
+                c.managed = False
+
+    def exit_after(self, name: str, seconds: float) -> None:
+        with self.lock:
+            c = self.containers.get(name)
+            if c is None:
+                raise ApiError(404, {"error": f"no container '{name}'"})
+            c.exit_at = self.clock() + seconds
+
+    # -- listings --------------------------------------------------------------------------------------
+
+    def listing(self, kind: str) -> dict[str, Any]:
+        with self.lock:
+            items = list(self.containers.values())
+            if kind == "a":
+                return {
+                    "dtma_version": "0.2.3-sim",
+                    "system_metrics": {"cpu_load_percent": 1.0, "uptime_seconds": 1},
+                    "tool_instances": [
+                        {
+                            "account_tool_instance_id": c.instance_id,
+                            "instance_name_on_toolbox": c.name,
+                            "status": self.state_of(c),
+                            "container_id": c.container_id,
+                        }
+                        for c in items
+                        if c.managed
+                    ],
+                }
+            envelope: dict[str, Any] = {
+                "status": "healthy",
+                "timestamp": "2026-01-01T00:00:00.000Z",
+                "version": "1.4.0-sim" if kind == "b" else "1.0.0-sim",
+                "service": "DTMA",
+                "environment": {"hasAuthToken": True, "hasApiKey": True, "hasApiBaseUrl": True, "port": "30000"},
+            }
+            if kind == "b":
+                envelope["tool_instances"] = [self._item_b(c) for c in [*self._host, *items]]
+            else:
+                envelope["tool_instances"] = [self._item_c(c) for c in items if c.managed]
+            return envelope
+
+    def _ports(self, c: SimContainer, raw: bool) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for key, bindings in c.port_bindings.items():
+            port, _, proto = key.partition("/")
+            for b in bindings or []:
+                if not str(b.get("HostPort", "")).isdigit():
+                    continue
+                if raw:
+                    out.append(
+                        {
+                            "IP": "0.0.0.0",
+                            "PrivatePort": int(port),
+                            "PublicPort": int(b["HostPort"]),
+                            "Type": proto or "tcp",
+                        }
+                    )
+                else:
+                    out.append(
+                        {
+                            "ip": "0.0.0.0",
+                            "private_port": int(port),
+                            "public_port": int(b["HostPort"]),
+                            "type": proto or "tcp",
+                        }
+                    )
+        return out
+
+    def _item_b(self, c: SimContainer) -> dict[str, Any]:
+        state = self.state_of(c)
+        return {
+            "id": c.container_id,
+            "names": ["/" + c.name],
+            "image": c.image,
+            "image_id": "sha256:" + c.container_id,
+            "command": c.command,
+            "created": int(c.created_at),
+            "state": state,
+            "status": "Up" if state == "running" else state.capitalize(),
+            "ports": self._ports(c, raw=False),
+        }
+
+    def _item_c(self, c: SimContainer) -> dict[str, Any]:
+        return {
+            "account_tool_instance_id": c.instance_id,
+            "instance_name_on_toolbox": c.name,
+            "container_id": c.container_id,
+            "status": self.state_of(c),
+            "image": c.image,
+            "ports": self._ports(c, raw=True),
+            "created": int(c.created_at),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "address": self.address,
+                "shape": self.shape,
+                "faults": self.faults.as_dict(),
+                "counters": dict(self.counters),
+                "containers": [
+                    {
+                        "name": c.name,
+                        "image": c.image,
+                        "instance_id": c.instance_id,
+                        "state": self.state_of(c),
+                        "managed": c.managed,
+                        "env_keys": sorted(e.partition("=")[0] for e in c.env),
+                        "port_bindings": c.port_bindings,
+                    }
+                    for c in self.containers.values()
+                ],
+            }
+
+
+def _cid() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex

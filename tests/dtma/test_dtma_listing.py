@@ -1,0 +1,109 @@
+"""Parsing of the recorded listing samples (tests/fixtures/dtma-samples) and of odd inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.adapters.dtma_listing import detect_shape, parse_listing, parse_ports, parse_state
+from reconciler.core.observed import LivePort
+from reconciler.errors import DtmaResponseError
+
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dtma-samples"
+
+
+def load(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text())
+
+
+def test_shape_a_sample() -> None:
+    listing = parse_listing("env", load("listing-a-status-v2.json"))
+    assert listing.shape == "a"
+    assert listing.dtma_version == "0.2.3"
+    by = listing.by_name()
+    assert [c.name for c in listing.containers] == ["context7", "fetch", "github"]
+    assert by["context7"].state == "running"
+    assert by["context7"].instance_id == "3f0c1c9e-6a51-4f7e-9d0a-0b1b2c3d4e5f"
+    assert by["fetch"].state == "exited"
+    assert by["github"].state == "not_found"
+    assert by["github"].container_id is None
+
+
+def test_shape_b_sample_strips_slash_and_reads_snake_case_ports() -> None:
+    listing = parse_listing("env", load("listing-b-status-v3.json"))
+    assert listing.shape == "b"
+    assert listing.dtma_version == "1.4.0"
+    by = listing.by_name()
+    assert set(by) == {"dtma_manager", "agentopia_backend", "context7", "fetch"}
+    assert by["context7"].instance_id is None
+    assert by["context7"].image == "ghcr.io/upstash/context7-mcp:1.0.6"
+    assert by["context7"].ports == (
+        LivePort(8080, 31001, "tcp", "0.0.0.0"),
+        LivePort(8080, 31001, "tcp", "::"),
+    )
+    assert by["fetch"].state == "exited"
+    assert by["fetch"].ports == ()
+
+
+def test_shape_c_sample_reads_raw_docker_ports() -> None:
+    listing = parse_listing("env", load("listing-c-tools-status-v3.json"))
+    assert listing.shape == "c"
+    by = listing.by_name()
+    assert by["context7"].ports == (LivePort(8080, 31001, "tcp", "0.0.0.0"),)
+    assert by["context7"].instance_id == "3f0c1c9e-6a51-4f7e-9d0a-0b1b2c3d4e5f"
+    assert by["hand-made"].instance_id is None
+    assert by["hand-made"].state == "restarting"
+
+
+def test_deploy_answer_port_map() -> None:
+    ports = parse_ports(load("deploy-201.json")["data"]["ports"])
+    assert ports == (LivePort(8080, 31001, "tcp", "0.0.0.0"),)
+    assert parse_ports({"9000/udp": None}) == (LivePort(9000, None, "udp", None),)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("running", ("running", None)),
+        ("Exited", ("exited", None)),
+        ("error_inspecting", ("error_inspecting", None)),
+        ("zombie", ("unknown", "zombie")),
+        (None, ("unknown", None)),
+        (3, ("unknown", "3")),
+    ],
+)
+def test_states(raw: Any, expected: tuple[str, str | None]) -> None:
+    assert parse_state(raw) == expected
+
+
+def test_unknown_state_keeps_raw_state() -> None:
+    body = {"dtma_version": "x", "tool_instances": [{"instance_name_on_toolbox": "a", "status": "frozen"}]}
+    (c,) = parse_listing("env", body).containers
+    assert (c.state, c.raw_state) == ("unknown", "frozen")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {"tool_instances": None},
+        {"tool_instances": [1]},
+        {"dtma_version": "1", "tool_instances": [{}]},
+        {"version": "1", "tool_instances": [{"names": []}]},
+        {"version": "1", "tool_instances": [{"instance_name_on_toolbox": "a", "ports": [{"PrivatePort": "x"}]}]},
+        {"version": "1", "tool_instances": [{"instance_name_on_toolbox": "a", "ports": "8080"}]},
+    ],
+)
+def test_bad_bodies_raise_response_error(body: Any) -> None:
+    with pytest.raises(DtmaResponseError):
+        parse_listing("env", body)
+
+
+def test_detect_shape_of_empty_envelopes() -> None:
+    assert detect_shape({"dtma_version": "1", "tool_instances": []}) == "a"
+    assert detect_shape({"version": "1", "service": "DTMA", "tool_instances": []}) in ("b", "c")
+    assert parse_listing("e", {"version": "1", "tool_instances": []}).containers == ()

@@ -1,0 +1,207 @@
+"""The simulator itself, over real HTTP (urllib: the simulator tests do not depend on the client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sim_helpers import ADMIN_TOKEN, running_simulator
+
+from reconciler.simulator import Simulator, SimulatorError
+
+TOKEN = "tok"
+
+
+def call(
+    address: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://{address}{path}", data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dtma-samples"
+ERRORS = json.loads((SAMPLES / "errors.json").read_text())
+
+DEPLOY = {
+    "dockerImageUrl": "ghcr.io/upstash/context7-mcp:1.0.6",
+    "instanceNameOnToolbox": "context7",
+    "accountToolInstanceId": "id-1",
+    "baseConfigOverrideJson": {
+        "Env": ["A=1"],
+        "HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "31001"}]}},
+    },
+}
+
+
+def test_error_bodies_match_the_samples() -> None:
+    with running_simulator(token=TOKEN) as sim:
+        a = sim.addresses[0]
+        assert call(a, "GET", "/status", token=None) == (401, ERRORS["401"])
+        assert call(a, "GET", "/status", token="wrong") == (403, ERRORS["403"])
+        assert call(a, "POST", "/tools", {}) == (400, ERRORS["400"])
+        assert call(a, "POST", "/tools", DEPLOY)[0] == 201
+        assert call(a, "POST", "/tools", DEPLOY) == (409, ERRORS["409_name"])
+        assert call(a, "POST", "/tools", {**DEPLOY, "instanceNameOnToolbox": "other"}) == (409, ERRORS["409_port"])
+        assert call(a, "POST", "/tools/nope/stop") == (
+            404,
+            ERRORS["404_tool"].copy() | {"error": "Tool instance 'nope' not found or not managed by this DTMA."},
+        )
+        assert call(a, "GET", "/nowhere") == (404, ERRORS["404_route"])
+        assert call(a, "GET", "/tools/status") == (404, ERRORS["404_route"])  # shape a has no /tools/status
+        sim.sim.set_faults(0, error_rate={"GET /status": 1.0})
+        assert call(a, "GET", "/status") == (500, ERRORS["500_internal"])
+        assert call(a, "GET", "/health", token=None) == (200, "OK")
+
+
+def test_deploy_answer_looks_like_the_sample() -> None:
+    sample = json.loads((SAMPLES / "deploy-201.json").read_text())
+    with running_simulator(token=TOKEN) as sim:
+        status, body = call(sim.addresses[0], "POST", "/tools", DEPLOY)
+    assert status == 201
+    assert set(body) == set(sample) and set(body["data"]) == set(sample["data"])
+    assert body["data"]["ports"] == sample["data"]["ports"]
+
+
+def test_bad_container_name_and_agent_port() -> None:
+    with running_simulator(token=TOKEN) as sim:
+        a = sim.addresses[0]
+        assert call(a, "POST", "/tools", {**DEPLOY, "instanceNameOnToolbox": "has space"})[0] == 500
+        bindings = {"HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "30000"}]}}}
+        assert call(a, "POST", "/tools", {**DEPLOY, "baseConfigOverrideJson": bindings})[0] == 409
+
+
+def test_refuses_non_loopback_and_missing_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SimulatorError, match="only loopback"):
+        Simulator(host="10.0.0.1", token="t")
+    with pytest.raises(SimulatorError, match="only loopback"):
+        Simulator(host="0.0.0.0", token="t")
+    monkeypatch.delenv("BACKEND_TO_DTMA_API_KEY", raising=False)
+    monkeypatch.delenv("DTMA_BEARER_TOKEN", raising=False)
+    with pytest.raises(SimulatorError, match="BACKEND_TO_DTMA_API_KEY"):
+        Simulator()
+    monkeypatch.setenv("DTMA_BEARER_TOKEN", "from-env")
+    with Simulator() as sim:
+        assert call(sim.addresses[0], "GET", "/status", token="from-env")[0] == 200
+
+
+def test_one_toolbox_per_address_routes_by_local_address() -> None:
+    with running_simulator(toolboxes=3, token=TOKEN, per="address", host="127.0.1.1") as sim:
+        hosts = [a.rsplit(":", 1)[0] for a in sim.addresses]
+        ports = {a.rsplit(":", 1)[1] for a in sim.addresses}
+        assert hosts == ["127.0.1.1", "127.0.1.2", "127.0.1.3"] and len(ports) == 1
+        assert call(sim.addresses[1], "POST", "/tools", DEPLOY)[0] == 201
+        names = [
+            [i["instance_name_on_toolbox"] for i in call(a, "GET", "/status")[1]["tool_instances"]]
+            for a in sim.addresses
+        ]
+        assert names == [[], ["context7"], []]
+        assert sim.counters(1)["POST /tools"] == 1 and "POST /tools" not in sim.counters(0)
+
+
+def test_admin_path_needs_its_token_and_drives_faults() -> None:
+    with running_simulator(token=TOKEN) as sim:
+        a = sim.addresses[0]
+        assert call(a, "GET", "/__sim/counters", headers={"X-Sim-Admin-Token": "no"})[0] == 403
+        assert call(a, "GET", "/__sim/counters", token=TOKEN)[0] == 403  # the agent token is not the admin token
+        call(a, "POST", "/tools", DEPLOY)
+        sim.admin(0, "POST", "/__sim/faults", {"error_rate": {"*": 1.0}})
+        assert call(a, "GET", "/status")[0] == 500
+        sim.admin(0, "POST", "/__sim/clear")
+        assert call(a, "GET", "/status")[0] == 200
+        sim.admin(0, "POST", "/__sim/forget")
+        assert call(a, "POST", "/tools/context7/stop")[0] == 404
+        state = sim.admin(0, "GET", "/__sim/state")
+        assert state["containers"][0]["managed"] is False and state["containers"][0]["state"] == "running"
+        assert "A=1" not in json.dumps(state)  # env values (maybe secrets) are not served
+        counters = sim.admin(0, "GET", "/__sim/counters")
+        assert counters == {"POST /tools": 1, "GET /status": 2, "POST /tools/{name}/stop": 1}
+        assert sim.sim.admin_token == ADMIN_TOKEN
+
+
+def test_shape_b_lists_host_containers_and_c_has_tools_status() -> None:
+    with running_simulator(token=TOKEN, shape="b") as sim:
+        a = sim.addresses[0]
+        call(a, "POST", "/tools", DEPLOY)
+        items = call(a, "GET", "/status")[1]["tool_instances"]
+        assert [i["names"] for i in items] == [["/dtma_manager"], ["/agentopia_backend"], ["/context7"]]
+        c_items = call(a, "GET", "/tools/status")[1]["tool_instances"]
+        assert c_items[0]["ports"] == [{"IP": "0.0.0.0", "PrivatePort": 8080, "PublicPort": 31001, "Type": "tcp"}]
+    with running_simulator(token=TOKEN, shape="c") as sim:
+        assert call(sim.addresses[0], "GET", "/status") == (404, ERRORS["404_route"])
+        assert call(sim.addresses[0], "GET", "/tools/status")[0] == 200
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_sim_prints_addresses_answers_health_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
+    out = tmp_path / "addresses.json"
+    env = {**os.environ, "BACKEND_TO_DTMA_API_KEY": TOKEN}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "sim",
+            "--listen",
+            "127.0.1.1:0",
+            "--toolboxes",
+            "3",
+            "--addresses-json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        assert [ln.rsplit(":", 1)[0] for ln in lines] == ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
+        assert json.loads(out.read_text()) == lines
+        for address in lines:
+            assert call(address, "GET", "/health", token=None) == (200, "OK")
+        proc.send_signal(signum)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_sim_refuses_public_address() -> None:
+    env = {**os.environ, "BACKEND_TO_DTMA_API_KEY": TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "sim", "--listen", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "only loopback" in done.stderr

@@ -1,0 +1,339 @@
+"""The Store contract: the same test functions on SQLite and on PostgreSQL (see conftest.Backend)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from reconciler.adapters.store_rows import GENERIC_CATALOG_ID
+from reconciler.core.observed import INSTALLATION_STATUSES
+from reconciler.errors import SchemaMissingError, StoreError
+from reconciler.model.spec import MANAGED_BY, SecretRef
+from reconciler.model.spec_hash import HASH_VERSION, SECRET_MARKER
+from reconciler.ports import Store
+
+from .conftest import Backend
+from .helpers import config_for, new_instance, server
+
+
+def _env(store: Any, name: str = "tb1", address: str = "127.0.0.2", **kw: Any) -> str:
+    return str(store.add_environment(name, address, **kw).id)
+
+
+def test_store_satisfies_the_protocol(store: Any) -> None:
+    typed: Store = store  # mypy checks the shape; here the methods must exist and be callable
+    for name in ("observe", "ensure_catalog", "create_instance", "update_instance", "delete_instance",
+                 "fingerprint", "try_lock_environment", "unlock_environment", "ping", "close"):  # fmt: skip
+        assert callable(getattr(typed, name))
+    typed.ping()
+
+
+def test_migrate_creates_the_schema_and_twice_is_a_no_op(backend: Backend) -> None:
+    from reconciler.runtime.stores import migrate_database
+
+    first = migrate_database(backend.url)
+    assert first.applied == (1,) and first.created
+    second = migrate_database(backend.url)
+    assert second.applied == () and second.current == 1 and not second.created
+    assert backend.raw("SELECT version FROM schema_migrations") == [(1,)]
+    store = backend.open()
+    assert store.created_by_reconciler and not store.is_agentopia_database
+    generic = backend.raw(
+        "SELECT name, docker_image_url, category FROM tool_catalog WHERE id = ?", [GENERIC_CATALOG_ID]
+    )
+    assert [tuple(r) for r in generic] == [("MCP Server", "mcpserver/generic:latest", "mcp")]
+
+
+def test_opening_without_schema_names_the_command_to_run(backend: Backend) -> None:
+    if backend.kind == "sqlite":
+        assert backend.path is not None
+        backend.path.touch()
+    with pytest.raises(SchemaMissingError) as info:
+        backend.open()
+    message = str(info.value)
+    assert "reconciler db migrate --database" in message and "\n" not in message
+
+
+def test_environments_are_added_listed_observed_and_removed(store: Any) -> None:
+    env_id = _env(store, "tb1", "127.0.0.2")
+    _env(store, "tb0", "10.1.2.3", status="inactive")
+    listed = store.list_environments()
+    assert [(e.name, e.address, e.status) for e in listed] == [
+        ("tb0", "10.1.2.3", "inactive"), ("tb1", "127.0.0.2", "active"),
+    ]  # fmt: skip
+    recorded = {e.name: e for e in store.observe().environments}
+    assert recorded["tb1"].id == env_id and recorded["tb1"].address == "127.0.0.2"
+    assert recorded["tb1"].status == "active" and recorded["tb1"].dtma_token is None
+    with pytest.raises(StoreError, match="tb1 already exists"):
+        _env(store, "tb1", "127.0.0.3")
+    with pytest.raises(StoreError, match="not an IP address"):
+        _env(store, "tb9", "not-an-ip")
+    with pytest.raises(StoreError, match="not in account_tool_environment_status_enum"):
+        _env(store, "tb9", "127.0.0.9", status="up")
+    assert store.remove_environment("tb1") == 0
+    assert [e.name for e in store.observe().environments] == ["tb0"]
+    with pytest.raises(StoreError, match="tb1 does not exist"):
+        store.remove_environment("tb1")
+
+
+def test_add_environment_keeps_a_given_id(store: Any) -> None:
+    wanted = str(uuid.uuid4())
+    assert _env(store, environment_id=wanted) == wanted
+    with pytest.raises(StoreError, match="not a UUID"):
+        _env(store, "tb2", environment_id="nope")
+
+
+def test_ensure_catalog_makes_one_marked_row_per_image_and_reuses_it(backend: Backend, store: Any) -> None:
+    a = store.ensure_catalog("ghcr.io/acme/a:1")
+    assert store.ensure_catalog("ghcr.io/acme/a:1") == a
+    b = store.ensure_catalog("ghcr.io/acme/b:1")
+    assert b != a and GENERIC_CATALOG_ID not in (a, b)
+    again = backend.open()  # a fresh store has no cache: it must find the row in the table
+    assert again.ensure_catalog("ghcr.io/acme/a:1") == a
+    rows = backend.raw(
+        "SELECT tool_name, name, package_identifier, docker_image_url, category, version_info FROM tool_catalog "
+        "WHERE id = ?",
+        [a],
+    )
+    tool_name, name, package, docker, category, info = rows[0]
+    assert package == docker == "ghcr.io/acme/a:1" and category == "mcp"
+    assert "ghcr.io/acme/a:1" in tool_name and "ghcr.io/acme/a:1" in name
+    info = info if isinstance(info, dict) else json.loads(info)
+    assert info["managed_by"] == MANAGED_BY
+    assert backend.raw("SELECT count(*) FROM tool_catalog")[0][0] == 3
+
+
+def test_ensure_catalog_does_not_adopt_a_row_it_did_not_make(backend: Backend, store: Any) -> None:
+    image = "mcpserver/generic:latest"  # the generic row's image, which Agentopia's instances use
+    own = store.ensure_catalog(image)
+    assert own != GENERIC_CATALOG_ID
+
+
+def test_create_instance_records_a_pending_row_with_its_config(backend: Backend, store: Any) -> None:
+    env_id = _env(store)
+    spec = server("ctx", "ghcr.io/acme/ctx:1.0.0", host_port=31001)
+    catalog = store.ensure_catalog(spec.image)
+    iid = store.create_instance(new_instance(env_id, catalog, spec))
+    [row] = store.observe().instances
+    _, digest = config_for(spec)
+    assert (row.id, row.environment_id, row.catalog_id, row.name) == (iid, env_id, catalog, "ctx")
+    assert row.status == "pending_deploy" and row.managed and row.image == spec.image
+    assert row.spec_hash == digest and row.hash_version == HASH_VERSION and not row.protect
+    assert row.config["mcp"]["transport"] == "sse"
+    [(server_type, path, transport, ports)] = backend.raw(
+        "SELECT mcp_server_type, mcp_endpoint_path, mcp_transport_type, port_mapping_json "
+        "FROM account_tool_instances WHERE id = ?",
+        [iid],
+    )
+    ports = ports if isinstance(ports, dict) else json.loads(ports)
+    assert (server_type, path, transport) == ("mcp_server", "/sse", "sse")
+    assert ports == {"8080/tcp": [{"HostPort": "31001"}]}
+
+
+def test_create_instance_keeps_a_given_id(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    wanted = str(uuid.uuid4())
+    assert (
+        store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec, instance_id=wanted))
+        == wanted
+    )
+
+
+def test_streamable_http_leaves_the_transport_column_null_and_keeps_it_in_the_config(
+    backend: Backend, store: Any
+) -> None:
+    env_id = _env(store)
+    spec = server(transport="streamable-http", endpoint="/mcp")
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    [(transport, meta)] = backend.raw(
+        "SELECT mcp_transport_type, mcp_discovery_metadata FROM account_tool_instances WHERE id = ?", [iid]
+    )
+    assert transport is None
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
+    assert meta["transport"] == "streamable-http"
+    [row] = store.observe().instances
+    assert row.config["mcp"]["transport"] == "streamable-http"
+
+
+def test_image_falls_back_to_the_catalog_for_rows_the_reconciler_did_not_make(
+    backend: Backend, store: Any
+) -> None:
+    env_id = _env(store)
+    backend.raw(
+        "INSERT INTO account_tool_instances (id, account_tool_environment_id, tool_catalog_id, "
+        "instance_name_on_toolbox, status_on_toolbox, base_config_override_json) VALUES (?, ?, ?, ?, ?, ?)",
+        [str(uuid.uuid4()), env_id, GENERIC_CATALOG_ID, "agentopia-made", "active", '{"Env": ["A=b"]}'],
+    )
+    [row] = store.observe().instances
+    assert row.image == "mcpserver/generic:latest" and not row.managed and row.status == "active"
+
+
+def test_the_unique_pair_refuses_a_second_server_of_one_image(store: Any) -> None:
+    assert store.unique_image_per_environment
+    env_id = _env(store)
+    catalog = store.ensure_catalog("ghcr.io/acme/same:1")
+    store.create_instance(new_instance(env_id, catalog, server("one", "ghcr.io/acme/same:1")))
+    with pytest.raises(StoreError, match="one server per image"):
+        store.create_instance(new_instance(env_id, catalog, server("two", "ghcr.io/acme/same:1")))
+    assert [i.name for i in store.observe().instances] == ["one"]
+
+
+def test_create_instance_on_a_missing_environment_is_a_clear_error(store: Any) -> None:
+    spec = server()
+    with pytest.raises(StoreError, match="does not exist"):
+        store.create_instance(new_instance(str(uuid.uuid4()), store.ensure_catalog(spec.image), spec))
+
+
+def test_update_instance_sets_status_error_heartbeat_and_config(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    beat = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    store.update_instance(
+        iid, status="error", error_message="pull failed for ghcr.io/acme/ctx:1.0.0", heartbeat=beat
+    )
+    [row] = store.observe().instances
+    assert row.status == "error" and row.error_message == "pull failed for ghcr.io/acme/ctx:1.0.0"
+    assert row.last_heartbeat_from_dtma == beat
+    new_spec = server(endpoint="/v2/sse", protect=True)
+    config, digest = config_for(new_spec)
+    store.update_instance(iid, status="running", clear_error=True, config=config)
+    [row] = store.observe().instances
+    assert row.status == "running" and row.error_message is None
+    assert row.spec_hash == digest and row.protect and row.config["mcp"]["endpoint"] == "/v2/sse"
+
+
+def test_update_refuses_a_status_outside_the_enum_and_writes_nothing(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    for bad in ("exited", "error_deploying", "starting_on_toolbox", ""):
+        with pytest.raises(StoreError, match="not in account_tool_installation_status_enum"):
+            store.update_instance(iid, status=bad, error_message="should not be written")
+    [row] = store.observe().instances
+    assert row.status == "pending_deploy" and row.error_message is None
+
+
+def test_update_of_a_missing_row_is_an_error(store: Any) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        store.update_instance(str(uuid.uuid4()), status="running")
+
+
+def test_every_enum_status_is_written_and_read_back(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    seen = []
+    for status in INSTALLATION_STATUSES:
+        store.update_instance(iid, status=status)
+        [row] = store.observe().instances
+        seen.append(row.status)
+    assert seen == list(INSTALLATION_STATUSES)
+
+
+def test_values_outside_the_enum_written_by_others_are_read_as_they_are(backend: Backend, store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    if backend.kind == "postgres":  # some deployed databases hold the column as text
+        backend.raw("ALTER TABLE account_tool_instances ALTER COLUMN status_on_toolbox TYPE text")
+        store = backend.open()
+    backend.raw("UPDATE account_tool_instances SET status_on_toolbox = 'exited' WHERE id = ?", [iid])
+    [row] = store.observe().instances
+    assert row.status == "exited"
+
+
+def test_delete_instance_removes_the_row_and_is_idempotent(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    store.delete_instance(iid)
+    store.delete_instance(iid)
+    assert store.observe().instances == ()
+
+
+def test_removing_an_environment_cascades_to_its_instances(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    assert store.remove_environment("tb1") == 1
+    assert store.observe().instances == ()
+
+
+def test_fingerprint_changes_with_the_environment_rows_only(store: Any) -> None:
+    a = _env(store, "a", "127.0.0.2")
+    b = _env(store, "b", "127.0.0.3")
+    spec = server()
+    catalog = store.ensure_catalog(spec.image)
+    iid = store.create_instance(new_instance(a, catalog, spec))
+    before_a, before_b = store.fingerprint(a), store.fingerprint(b)
+    assert before_a.startswith("sha256:") and before_a == store.fingerprint(a)
+    store.update_instance(iid, heartbeat=datetime(2026, 1, 1, tzinfo=UTC))
+    assert store.fingerprint(a) == before_a  # heartbeats move without changing any plan
+    store.update_instance(iid, status="running")
+    assert store.fingerprint(a) != before_a
+    store.create_instance(new_instance(b, catalog, server("other")))
+    assert store.fingerprint(b) != before_b
+    missing = store.fingerprint(str(uuid.uuid4()))
+    assert missing == store.fingerprint(str(uuid.uuid4())) and missing not in (before_a, before_b)
+
+
+def test_fingerprints_agree_across_store_instances(backend: Backend, store: Any) -> None:
+    a = _env(store)
+    spec = server()
+    store.create_instance(new_instance(a, store.ensure_catalog(spec.image), spec))
+    assert backend.open().fingerprint(a) == store.fingerprint(a)
+
+
+CANARY = "CANARY-5ec7e7-d0-not-store"
+
+
+def test_a_secret_value_never_reaches_any_table(backend: Backend, store: Any) -> None:
+    env_id = _env(store)
+    spec = server(env=(("API_KEY", SecretRef("CANARY_VAR")), ("LOG_LEVEL", "info")))
+    new = new_instance(env_id, store.ensure_catalog(spec.image), spec, secrets={"CANARY_VAR": CANARY})
+    iid = store.create_instance(new)
+    config, _ = config_for(spec, {"CANARY_VAR": CANARY})
+    store.update_instance(iid, status="running", config=config, heartbeat=datetime.now(UTC))
+    store.update_instance(iid, status="error", error_message="deploy of ctx failed: 500")
+    dump = backend.all_text()
+    assert SECRET_MARKER in dump and "LOG_LEVEL=info" in dump  # the config did reach the database
+    assert CANARY not in dump
+    assert CANARY not in repr(store.observe())
+
+
+def test_observe_takes_two_queries_for_a_thousand_environments(backend: Backend, store: Any) -> None:
+    catalogs = [store.ensure_catalog(f"ghcr.io/acme/s{i}:1") for i in range(10)]
+    env_rows = [
+        (str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000", f"tb{i:04d}", f"10.0.{i // 250}.{i % 250 + 1}",
+         "active", "r", "s", "i")
+        for i in range(1000)
+    ]  # fmt: skip
+    backend.raw(
+        "INSERT INTO account_tool_environments (id, user_id, name, public_ip_address, status, region_slug, "
+        "size_slug, image_slug) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        many=env_rows,
+    )
+    config = json.dumps({"managed_by": MANAGED_BY, "spec_hash": "sha256:x", "spec_hash_version": 1})
+    instance_rows = [
+        (str(uuid.uuid4()), env[0], catalogs[j], f"s{j}", "running", config) for env in env_rows for j in range(10)
+    ]
+    backend.raw(
+        "INSERT INTO account_tool_instances (id, account_tool_environment_id, tool_catalog_id, "
+        "instance_name_on_toolbox, status_on_toolbox, base_config_override_json) VALUES (?, ?, ?, ?, ?, ?)",
+        many=instance_rows,
+    )
+    before = store.query_count
+    started = time.perf_counter()
+    recorded = store.observe()
+    elapsed = time.perf_counter() - started
+    assert store.query_count - before == 2
+    assert len(recorded.environments) == 1000 and len(recorded.instances) == 10_000
+    assert all(i.managed and i.image and i.image.startswith("ghcr.io/acme/s") for i in recorded.instances)
+    print(f"\n{backend.kind}: observe of 1,000 environments x 10 instances took {elapsed * 1000:.0f} ms")

@@ -1,0 +1,197 @@
+"""PostgreSQL only: the schemas deployed Agentopia databases really have, Agentopia's own database, the
+advisory locks and connection failures."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from reconciler.adapters.postgres_store import PostgresStore
+from reconciler.adapters.store_rows import MCP_COLUMNS
+from reconciler.errors import StoreError
+from reconciler.runtime.stores import migrate_database
+
+from .conftest import Backend
+from .helpers import new_instance, server
+
+pytestmark = pytest.mark.postgres
+
+VARIANTS = {
+    "all": (),
+    "two": ("mcp_transport_type", "mcp_server_capabilities", "mcp_discovery_metadata"),
+    "none": MCP_COLUMNS,
+}
+
+
+def _raw_env(backend: Backend) -> str:
+    env_id = str(uuid.uuid4())
+    backend.raw(
+        "INSERT INTO account_tool_environments (id, user_id, name, public_ip_address, status, region_slug, "
+        "size_slug, image_slug) VALUES (?, ?, 'prod-1', '10.9.8.7', 'active', 'nyc3', 's-1vcpu', 'ubuntu')",
+        [env_id, str(uuid.uuid4())],
+    )
+    return env_id
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_mcp_columns_are_written_where_they_exist(pg_backend: Backend, variant: str) -> None:
+    migrate_database(pg_backend.url)
+    for column in VARIANTS[variant]:
+        pg_backend.raw(f"ALTER TABLE account_tool_instances DROP COLUMN {column}")
+    store = pg_backend.open()
+    expected = {c for c in MCP_COLUMNS if c not in VARIANTS[variant]}
+    assert store.mcp_columns == expected
+    env_id = str(store.add_environment("tb1", "127.0.0.2").id)
+    spec = server(transport="sse", endpoint="/sse", capabilities=("tools", "prompts"))
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    store.update_instance(iid, status="running", config=dict(store.observe().instances[0].config))
+    columns = ", ".join(["base_config_override_json", *sorted(expected)])
+    [row] = pg_backend.raw(f"SELECT {columns} FROM account_tool_instances WHERE id = ?", [iid])
+    values = dict(zip(["base_config_override_json", *sorted(expected)], row, strict=True))
+    # The MCP fields live in the config whatever the columns.
+    assert values["base_config_override_json"]["mcp"] == {
+        "server_type": "mcp_server", "transport": "sse", "endpoint": "/sse", "capabilities": ["tools", "prompts"],
+    }  # fmt: skip
+    if "mcp_server_type" in expected:
+        assert values["mcp_server_type"] == "mcp_server" and values["mcp_endpoint_path"] == "/sse"
+    if "mcp_transport_type" in expected:
+        assert values["mcp_transport_type"] == "sse"
+        assert values["mcp_server_capabilities"] == ["tools", "prompts"]
+    [recorded] = store.observe().instances
+    assert recorded.status == "running" and recorded.managed
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_the_unique_pair_is_detected_and_honoured(pg_backend: Backend, unique: bool) -> None:
+    migrate_database(pg_backend.url)
+    if not unique:
+        pg_backend.raw("ALTER TABLE account_tool_instances DROP CONSTRAINT account_tool_instances_env_catalog_key")
+    store = pg_backend.open()
+    assert store.unique_image_per_environment is unique
+    env_id = str(store.add_environment("tb1", "127.0.0.2").id)
+    catalog = store.ensure_catalog("ghcr.io/acme/same:1")
+    store.create_instance(new_instance(env_id, catalog, server("one", "ghcr.io/acme/same:1")))
+    second = new_instance(env_id, catalog, server("two", "ghcr.io/acme/same:1"))
+    if unique:
+        with pytest.raises(StoreError, match="allows one server per image"):
+            store.create_instance(second)
+    else:
+        store.create_instance(second)
+    assert len(store.observe().instances) == (1 if unique else 2)
+
+
+def _make_agentopia(backend: Backend) -> None:
+    """Agentopia's production database: the tables, without the reconciler's marker or migrations table."""
+    migrate_database(backend.url)
+    backend.raw("DROP TABLE mcp_reconciler_meta")
+    backend.raw("DROP TABLE schema_migrations")
+
+
+def test_an_agentopia_database_is_read_and_written_but_never_migrated_or_registered(pg_backend: Backend) -> None:
+    _make_agentopia(pg_backend)
+    env_id = _raw_env(pg_backend)
+    store = pg_backend.open()
+    assert store.is_agentopia_database and not store.created_by_reconciler
+    with pytest.raises(StoreError, match="refusing to migrate") as info:
+        migrate_database(pg_backend.url)
+    assert "--force" in str(info.value)
+    with pytest.raises(StoreError, match="belongs to Agentopia"):
+        store.add_environment("tb1", "127.0.0.2")
+    with pytest.raises(StoreError, match="belongs to Agentopia"):
+        store.remove_environment("prod-1")
+    # The reconciler's real job there still works: observe and instance rows.
+    [env] = store.observe().environments
+    assert env.id == env_id and env.address == "10.9.8.7"
+    spec = server()
+    store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    assert len(store.observe().instances) == 1
+    forced = migrate_database(pg_backend.url, force=True)
+    assert forced.applied == (1,) and not forced.created
+    assert pg_backend.open().is_agentopia_database  # forcing the schema does not make it ours
+
+
+def test_an_empty_database_is_migrated_and_becomes_the_reconcilers(pg_backend: Backend) -> None:
+    store = pg_backend.open(create=True)
+    assert store.created_by_reconciler and not store.is_agentopia_database
+    assert pg_backend.raw("SELECT value FROM mcp_reconciler_meta WHERE key = 'created_by'") == [
+        ("mcp-reconciler",)
+    ]
+
+
+def test_advisory_lock_held_by_one_store_is_refused_to_another_until_released(pg_backend: Backend) -> None:
+    one = pg_backend.open(create=True)
+    two = pg_backend.open()
+    env = str(uuid.uuid4())
+    assert one.try_lock_environment(env)
+    assert one.try_lock_environment(env)  # re-entrant within the holder
+    assert not two.try_lock_environment(env)
+    assert two.try_lock_environment(str(uuid.uuid4()))  # other environments are independent
+    one.unlock_environment(env)
+    assert two.try_lock_environment(env)
+    assert not one.try_lock_environment(env)
+    assert one.held_locks() == frozenset() and env in two.held_locks()
+
+
+def test_a_dropped_lock_connection_is_detected_and_frees_the_lock(pg_backend: Backend, pg_admin_url: str) -> None:
+    one = pg_backend.open(create=True)
+    two = pg_backend.open()
+    env = str(uuid.uuid4())
+    assert one.try_lock_environment(env) and not one.lock_lost()
+    pid = one._lock_conn.info.backend_pid
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone() == (True,)
+    assert one.lock_lost()
+    assert one.held_locks() == frozenset()
+    assert two.try_lock_environment(env)
+    assert not one.try_lock_environment(env)  # reconnects, and the lock is now the other's
+    assert one.lock_lost()  # still flagged until this store takes a lock again
+    two.unlock_environment(env)
+    assert one.try_lock_environment(env) and not one.lock_lost()
+    assert one.held_locks() == frozenset({env})
+
+
+def test_a_dropped_main_connection_is_one_retryable_error_then_reconnects(
+    pg_backend: Backend, pg_admin_url: str
+) -> None:
+    store = pg_backend.open(create=True)
+    store.add_environment("tb1", "127.0.0.2")
+    pid = store._conn.info.backend_pid
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    with pytest.raises(StoreError) as info:
+        store.observe()
+    assert info.value.retryable and "\n" not in str(info.value)
+    assert [e.name for e in store.observe().environments] == ["tb1"]
+
+
+def test_a_database_that_is_down_is_one_line_naming_the_url_without_its_password() -> None:
+    url = "postgresql://reconciler:hunter2-pw@127.0.0.1:1/agentopia"
+    started = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        PostgresStore(url, connect_timeout=2)
+    message = str(info.value)
+    assert "hunter2-pw" not in message and "reconciler:***@127.0.0.1:1/agentopia" in message
+    assert "\n" not in message and info.value.retryable
+    assert info.value.__cause__ is None  # the driver's exception, which may quote the DSN, is not chained
+    assert time.monotonic() - started < 10
+
+
+def test_a_password_given_as_a_parameter_is_masked_too() -> None:
+    with pytest.raises(StoreError) as info:
+        PostgresStore("postgresql://127.0.0.1:1/x?password=hunter3-pw&user=u", connect_timeout=1)
+    assert "hunter3-pw" not in str(info.value) and "password=***" in str(info.value)
+
+
+def test_catalog_rows_race_to_one_row(pg_backend: Backend) -> None:
+    one = pg_backend.open(create=True)
+    two = pg_backend.open()
+    assert one.ensure_catalog("ghcr.io/acme/x:1") == two.ensure_catalog("ghcr.io/acme/x:1")
+    rows: list[Any] = pg_backend.raw(
+        "SELECT version_info FROM tool_catalog WHERE docker_image_url = 'ghcr.io/acme/x:1'"
+    )
+    assert len(rows) == 1 and json.loads(json.dumps(rows[0][0]))["managed_by"] == "mcp-reconciler"
