@@ -27,6 +27,8 @@ class Settings:
     journal_path: str = DEFAULT_JOURNAL_PATH
     dtma_port: int = DEFAULT_DTMA_PORT
     dtma_token: Secret | None = field(default=None, repr=False)
+    dtma_scheme: str = "http"
+    dtma_ca_bundle: str | None = None  # PEM file of the CA that signed the agents' certificates
     dtma_connect_timeout: float = 3.0
     dtma_read_timeout: float = 30.0
     dtma_concurrency: int = 64
@@ -41,6 +43,11 @@ class Settings:
             f"dtma_port={self.dtma_port}, dtma_token={'***' if self.dtma_token else None})"
         )
 
+    @property
+    def dtma_verify(self) -> bool | str:
+        """What the HTTP client checks agents' certificates against: the CA bundle, else the system CAs."""
+        return self.dtma_ca_bundle or True
+
     def with_overrides(self, **kwargs: object) -> Settings:
         return replace(self, **{k: v for k, v in kwargs.items() if v is not None})  # type: ignore[arg-type]
 
@@ -49,11 +56,19 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     token = env.get("BACKEND_TO_DTMA_API_KEY") or env.get("DTMA_BEARER_TOKEN")
     key = env.get("RECONCILER_SECRET_KEY")
+    ca_bundle = env.get("RECONCILER_DTMA_CA_BUNDLE") or None
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        raise ConfigError(f"RECONCILER_DTMA_CA_BUNDLE={ca_bundle!r} is not a readable file")
+    scheme = env.get("RECONCILER_DTMA_SCHEME") or ("https" if ca_bundle else "http")
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"RECONCILER_DTMA_SCHEME={scheme!r} must be http or https")
     return Settings(
         database_url=env.get("RECONCILER_DATABASE_URL", DEFAULT_DATABASE_URL),
         journal_path=env.get("RECONCILER_JOURNAL", DEFAULT_JOURNAL_PATH),
         dtma_port=_number(env, "DTMA_PORT", DEFAULT_DTMA_PORT, int),
         dtma_token=Secret(token) if token else None,
+        dtma_scheme=scheme,
+        dtma_ca_bundle=ca_bundle,
         dtma_connect_timeout=_number(env, "RECONCILER_DTMA_CONNECT_TIMEOUT", 3.0, float),
         dtma_read_timeout=_number(env, "RECONCILER_DTMA_READ_TIMEOUT", 30.0, float),
         dtma_concurrency=_number(env, "RECONCILER_DTMA_CONCURRENCY", 64, int),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,7 +93,11 @@ class DtmaClient:
         limits = httpx.Limits(
             max_connections=self._concurrency, max_keepalive_connections=min(self._concurrency, 32)
         )
-        self._http = httpx.Client(timeout=self._timeout, limits=limits, verify=verify)
+        # httpx deprecates a CA path for `verify`; an SSL context built from it means the same.
+        tls: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
+        self._http = httpx.Client(timeout=self._timeout, limits=limits, verify=tls)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep or time.sleep
         self._rng = rng or random.Random()
@@ -133,6 +138,12 @@ class DtmaClient:
         except httpx.TimeoutException as exc:
             raise DtmaTransportError(f"{where}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise DtmaTransportError(
+                    f"{where}: the agent's TLS certificate is not trusted "
+                    "(set RECONCILER_DTMA_CA_BUNDLE to the CA that signed it)",
+                    retryable=False,
+                ) from exc
             raise DtmaTransportError(f"{where}: transport failure ({type(exc).__name__})") from exc
         log.debug("DTMA %s -> %s", where, status)
         return status, b"".join(chunks)

@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--latency", type=float, default=0.0, help="injected latency per call (seconds)")
     p.add_argument("--jitter", type=float, default=0.0, help="extra random latency up to this (seconds)")
     p.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 500")
+    p.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate (chain)")
+    p.add_argument("--tls-key", default=None, help="private key for --tls-cert (if not inside it)")
     p.add_argument("--addresses-json", default=None, help="write the addresses as a JSON list to FILE")
     p.add_argument(
         "--admin-token", default=None, help="token for /__sim/ (default DTMA_SIM_ADMIN_TOKEN or random)"
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             admin_token=args.admin_token,
             start_delay=args.start_delay,
             faults=faults,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
         )
     except SimulatorError as exc:
         raise ConfigError(str(exc)) from exc

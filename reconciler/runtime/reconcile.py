@@ -110,6 +110,7 @@ def reconcile_once(
         connect_timeout=settings.dtma_connect_timeout,
         read_timeout=settings.dtma_read_timeout,
         concurrency=settings.dtma_concurrency,
+        verify=settings.dtma_verify,
     )
     try:
         # Agentopia's unique (environment, catalog) pair may be absent on a given database.
@@ -184,7 +185,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
 
     store = open_store(settings.database_url)
     dtma = DtmaClient(connect_timeout=settings.dtma_connect_timeout, read_timeout=settings.dtma_read_timeout,
-                      concurrency=settings.dtma_concurrency)  # fmt: skip
+                      concurrency=settings.dtma_concurrency, verify=settings.dtma_verify)  # fmt: skip
     try:
         observed = observe(store, dtma, settings)
     finally:

@@ -15,6 +15,8 @@ import random
 import re
 import selectors
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -53,12 +55,32 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], sim: Simulator, toolbox: Toolbox) -> None:
+    def __init__(
+        self, addr: tuple[str, int], sim: Simulator, toolbox: Toolbox, tls: ssl.SSLContext | None = None
+    ) -> None:
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         super().__init__(addr, _Handler)
         self.sim = sim
         self.toolbox = toolbox
+        self.tls = tls
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            # The handshake waits for the first read, in the connection's own thread: one slow client must
+            # not stall the accept loop that serves every toolbox.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up or rejects our certificate is the client's business: one debug line,
+        # not a traceback on stderr per connection.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError | ConnectionError):
+            log.debug("connection from %s ended: %s", client_address, exc)
+        else:
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -202,6 +224,15 @@ def _route_key(method: str, path: str) -> str:
     return f"{method} {path}"
 
 
+def _tls_context(cert: str, key: str | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SimulatorError(f"simulator cannot load TLS certificate {cert}: {exc}") from None
+    return context
+
+
 class Simulator:
     """Many simulated DTMA agents in one process.
 
@@ -223,6 +254,8 @@ class Simulator:
         start_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         faults: Mapping[str, Any] | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         check_loopback(host)
         token = token or token_from_env()
@@ -234,6 +267,8 @@ class Simulator:
             raise SimulatorError(f"unknown listing shape {shape!r} (a, b or c)")
         if per not in ("address", "port"):
             raise SimulatorError(f"unknown layout {per!r} (address or port)")
+        self.scheme = "https" if tls_cert else "http"
+        tls = _tls_context(tls_cert, tls_key) if tls_cert else None
         self.token = token
         self.admin_token = admin_token or os.environ.get("DTMA_SIM_ADMIN_TOKEN") or os.urandom(16).hex()
         self._servers: list[_Server] = []
@@ -259,7 +294,7 @@ class Simulator:
                     faults=Faults(**dict(faults or {})),
                 )
                 try:
-                    srv = _Server((ip, bind_port), self, tb)
+                    srv = _Server((ip, bind_port), self, tb, tls)
                 except OSError as exc:
                     raise SimulatorError(f"simulator cannot listen on {ip}:{bind_port}: {exc.strerror}") from exc
                 actual = srv.server_address[1]
@@ -278,7 +313,7 @@ class Simulator:
         return [s.toolbox.address for s in self._servers]
 
     def base_url(self, index: int) -> str:
-        return f"http://{self.addresses[index]}"
+        return f"{self.scheme}://{self.addresses[index]}"
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(target=self._serve, name="dtma-sim", daemon=True)
