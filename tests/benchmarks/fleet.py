@@ -44,17 +44,40 @@ class SimFleet:
 
     def start(self, workdir: Path) -> SimFleet:
         if self.mode == "inprocess":
-            self._sim = Simulator(toolboxes=self.toolboxes, host=self.host, port=0, per="address", token=TOKEN,
-                                  admin_token=ADMIN_TOKEN, faults={"latency": self.latency}).start()  # fmt: skip
+            self._sim = Simulator(
+                toolboxes=self.toolboxes,
+                host=self.host,
+                port=0,
+                per="address",
+                token=TOKEN,
+                admin_token=ADMIN_TOKEN,
+                faults={"latency": self.latency},
+            ).start()
             self.addresses = self._sim.addresses
             return self
         out = workdir / "sim-addresses.json"
         env = {**os.environ, "BACKEND_TO_DTMA_API_KEY": TOKEN, "DTMA_SIM_ADMIN_TOKEN": ADMIN_TOKEN}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "sim", "--listen", f"{self.host}:0", "--per", "address",
-             "--toolboxes", str(self.toolboxes), "--latency", str(self.latency), "--addresses-json", str(out)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "sim",
+                "--listen",
+                f"{self.host}:0",
+                "--per",
+                "address",
+                "--toolboxes",
+                str(self.toolboxes),
+                "--latency",
+                str(self.latency),
+                "--addresses-json",
+                str(out),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + SIM_START_TIMEOUT
         while True:  # waiting on a real external process: poll a condition with a deadline
             if self._proc.poll() is not None:
@@ -101,8 +124,12 @@ class SimFleet:
 
     def admin(self, index: int, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"http://{self.addresses[index]}{path}", data=data, method=method,
-                                     headers={ADMIN_HEADER: ADMIN_TOKEN, "Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            f"http://{self.addresses[index]}{path}",
+            data=data,
+            method=method,
+            headers={ADMIN_HEADER: ADMIN_TOKEN, "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 
@@ -114,8 +141,14 @@ class SimFleet:
 
 def server_doc(index: int) -> dict[str, Any]:
     # One image per server name: the Agentopia schema allows one instance per image per toolbox.
-    return {"name": f"s{index:03d}", "image": f"ghcr.io/acme/mcp-s{index:03d}:1.0.0", "transport": "sse",
-            "endpoint": "/sse", "port": 8080, "capabilities": ["tools"]}  # fmt: skip
+    return {
+        "name": f"s{index:03d}",
+        "image": f"ghcr.io/acme/mcp-s{index:03d}:1.0.0",
+        "transport": "sse",
+        "endpoint": "/sse",
+        "port": 8080,
+        "capabilities": ["tools"],
+    }
 
 
 @dataclass
@@ -138,8 +171,13 @@ def build_fleet(workdir: Path, sim: SimFleet, servers: int, *, seed: bool) -> Fl
 
     url = f"sqlite:///{workdir / 'state.db'}"
     migrate_database(url)
-    settings = Settings(database_url=url, journal_path=str(workdir / "journal.db"), dtma_port=sim.port,
-                        dtma_token=Secret(TOKEN), secret_key=Secret("bench-hmac-key"))  # fmt: skip
+    settings = Settings(
+        database_url=url,
+        journal_path=str(workdir / "journal.db"),
+        dtma_port=sim.port,
+        dtma_token=Secret(TOKEN),
+        secret_key=Secret("bench-hmac-key"),
+    )
     manifests = workdir / "manifests"
     manifests.mkdir()
     names = [f"tb{i:04d}" for i in range(sim.toolboxes)]
@@ -148,8 +186,12 @@ def build_fleet(workdir: Path, sim: SimFleet, servers: int, *, seed: bool) -> Fl
     try:
         for i, name in enumerate(names):
             fleet.environment_ids[name] = store.add_environment(name, sim.ip(i)).id
-            doc = {"apiVersion": "mcp-reconciler/v1", "kind": "Toolbox", "environment": name,
-                   "servers": [server_doc(j) for j in range(servers)]}  # fmt: skip
+            doc = {
+                "apiVersion": "mcp-reconciler/v1",
+                "kind": "Toolbox",
+                "environment": name,
+                "servers": [server_doc(j) for j in range(servers)],
+            }
             (manifests / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         if seed:
             _seed(fleet, store)
@@ -172,8 +214,16 @@ def _seed(fleet: Fleet, store: Any) -> None:
         for spec in env.servers:
             instance_id = str(uuid.uuid4())
             config = stored_config(spec, spec_hash(spec, fingerprints), fingerprints)
-            new = NewInstance(env_id, store.ensure_catalog(spec.image), spec.name, config, spec.transport,
-                              spec.endpoint, spec.capabilities, instance_id=instance_id)  # fmt: skip
+            new = NewInstance(
+                env_id,
+                store.ensure_catalog(spec.image),
+                spec.name,
+                config,
+                spec.transport,
+                spec.endpoint,
+                spec.capabilities,
+                instance_id=instance_id,
+            )
             store.create_instance(new)
             store.update_instance(instance_id, status="running")
             seeded.append({"name": spec.name, "image": spec.image, "instance_id": instance_id})
@@ -181,5 +231,9 @@ def _seed(fleet: Fleet, store: Any) -> None:
     order = {name: i for i, name in enumerate(fleet.names)}
     index_of = [order[env.environment] for env in desired.environments]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda k: fleet.sim.admin(index_of[k], "POST", "/__sim/seed", {"containers": per_toolbox[k]}),
-                      range(len(per_toolbox))))  # fmt: skip
+        list(
+            pool.map(
+                lambda k: fleet.sim.admin(index_of[k], "POST", "/__sim/seed", {"containers": per_toolbox[k]}),
+                range(len(per_toolbox)),
+            )
+        )

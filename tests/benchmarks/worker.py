@@ -54,8 +54,18 @@ def median_run(fn: Callable[[], T], repeats: int) -> tuple[Measured, T]:
     return walls[len(walls) // 2]
 
 
-def row(scenario: str, size: str, m: Measured | None, bound: float | None, *, target: str, met: bool | None,
-        note: str = "", ratio: float | None = None, cpu: float | None = None) -> dict[str, Any]:  # fmt: skip
+def row(
+    scenario: str,
+    size: str,
+    m: Measured | None,
+    bound: float | None,
+    *,
+    target: str,
+    met: bool | None,
+    note: str = "",
+    ratio: float | None = None,
+    cpu: float | None = None,
+) -> dict[str, Any]:
     wall = m.wall if m else None
     if ratio is None and m is not None and bound:
         ratio = m.wall / bound
@@ -118,17 +128,39 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     calls = n  # one GET /status per toolbox (listing shape a)
     bound = calls * latency / s.dtma_concurrency
     bound_note = f"{calls} calls x {latency * 1000:g} ms / concurrency {s.dtma_concurrency}"
-    base_note = "measured on all toolboxes" if subset == n else f"measured on {subset} toolboxes, scaled x{scale:g}"
+    base_note = (
+        "measured on all toolboxes" if subset == n else f"measured on {subset} toolboxes, scaled x{scale:g}"
+    )
     return [
-        row("observe (store + listings)", size, m_obs, bound, target="<= 2x bound", met=m_obs.wall <= 2 * bound,
-            note=f"bound: {bound_note}; median of {job['repeats']}"),
-        row("plan (reconcile_once, no apply)", size, m_plan, bound, target="<= 2x bound",
+        row(
+            "observe (store + listings)",
+            size,
+            m_obs,
+            bound,
+            target="<= 2x bound",
+            met=m_obs.wall <= 2 * bound,
+            note=f"bound: {bound_note}; median of {job['repeats']}",
+        ),
+        row(
+            "plan (reconcile_once, no apply)",
+            size,
+            m_plan,
+            bound,
+            target="<= 2x bound",
             met=m_plan.wall <= 2 * bound,
-            note=f"load + observe + plan + journal; bound: {bound_note}; median of {job['repeats']}"),
-        row("baseline: list one by one", size, base, None, target=">= 20x slower than plan",
-            met=base.wall >= 20 * m_plan.wall, ratio=base.wall / m_plan.wall,
-            note=f"{base_note}; ratio = baseline / plan wall (observe alone: {base.wall / m_obs.wall:.1f}x)"),
-    ]  # fmt: skip
+            note=f"load + observe + plan + journal; bound: {bound_note}; median of {job['repeats']}",
+        ),
+        row(
+            "baseline: list one by one",
+            size,
+            base,
+            None,
+            target=">= 20x slower than plan",
+            met=base.wall >= 20 * m_plan.wall,
+            ratio=base.wall / m_plan.wall,
+            note=f"{base_note}; ratio = baseline / plan wall (observe alone: {base.wall / m_obs.wall:.1f}x)",
+        ),
+    ]
 
 
 # -- apply --------------------------------------------------------------------------------------------------
@@ -156,12 +188,18 @@ def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     chain = max(per_box) * latency
     spread = listing_calls * latency / s.dtma_concurrency + apply_calls * latency / s.apply_concurrency
     bound = max(chain, spread)
-    which = "critical path (longest toolbox chain)" if chain >= spread else (
-        f"total calls / global concurrency {s.apply_concurrency}")  # fmt: skip
-    note = (f"bound = {which}; calls: {total} ({apply_calls // (n * servers) if n * servers else 0} per create "
-            f"+ {listing_calls} listings), longest chain {max(per_box)} calls; whole reconcile_once apply")  # fmt: skip
-    return [row("apply (reconcile_once)", size, m, bound, target="<= 1.5x bound", met=m.wall <= 1.5 * bound,
-                note=note)]  # fmt: skip
+    which = (
+        "critical path (longest toolbox chain)"
+        if chain >= spread
+        else (f"total calls / global concurrency {s.apply_concurrency}")
+    )
+    note = (
+        f"bound = {which}; calls: {total} ({apply_calls // (n * servers) if n * servers else 0} per create "
+        f"+ {listing_calls} listings), longest chain {max(per_box)} calls; whole reconcile_once apply"
+    )
+    return [
+        row("apply (reconcile_once)", size, m, bound, target="<= 1.5x bound", met=m.wall <= 1.5 * bound, note=note)
+    ]
 
 
 # -- core ---------------------------------------------------------------------------------------------------
@@ -188,15 +226,33 @@ def core_inputs(servers: int, per_env: int) -> tuple[Any, Any]:
         servers_here = []
         containers = []
         for j in range(per_env):
-            spec = ServerSpec(name=f"s{j:03d}", image=f"ghcr.io/acme/mcp-s{j:03d}:1.0.0", transport="sse",
-                              endpoint="/sse", port=8080, capabilities=("tools",))  # fmt: skip
+            spec = ServerSpec(
+                name=f"s{j:03d}",
+                image=f"ghcr.io/acme/mcp-s{j:03d}:1.0.0",
+                transport="sse",
+                endpoint="/sse",
+                port=8080,
+                capabilities=("tools",),
+            )
             servers_here.append(spec)
             iid = f"{e:06d}-{j:03d}"
             config = stored_config(spec, spec_hash(spec, {}), {})
             view = read_stored(config)
-            recorded.append(RecordedInstance(iid, env_id, f"cat-{j}", spec.name, "running", spec.image,
-                                             view.managed, view.spec_hash, view.hash_version, view.protect,
-                                             config))  # fmt: skip
+            recorded.append(
+                RecordedInstance(
+                    iid,
+                    env_id,
+                    f"cat-{j}",
+                    spec.name,
+                    "running",
+                    spec.image,
+                    view.managed,
+                    view.spec_hash,
+                    view.hash_version,
+                    view.protect,
+                    config,
+                )
+            )
             containers.append(LiveContainer(spec.name, "running", spec.image, iid, f"c{iid}"))
         specs.append(EnvironmentSpec(name, tuple(servers_here)))
         live[env_id] = LiveListing(env_id, tuple(containers), "a")
@@ -219,10 +275,19 @@ def core_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
         raise RuntimeError("matching observations must plan nothing")
     mb = peak_mb()
     ok = m.cpu < job["cpu_limit"] and mb < job["mb_limit"]
-    return [row("core diff + plan", f"{servers:,} servers", m, job["cpu_limit"], ratio=m.cpu / job["cpu_limit"],
-                target=f"< {job['cpu_limit']:g} s CPU, < {job['mb_limit']:g} MB", met=ok,
-                note=f"{servers // per_env} toolboxes x {per_env}; bound and ratio are CPU; "
-                     "peak RSS includes the inputs")]  # fmt: skip
+    return [
+        row(
+            "core diff + plan",
+            f"{servers:,} servers",
+            m,
+            job["cpu_limit"],
+            ratio=m.cpu / job["cpu_limit"],
+            target=f"< {job['cpu_limit']:g} s CPU, < {job['mb_limit']:g} MB",
+            met=ok,
+            note=f"{servers // per_env} toolboxes x {per_env}; bound and ratio are CPU; "
+            "peak RSS includes the inputs",
+        )
+    ]
 
 
 # -- steady state -------------------------------------------------------------------------------------------
@@ -262,11 +327,19 @@ def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     cpu = statistics.mean(r.cpu for r in runs)
     wall = statistics.mean(r.wall for r in runs)
     share = cpu / STEADY_INTERVAL
-    return [row(f"steady state ({label})", size, Measured(wall, cpu), None, ratio=share / STEADY_TARGET_SHARE,
-                target=f"< {STEADY_TARGET_SHARE:.0%} of a core @ {STEADY_INTERVAL:g} s",
-                met=share < STEADY_TARGET_SHARE,
-                note=f"CPU share {share:.2%} = CPU per cycle / {STEADY_INTERVAL:g} s; mean of {job['cycles']} "
-                     f"cycles @ {latency * 1000:g} ms; ratio is share / 2%")]  # fmt: skip
+    return [
+        row(
+            f"steady state ({label})",
+            size,
+            Measured(wall, cpu),
+            None,
+            ratio=share / STEADY_TARGET_SHARE,
+            target=f"< {STEADY_TARGET_SHARE:.0%} of a core @ {STEADY_INTERVAL:g} s",
+            met=share < STEADY_TARGET_SHARE,
+            note=f"CPU share {share:.2%} = CPU per cycle / {STEADY_INTERVAL:g} s; mean of {job['cycles']} "
+            f"cycles @ {latency * 1000:g} ms; ratio is share / 2%",
+        )
+    ]
 
 
 JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
