@@ -91,7 +91,7 @@ class _Body(httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         while True:
             try:
-                chunk = self._resp.read1(64 * 1024)
+                chunk = self._resp.read(64 * 1024)  # read(), unlike read1(), closes at Content-Length
             except TimeoutError as exc:
                 raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
             except (OSError, http.client.HTTPException) as exc:
