@@ -236,7 +236,7 @@ class DtmaClient:
         self._concurrency = max(1, concurrency)
         # One TLS context for every connection (loading the CA bundle once).
         context = httpx.create_ssl_context(verify=verify)
-        transport = _StdlibTransport(ssl_context=context, max_idle=2 * self._concurrency)
+        transport = _StdlibTransport(ssl_context=context, max_idle=self._concurrency)
         self._http = httpx.Client(timeout=self._timeout, transport=transport, verify=context)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep or time.sleep

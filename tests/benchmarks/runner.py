@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     for job in jobs(args.quick, args.sim):
         if args.only and job["kind"] not in args.only:
@@ -188,8 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": _git_commit(),
         "memory": "peak RSS of the worker process (ru_maxrss), interpreter and inputs included",
         "seconds": round(time.monotonic() - started, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
     print(table(rows))
+    print(
+        f"\nload average (1, 5, 15 min) before {meta['load_average_before']}, after {meta['load_average_after']}"
+    )
     print(
         f"\n{meta['cpus']} CPUs, Python {meta['python']}, simulators: {args.sim}; memory is peak RSS (ru_maxrss) "
         f"of the worker process; total {meta['seconds']} s"

@@ -37,7 +37,7 @@ def test_one_kept_alive_connection_per_toolbox_is_reused() -> None:
 
 
 def test_idle_connections_are_bounded_least_recently_used_first() -> None:
-    with running_simulator(toolboxes=4) as sim, DtmaClient(concurrency=1) as client:  # at most 2 idle
+    with running_simulator(toolboxes=4) as sim, DtmaClient(concurrency=2) as client:  # at most 2 idle
         for target in sim.targets:
             client.list(target)
         ports = [int(a.rsplit(":", 1)[1]) for a in sim.addresses]
