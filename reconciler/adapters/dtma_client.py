@@ -122,12 +122,19 @@ class _StdlibTransport(httpx.BaseTransport):
     difference. Concurrency is bounded by the callers' thread pools (``list_many`` and the executor).
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None, max_idle: int) -> None:
-        self._ssl = ssl_context
+    def __init__(self, *, verify: ssl.SSLContext | str | bool, max_idle: int) -> None:
+        self._verify = verify
+        self._ssl: ssl.SSLContext | None = None  # built on the first https request (loading the CA bundle)
         self._max_idle = max(1, max_idle)
         self._idle: OrderedDict[Origin, http.client.HTTPConnection] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
+
+    def _context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context(verify=self._verify)
+            return self._ssl
 
     def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
         with self._lock:
@@ -164,7 +171,9 @@ class _StdlibTransport(httpx.BaseTransport):
         conn = self._take(origin)
         if conn is None:
             if scheme == "https":
-                conn = http.client.HTTPSConnection(url.host, port, timeout=connect_timeout, context=self._ssl)
+                conn = http.client.HTTPSConnection(
+                    url.host, port, timeout=connect_timeout, context=self._context()
+                )
             else:
                 conn = http.client.HTTPConnection(url.host, port, timeout=connect_timeout)
             try:
@@ -234,10 +243,8 @@ class DtmaClient:
 
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._concurrency = max(1, concurrency)
-        # One TLS context for every connection (loading the CA bundle once).
-        context = httpx.create_ssl_context(verify=verify)
-        transport = _StdlibTransport(ssl_context=context, max_idle=self._concurrency)
-        self._http = httpx.Client(timeout=self._timeout, transport=transport, verify=context)
+        transport = _StdlibTransport(verify=verify, max_idle=self._concurrency)
+        self._http = httpx.Client(timeout=self._timeout, transport=transport, verify=verify)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep or time.sleep
         self._rng = rng or random.Random()

@@ -95,3 +95,15 @@ def test_readable_sees_a_closed_peer() -> None:
         assert _readable(a) is True
     finally:
         a.close()
+
+
+def test_tls_context_is_built_once_and_only_when_needed() -> None:
+    import ssl
+
+    with DtmaClient(verify=False) as client:
+        transport = transport_of(client)
+        assert transport._ssl is None  # plain http never loads the CA bundle
+        context = transport._context()
+        assert context.verify_mode == ssl.CERT_NONE and transport._context() is context
+    with DtmaClient() as client:
+        assert transport_of(client)._context().verify_mode == ssl.CERT_REQUIRED
