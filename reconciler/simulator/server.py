@@ -15,6 +15,7 @@ import random
 import re
 import selectors
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -82,6 +83,13 @@ class _Server(ThreadingHTTPServer):
         else:
             super().handle_error(request, client_address)
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks socket.getfqdn() for the name: a reverse DNS lookup per toolbox that
+        # made starting a thousand toolboxes slow. The name is never used, so skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -90,7 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sim %s %s", self.server.toolbox.address, format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sim %s %s", self.server.toolbox.address, format % args)
+
+    def address_string(self) -> str:
+        return str(self.client_address[0])  # never a reverse DNS lookup
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -203,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "POST" and path == "/__sim/clear":
                 sim.clear_faults(tb.address)
                 self._send(200, tb.faults.as_dict())
+            elif method == "POST" and path == "/__sim/seed":
+                self._send(200, {"success": True, "seeded": tb.seed(body.get("containers"))})
             elif method == "POST" and path == "/__sim/forget":
                 tb.forget()
                 self._send(200, {"success": True})

@@ -236,6 +236,32 @@ class Toolbox:
             del self.containers[name]
         return {"success": True, "message": f"Tool '{name}' deleted successfully."}
 
+    def seed(self, items: Any) -> int:
+        """Add managed containers as if deployed and already running (benchmarks build large fleets so).
+
+        ``items``: a list of ``{"name", "image", "instance_id"}``; a name already present is a 409.
+        """
+        if not isinstance(items, list):
+            raise ApiError(400, {"success": False, "error": "seed needs a list of containers"})
+        with self.lock:
+            now = self.clock()
+            for item in items:
+                if not isinstance(item, Mapping) or not NAME_RE.match(str(item.get("name", ""))):
+                    raise ApiError(400, {"success": False, "error": f"bad container to seed: {item!r}"})
+                name = str(item["name"])
+                if name in self.containers:
+                    raise ApiError(409, {"success": False, "error": f"'{name}' already exists"})
+                self.containers[name] = SimContainer(
+                    name,
+                    str(item.get("image") or "mcp/seeded:latest"),
+                    None if item.get("instance_id") is None else str(item["instance_id"]),
+                    _cid(),
+                    now - self.start_delay,
+                    [],
+                    {},
+                )
+        return len(items)
+
     # -- faults driven by the admin path --------------------------------------------------------------
 
     def forget(self) -> None:

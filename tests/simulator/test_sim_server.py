@@ -144,6 +144,26 @@ def test_admin_path_needs_its_token_and_drives_faults() -> None:
         assert sim.sim.admin_token == ADMIN_TOKEN
 
 
+def test_admin_seed_adds_running_managed_containers_without_counting_calls() -> None:
+    with running_simulator(token=TOKEN, start_delay=30.0) as sim:
+        a = sim.addresses[0]
+        seeded = [{"name": "s0", "image": "img:0", "instance_id": "id-0"}, {"name": "s1", "image": "img:1"}]
+        assert sim.admin(0, "POST", "/__sim/seed", {"containers": seeded}) == {"success": True, "seeded": 2}
+        items = call(a, "GET", "/status")[1]["tool_instances"]
+        assert [(i["instance_name_on_toolbox"], i["account_tool_instance_id"], i["status"]) for i in items] == [
+            ("s0", "id-0", "running"),
+            ("s1", None, "running"),
+        ]
+        assert call(a, "POST", "/tools/s0/stop")[0] == 200  # managed: the agent knows the name
+        with pytest.raises(urllib.error.HTTPError) as again:
+            sim.admin(0, "POST", "/__sim/seed", {"containers": seeded[:1]})
+        assert again.value.code == 409
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            sim.admin(0, "POST", "/__sim/seed", {"containers": [{"name": "bad name"}]})
+        assert bad.value.code == 400
+        assert sim.counters(0) == {"GET /status": 1, "POST /tools/{name}/stop": 1}
+
+
 def test_shape_b_lists_host_containers_and_c_has_tools_status() -> None:
     with running_simulator(token=TOKEN, shape="b") as sim:
         a = sim.addresses[0]

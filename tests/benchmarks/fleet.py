@@ -1,0 +1,239 @@
+"""A fleet for the benchmarks: DTMA simulators (own process or in-process), a SQLite store, manifests.
+
+Seeding builds a converged fleet directly (store rows through the Store API, containers through the
+simulator's admin ``/__sim/seed``), so a 10,000-server steady state takes seconds to set up instead of a
+10,000-create apply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.model.secrets import Secret
+from reconciler.ports import DtmaTarget, NewInstance
+from reconciler.settings import Settings
+from reconciler.simulator import ADMIN_HEADER, Simulator
+
+TOKEN = "bench-dtma-token-7c1e5a"
+ADMIN_TOKEN = "bench-sim-admin-token"
+SIM_START_TIMEOUT = 60.0
+
+
+class SimFleet:
+    """``toolboxes`` simulated agents, one per loopback address from ``host`` on one port."""
+
+    def __init__(self, toolboxes: int, *, latency: float, host: str, mode: str = "subprocess") -> None:
+        if mode not in ("subprocess", "inprocess"):
+            raise ValueError(f"unknown simulator mode {mode!r}")
+        self.toolboxes, self.latency, self.host, self.mode = toolboxes, latency, host, mode
+        self.addresses: list[str] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sim: Simulator | None = None
+
+    def start(self, workdir: Path) -> SimFleet:
+        if self.mode == "inprocess":
+            self._sim = Simulator(
+                toolboxes=self.toolboxes,
+                host=self.host,
+                port=0,
+                per="address",
+                token=TOKEN,
+                admin_token=ADMIN_TOKEN,
+                faults={"latency": self.latency},
+            ).start()
+            self.addresses = self._sim.addresses
+            return self
+        out = workdir / "sim-addresses.json"
+        env = {**os.environ, "BACKEND_TO_DTMA_API_KEY": TOKEN, "DTMA_SIM_ADMIN_TOKEN": ADMIN_TOKEN}
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "sim",
+                "--listen",
+                f"{self.host}:0",
+                "--per",
+                "address",
+                "--toolboxes",
+                str(self.toolboxes),
+                "--latency",
+                str(self.latency),
+                "--addresses-json",
+                str(out),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + SIM_START_TIMEOUT
+        while True:  # waiting on a real external process: poll a condition with a deadline
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise RuntimeError(f"simulator exited with {self._proc.returncode}: {err}")
+            try:
+                self.addresses = json.loads(out.read_text())
+                if len(self.addresses) == self.toolboxes:
+                    return self
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("simulator did not start in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._sim is not None:
+            self._sim.stop()
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._proc.stderr:
+                self._proc.stderr.close()
+
+    def __enter__(self) -> SimFleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self.addresses[0].rsplit(":", 1)[1])
+
+    def ip(self, index: int) -> str:
+        return self.addresses[index].rsplit(":", 1)[0]
+
+    def target(self, index: int) -> DtmaTarget:
+        return DtmaTarget(f"env-{index}", f"http://{self.addresses[index]}", Secret(TOKEN))
+
+    def admin(self, index: int, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"http://{self.addresses[index]}{path}",
+            data=data,
+            method=method,
+            headers={ADMIN_HEADER: ADMIN_TOKEN, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def counters(self) -> list[dict[str, int]]:
+        """Calls per route, per toolbox (admin calls are not counted by the simulator)."""
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(lambda i: self.admin(i, "GET", "/__sim/counters"), range(self.toolboxes)))
+
+
+def server_doc(index: int) -> dict[str, Any]:
+    # One image per server name: the Agentopia schema allows one instance per image per toolbox.
+    return {
+        "name": f"s{index:03d}",
+        "image": f"ghcr.io/acme/mcp-s{index:03d}:1.0.0",
+        "transport": "sse",
+        "endpoint": "/sse",
+        "port": 8080,
+        "capabilities": ["tools"],
+    }
+
+
+@dataclass
+class Fleet:
+    workdir: Path
+    sim: SimFleet
+    settings: Settings
+    manifests: Path
+    names: list[str]
+    environment_ids: dict[str, str] = field(default_factory=dict)  # name -> id
+
+    @property
+    def paths(self) -> list[str]:
+        return [str(self.manifests)]
+
+
+def build_fleet(workdir: Path, sim: SimFleet, servers: int, *, seed: bool) -> Fleet:
+    """Database, environments and manifests for ``sim``; with ``seed``, every server already converged."""
+    from reconciler.runtime.stores import migrate_database, open_store
+
+    url = f"sqlite:///{workdir / 'state.db'}"
+    migrate_database(url)
+    settings = Settings(
+        database_url=url,
+        journal_path=str(workdir / "journal.db"),
+        dtma_port=sim.port,
+        dtma_token=Secret(TOKEN),
+        secret_key=Secret("bench-hmac-key"),
+    )
+    manifests = workdir / "manifests"
+    manifests.mkdir()
+    names = [f"tb{i:04d}" for i in range(sim.toolboxes)]
+    fleet = Fleet(workdir, sim, settings, manifests, names)
+    store = open_store(url)
+    try:
+        for i, name in enumerate(names):
+            fleet.environment_ids[name] = store.add_environment(name, sim.ip(i)).id
+            doc = {
+                "apiVersion": "mcp-reconciler/v1",
+                "kind": "Toolbox",
+                "environment": name,
+                "servers": [server_doc(j) for j in range(servers)],
+            }
+            (manifests / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        if seed:
+            _seed(fleet, store)
+    finally:
+        store.close()
+    return fleet
+
+
+def _seed(fleet: Fleet, store: Any) -> None:
+    from reconciler.model.loader import load_manifests
+    from reconciler.model.spec_hash import spec_hash
+    from reconciler.model.stored import stored_config
+
+    desired = load_manifests(fleet.paths)
+    fingerprints: dict[str, str] = {}  # the benchmark manifests reference no secrets
+    per_toolbox: list[list[dict[str, str]]] = []
+    for env in desired.environments:
+        env_id = fleet.environment_ids[env.environment]
+        seeded: list[dict[str, str]] = []
+        for spec in env.servers:
+            instance_id = str(uuid.uuid4())
+            config = stored_config(spec, spec_hash(spec, fingerprints), fingerprints)
+            new = NewInstance(
+                env_id,
+                store.ensure_catalog(spec.image),
+                spec.name,
+                config,
+                spec.transport,
+                spec.endpoint,
+                spec.capabilities,
+                instance_id=instance_id,
+            )
+            store.create_instance(new)
+            store.update_instance(instance_id, status="running")
+            seeded.append({"name": spec.name, "image": spec.image, "instance_id": instance_id})
+        per_toolbox.append(seeded)
+    order = {name: i for i, name in enumerate(fleet.names)}
+    index_of = [order[env.environment] for env in desired.environments]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(
+            pool.map(
+                lambda k: fleet.sim.admin(index_of[k], "POST", "/__sim/seed", {"containers": per_toolbox[k]}),
+                range(len(per_toolbox)),
+            )
+        )

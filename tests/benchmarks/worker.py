@@ -1,0 +1,363 @@
+"""One benchmark job in a fresh process: ``python -m tests.benchmarks.worker JOB_JSON``.
+
+Prints the job's result rows as one JSON line (the last line of stdout). CPU time is this process's user +
+system time (all its threads: the client's pool and the executor's); peak memory is this process's peak RSS
+(``ru_maxrss``: interpreter and imports included). Simulators run in another process unless the job says
+``"sim": "inprocess"``, in which case their CPU is counted here too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.benchmarks.fleet import Fleet, SimFleet, build_fleet
+
+T = TypeVar("T")
+STEADY_INTERVAL = 30.0
+STEADY_TARGET_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall: float
+    cpu: float
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def measure(fn: Callable[[], T]) -> tuple[Measured, T]:
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    out = fn()
+    return Measured(time.perf_counter() - t0, cpu_seconds() - c0), out
+
+
+def median_run(fn: Callable[[], T], repeats: int) -> tuple[Measured, T]:
+    runs = [measure(fn) for _ in range(max(1, repeats))]
+    walls = sorted(runs, key=lambda r: r[0].wall)
+    return walls[len(walls) // 2]
+
+
+def row(
+    scenario: str,
+    size: str,
+    m: Measured | None,
+    bound: float | None,
+    *,
+    target: str,
+    met: bool | None,
+    note: str = "",
+    ratio: float | None = None,
+    cpu: float | None = None,
+) -> dict[str, Any]:
+    wall = m.wall if m else None
+    if ratio is None and m is not None and bound:
+        ratio = m.wall / bound
+    return {
+        "scenario": scenario,
+        "size": size,
+        "wall_s": wall,
+        "bound_s": bound,
+        "ratio": ratio,
+        "cpu_s": cpu if cpu is not None else (m.cpu if m else None),
+        "peak_mb": round(peak_mb(), 1),
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+# -- observe ------------------------------------------------------------------------------------------------
+
+
+def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    from reconciler.adapters.dtma_client import DtmaClient
+    from reconciler.core.observed import LiveListing
+    from reconciler.runtime.observe import observe
+    from reconciler.runtime.reconcile import reconcile_once
+    from reconciler.runtime.stores import open_store
+
+    n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
+    size = f"{n} x {servers} @ {latency * 1000:g} ms"
+    with SimFleet(n, latency=latency, host=job["host"], mode=job["sim"]).start(work) as sim:
+        fleet = build_fleet(work, sim, servers, seed=True)
+        s = fleet.settings
+        store = open_store(s.database_url)
+
+        def one_observe() -> Any:
+            with DtmaClient(concurrency=s.dtma_concurrency) as client:
+                return observe(store, client, s)
+
+        m_obs, observed = median_run(one_observe, job["repeats"])
+        listed = [v for v in observed.live.values() if isinstance(v, LiveListing)]
+        if len(listed) != n or any(len(v.containers) != servers for v in listed):
+            raise RuntimeError(f"observe saw {len(listed)} complete listings of {n}")
+        store.close()
+
+        def one_plan() -> Any:
+            return reconcile_once(s, fleet.paths, apply=False)
+
+        m_plan, result = median_run(one_plan, job["repeats"])
+        if result.plan.steps:
+            raise RuntimeError(f"the seeded fleet is not converged: {len(result.plan.steps)} steps planned")
+
+        # The baseline: one toolbox after another, as Agentopia's service lists them today.
+        projected = n * (latency + 0.002)
+        subset = n if projected <= job["baseline_max_s"] else max(1, int(n * job["baseline_max_s"] / projected))
+        targets = [sim.target(i) for i in range(subset)]
+        with DtmaClient(concurrency=1) as client:
+            m_base, _ = measure(lambda: [client.list(t) for t in targets])
+        scale = n / subset
+        base = Measured(m_base.wall * scale, m_base.cpu * scale)
+    calls = n  # one GET /status per toolbox (listing shape a)
+    bound = calls * latency / s.dtma_concurrency
+    bound_note = f"{calls} calls x {latency * 1000:g} ms / concurrency {s.dtma_concurrency}"
+    base_note = (
+        "measured on all toolboxes" if subset == n else f"measured on {subset} toolboxes, scaled x{scale:g}"
+    )
+    return [
+        row(
+            "observe (store + listings)",
+            size,
+            m_obs,
+            bound,
+            target="<= 2x bound",
+            met=m_obs.wall <= 2 * bound,
+            note=f"bound: {bound_note}; median of {job['repeats']}",
+        ),
+        row(
+            "plan (reconcile_once, no apply)",
+            size,
+            m_plan,
+            bound,
+            target="<= 2x bound",
+            met=m_plan.wall <= 2 * bound,
+            note=f"load + observe + plan + journal; bound: {bound_note}; median of {job['repeats']}",
+        ),
+        row(
+            "baseline: list one by one",
+            size,
+            base,
+            None,
+            target=">= 20x slower than plan",
+            met=base.wall >= 20 * m_plan.wall,
+            ratio=base.wall / m_plan.wall,
+            note=f"{base_note}; ratio = baseline / plan wall (observe alone: {base.wall / m_obs.wall:.1f}x)",
+        ),
+    ]
+
+
+# -- apply --------------------------------------------------------------------------------------------------
+
+
+def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    from reconciler.runtime.reconcile import reconcile_once
+
+    n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
+    size = f"{n * servers} creates / {n} toolboxes @ {latency * 1000:g} ms"
+    with SimFleet(n, latency=latency, host=job["host"], mode=job["sim"]).start(work) as sim:
+        fleet: Fleet = build_fleet(work, sim, servers, seed=False)
+        s = fleet.settings
+        m, result = measure(lambda: reconcile_once(s, fleet.paths, apply=True, sleep=time.sleep))
+        counters = sim.counters()
+    if result.exit_code_apply != 0:
+        raise RuntimeError(f"apply did not converge (exit {result.exit_code_apply})")
+    deploys = sum(c.get("POST /tools", 0) for c in counters)
+    if deploys != n * servers:
+        raise RuntimeError(f"{deploys} deploys for {n * servers} creates")
+    per_box = [sum(c.values()) for c in counters]
+    total = sum(per_box)
+    listing_calls = n  # the observation before planning: one GET /status per toolbox, at dtma_concurrency
+    apply_calls = total - listing_calls
+    chain = max(per_box) * latency
+    spread = listing_calls * latency / s.dtma_concurrency + apply_calls * latency / s.apply_concurrency
+    bound = max(chain, spread)
+    which = (
+        "critical path (longest toolbox chain)"
+        if chain >= spread
+        else (f"total calls / global concurrency {s.apply_concurrency}")
+    )
+    note = (
+        f"bound = {which}; calls: {total} ({apply_calls // (n * servers) if n * servers else 0} per create "
+        f"+ {listing_calls} listings), longest chain {max(per_box)} calls; whole reconcile_once apply"
+    )
+    return [
+        row("apply (reconcile_once)", size, m, bound, target="<= 1.5x bound", met=m.wall <= 1.5 * bound, note=note)
+    ]
+
+
+# -- core ---------------------------------------------------------------------------------------------------
+
+
+def core_inputs(servers: int, per_env: int) -> tuple[Any, Any]:
+    from reconciler.core.observed import (
+        LiveContainer,
+        LiveListing,
+        Observed,
+        RecordedEnvironment,
+        RecordedInstance,
+        RecordedState,
+    )
+    from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
+    from reconciler.model.spec_hash import spec_hash
+    from reconciler.model.stored import read_stored, stored_config
+
+    envs, specs, recorded, live = [], [], [], {}
+    n_envs = max(1, servers // per_env)
+    for e in range(n_envs):
+        env_id, name = f"env-{e:06d}", f"tb{e:06d}"
+        envs.append(RecordedEnvironment(env_id, name, f"10.{e // 65536}.{e // 256 % 256}.{e % 256}", "active"))
+        servers_here = []
+        containers = []
+        for j in range(per_env):
+            spec = ServerSpec(
+                name=f"s{j:03d}",
+                image=f"ghcr.io/acme/mcp-s{j:03d}:1.0.0",
+                transport="sse",
+                endpoint="/sse",
+                port=8080,
+                capabilities=("tools",),
+            )
+            servers_here.append(spec)
+            iid = f"{e:06d}-{j:03d}"
+            config = stored_config(spec, spec_hash(spec, {}), {})
+            view = read_stored(config)
+            recorded.append(
+                RecordedInstance(
+                    iid,
+                    env_id,
+                    f"cat-{j}",
+                    spec.name,
+                    "running",
+                    spec.image,
+                    view.managed,
+                    view.spec_hash,
+                    view.hash_version,
+                    view.protect,
+                    config,
+                )
+            )
+            containers.append(LiveContainer(spec.name, "running", spec.image, iid, f"c{iid}"))
+        specs.append(EnvironmentSpec(name, tuple(servers_here)))
+        live[env_id] = LiveListing(env_id, tuple(containers), "a")
+    desired = Desired(tuple(specs), digest="bench")
+    return desired, Observed(RecordedState(tuple(envs), tuple(recorded)), live)
+
+
+def core_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    from reconciler.core.plan import Policy
+    from reconciler.core.planner import plan
+
+    servers, per_env = job["servers"], job["per_env"]
+    desired, observed = core_inputs(servers, per_env)
+    c0, t0 = time.process_time(), time.perf_counter()
+    the_plan = plan(desired, observed, Policy(), datetime(2026, 1, 1, tzinfo=UTC), {})
+    m = Measured(time.perf_counter() - t0, time.process_time() - c0)
+    if the_plan.steps or the_plan.errors:
+        raise RuntimeError("matching observations must plan nothing")
+    mb = peak_mb()
+    ok = m.cpu < job["cpu_limit"] and mb < job["mb_limit"]
+    return [
+        row(
+            "core diff + plan",
+            f"{servers:,} servers",
+            m,
+            job["cpu_limit"],
+            ratio=m.cpu / job["cpu_limit"],
+            target=f"< {job['cpu_limit']:g} s CPU, < {job['mb_limit']:g} MB",
+            met=ok,
+            note=f"{servers // per_env} toolboxes x {per_env}; bound and ratio are CPU; "
+            "peak RSS includes the inputs",
+        )
+    ]
+
+
+# -- steady state -------------------------------------------------------------------------------------------
+
+
+def cycle_runner(fleet: Fleet) -> tuple[str, Callable[[], None]]:
+    """``Daemon.cycle()`` when the daemon exists, else ``reconcile_once(apply=True)``; with its label."""
+    try:
+        from reconciler.runtime import daemon as daemon_mod  # type: ignore[attr-defined]
+    except ImportError:
+        daemon_mod = None
+    if daemon_mod is not None:
+        d = daemon_mod.Daemon(fleet.settings, daemon_mod.DaemonConfig(paths=tuple(fleet.paths), once=True))
+        return "Daemon.cycle()", d.cycle
+    from reconciler.runtime.reconcile import reconcile_once
+
+    def once() -> None:
+        result = reconcile_once(fleet.settings, fleet.paths, apply=True)
+        if result.plan.steps:
+            raise RuntimeError(f"steady state planned {len(result.plan.steps)} steps")
+
+    return "reconcile_once(apply=True)", once
+
+
+def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
+    size = f"{n} x {servers} = {n * servers:,} servers"
+    with SimFleet(n, latency=latency, host=job["host"], mode=job["sim"]).start(work) as sim:
+        fleet = build_fleet(work, sim, servers, seed=True)
+        label, cycle = cycle_runner(fleet)
+        cycle()  # warm-up: imports, key file, journal tables
+        runs = [measure(cycle)[0] for _ in range(job["cycles"])]
+        counters = sim.counters()
+    changes = sum(v for c in counters for k, v in c.items() if k != "GET /status")
+    if changes:
+        raise RuntimeError(f"steady state made {changes} changing calls")
+    cpu = statistics.mean(r.cpu for r in runs)
+    wall = statistics.mean(r.wall for r in runs)
+    share = cpu / STEADY_INTERVAL
+    return [
+        row(
+            f"steady state ({label})",
+            size,
+            Measured(wall, cpu),
+            None,
+            ratio=share / STEADY_TARGET_SHARE,
+            target=f"< {STEADY_TARGET_SHARE:.0%} of a core @ {STEADY_INTERVAL:g} s",
+            met=share < STEADY_TARGET_SHARE,
+            note=f"CPU share {share:.2%} = CPU per cycle / {STEADY_INTERVAL:g} s; mean of {job['cycles']} "
+            f"cycles @ {latency * 1000:g} ms; ratio is share / 2%",
+        )
+    ]
+
+
+JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
+    "observe": observe_job,
+    "apply": apply_job,
+    "core": core_job,
+    "steady": steady_job,
+}
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    job = json.loads(argv[0])
+    with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
+        rows = JOBS[job["kind"]](job, Path(tmp))
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
