@@ -212,6 +212,8 @@ def test_cli_sim_prints_addresses_answers_health_and_stops_on_signal(tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
 
 
 def test_cli_sim_refuses_public_address() -> None:
