@@ -57,5 +57,5 @@ def test_installed_wheel_validates_from_any_directory(tmp_path: Path) -> None:
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert f"manifests: {target / 'reconciler' / '_data' / 'examples'}" in demo.stdout
+    assert f"(a fresh copy of {target / 'reconciler' / '_data' / 'examples'})" in demo.stdout
     assert "demo finished: steps 8 ok" in demo.stdout

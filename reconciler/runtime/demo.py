@@ -1,10 +1,11 @@
 """``reconciler demo``: the simulator, an embedded SQLite state and the reconcile loop on examples/, in one
 process, for a first look on a machine with nothing else set up.
 
-Everything lives in one directory (default ``.reconciler/demo``): ``state.db`` (the toolbox database),
-``journal.db`` and ``secret.key``. The state database is recreated on every start: the simulated toolboxes
-live only as long as this process, so rows left by the previous run would describe containers that no longer
-exist (and addresses and ports that changed). The journal is kept, so earlier demo runs stay readable.
+Everything lives in one directory (default ``.reconciler/demo``): ``manifests/`` (a copy of the shipped
+examples, for the user to edit while the demo runs), ``state.db`` (the toolbox database), ``journal.db`` and
+``secret.key``. The state database and the manifest copy are recreated on every start: the simulated
+toolboxes live only as long as this process, so rows left by the previous run would describe containers that
+no longer exist (at addresses and a port that changed). The journal is kept, so earlier runs stay readable.
 
 The demo reads none of the ``RECONCILER_*`` / ``BACKEND_TO_DTMA_API_KEY`` settings: it must never register
 toolboxes in, or send a token to, a real deployment configured in the same shell.
@@ -16,6 +17,7 @@ import contextlib
 import importlib
 import os
 import secrets
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from reconciler.core.plan import Plan
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import Desired
 from reconciler.resources import data_dir
@@ -48,7 +50,6 @@ class DemoConfig:
     once: bool = False
     interval: float = DEFAULT_INTERVAL
     listen: str | None = None
-    manifests: Path | None = None  # default: the examples/ shipped with the package
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,17 @@ class DemoToolbox:
 def examples_dir() -> Path:
     """examples/ of the checkout, or the copy inside the installed wheel."""
     return data_dir("examples")
+
+
+def copy_examples(directory: Path) -> Path:
+    """``directory``/manifests with a fresh copy of the shipped example manifests (``*.yaml`` only)."""
+    target = directory / "manifests"
+    target.mkdir(parents=True, exist_ok=True)
+    for old in [*target.glob("*.yaml"), *target.glob("*.yml")]:
+        old.unlink()
+    for example in sorted(examples_dir().glob("*.yaml")):
+        shutil.copyfile(example, target / example.name)
+    return target
 
 
 def demo_secret_values(desired: Desired, environ: Mapping[str, str]) -> dict[str, str]:
@@ -159,12 +171,12 @@ class StepPrinter:
 
 
 def describe_plan(plan: Plan) -> list[str]:
-    """The plan in a few lines: what it will do and what it leaves alone, and why."""
+    """What the plan held (one line), then what it left alone and why, and its errors."""
     counts: dict[str, int] = {}
     for step in plan.steps:
         counts[str(step.action)] = counts.get(str(step.action), 0) + 1
-    head = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "no changes, in sync"
-    lines = [f"  plan: {head}"]
+    head = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+    lines = [f"planned {head}" if head else "in sync, nothing to do"]
     for n in plan.notices:
         where = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
         lines.append(f"  note: {n.kind} {where}: {n.message}")
@@ -180,11 +192,11 @@ def run_demo(
     from reconciler.model.loader import load_manifests
 
     env = dict(os.environ if environ is None else environ)
-    manifests = config.manifests or examples_dir()
-    desired = load_manifests([manifests])
-    names = [e.environment for e in desired.environments]
     directory = config.directory
     with demo_lock(directory):
+        manifests = copy_examples(directory)
+        desired = load_manifests([manifests])
+        names = [e.environment for e in desired.environments]
         token = token or secrets.token_urlsafe(32)  # shared by the simulator and the reconciler, never shown
         sims = start_simulators(len(names), token)
         try:
@@ -207,7 +219,7 @@ def run_demo(
             echo(f"state: {directory / 'state.db'} (recreated), journal: {directory / 'journal.db'}")
             if stand_ins:
                 echo(f"demo values for unset secrets: {', '.join(sorted(stand_ins))}")
-            echo(f"manifests: {manifests}")
+            echo(f"manifests: {manifests} (a fresh copy of {examples_dir()})")
             printer = StepPrinter(echo)
             code = _run_daemon(
                 settings,
@@ -285,13 +297,24 @@ def _loop(
         while True:
             cycle += 1
             echo(f"cycle {cycle}: observe, plan, apply")
-            result = reconcile_once(settings, paths, apply=True, environ=environ, on_step=on_step)
-            for line in describe_plan(result.plan):
-                echo(line)
-            echo(f"cycle {cycle} done: journal run {result.run_id}, exit code {result.exit_code_apply}")
-            if once:
-                return result.exit_code_apply
-            echo(f"next cycle in {interval:g}s; Ctrl-C to stop")
+            try:
+                result = reconcile_once(settings, paths, apply=True, environ=environ, on_step=on_step)
+            except ReconcilerError as exc:
+                if once:
+                    raise
+                # E.g. a manifest edited into something invalid: say why and try again next cycle.
+                echo(f"cycle {cycle} failed: {exc}")
+            else:
+                head, *rest = describe_plan(result.plan)
+                code = result.exit_code_apply
+                echo(f"cycle {cycle} done: {head} (journal run {result.run_id}, exit code {code})")
+                for line in rest:
+                    echo(line)
+                if once:
+                    return code
+            if cycle == 1:
+                where = " and ".join(paths)
+                echo(f"a cycle every {interval:g}s: edit a manifest in {where} to see it applied; Ctrl-C to stop")
             if stop.wait(interval):
                 echo("stopping on signal")
                 return 0

@@ -90,11 +90,12 @@ def test_once_creates_every_example_server_and_journals_them_twice_over(tmp_path
     _assert_clean(first.stdout, first.stderr, second.stdout, second.stderr, raw, *files)
 
 
-def test_without_once_runs_until_sigint_and_exits_0(tmp_path: Path) -> None:
+def test_without_once_applies_manifest_edits_and_stops_on_sigint_with_exit_0(tmp_path: Path) -> None:
     # Exit 0, not 130: SIGINT is the normal way to stop the demo (DESIGN section 5: "0 on stop"); the
     # running cycle finishes and the demo says so. Only a second signal interrupts (KeyboardInterrupt, 130).
+    demo_dir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "demo", "--interval", "60s", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "reconciler", "demo", "--interval", "100ms", "--dir", str(demo_dir)],
         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
@@ -104,14 +105,24 @@ def test_without_once_runs_until_sigint_and_exits_0(tmp_path: Path) -> None:
     reader.start()
     seen: list[str] = []
     deadline = time.monotonic() + 30
-    try:
-        while not any(line.startswith("next cycle in 60s") for line in seen):
+
+    def wait_for(text: str) -> None:
+        while not any(text in line for line in seen):
             left = deadline - time.monotonic()
-            assert left > 0, f"no 'next cycle' line in time: {seen}"
+            assert left > 0 and proc.poll() is None, f"no {text!r} line: {seen}"
             try:
-                seen.append(lines.get(timeout=left))
+                seen.append(lines.get(timeout=min(left, 1.0)))
             except queue.Empty:
                 continue
+
+    try:
+        wait_for("Ctrl-C to stop")
+        assert sum(line.startswith("  create ") for line in seen) == 8
+        manifest = demo_dir / "manifests" / "research-toolbox.yaml"
+        manifest.write_text(manifest.read_text().replace("Europe/Berlin", "Europe/Paris"))
+        wait_for("replace research-toolbox/time ok")
+        manifest.write_text(manifest.read_text().replace("servers:", "servers: 42\nold:"))
+        wait_for("failed: ")  # an invalid edit is reported and the demo keeps going
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     finally:
@@ -124,6 +135,7 @@ def test_without_once_runs_until_sigint_and_exits_0(tmp_path: Path) -> None:
     err = proc.stderr.read() if proc.stderr else ""
     out = "".join(seen)
     assert code == 0, out + err
-    assert "stopping on signal" in out and "demo stopped: steps 8 ok" in out
+    assert "stopping on signal" in out and "demo stopped: steps 9 ok" in out
+    assert "research-toolbox.yaml" in next(line for line in seen if "failed: " in line)
     assert "Traceback" not in err
     _assert_clean(out, err)

@@ -49,7 +49,7 @@ def test_once_in_process_shares_the_token_and_never_shows_it(tmp_path: Path) -> 
     finally:
         store.close()
     assert names == ["coding-toolbox", "research-toolbox"]
-    for text in ["\n".join(lines), *(p.read_bytes().decode("latin-1") for p in tmp_path.iterdir())]:
+    for text in ["\n".join(lines), *(p.read_bytes().decode("latin-1") for p in tmp_path.iterdir() if p.is_file())]:
         for secret in (TOKEN, "gh-canary-1", "c7-canary-2"):
             assert secret not in text
 
