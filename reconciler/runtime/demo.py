@@ -294,9 +294,9 @@ def _loop(
             restore[signum] = signal.signal(signum, on_signal)
     try:
         cycle = 0
+        quiet = False  # an in-sync cycle after an in-sync cycle prints nothing
         while True:
             cycle += 1
-            echo(f"cycle {cycle}: observe, plan, apply")
             try:
                 result = reconcile_once(settings, paths, apply=True, environ=environ, on_step=on_step)
             except ReconcilerError as exc:
@@ -304,12 +304,17 @@ def _loop(
                     raise
                 # E.g. a manifest edited into something invalid: say why and try again next cycle.
                 echo(f"cycle {cycle} failed: {exc}")
+                quiet = False
             else:
-                head, *rest = describe_plan(result.plan)
-                code = result.exit_code_apply
-                echo(f"cycle {cycle} done: {head} (journal run {result.run_id}, exit code {code})")
-                for line in rest:
-                    echo(line)
+                plan, code = result.plan, result.exit_code_apply
+                in_sync = not (plan.steps or plan.notices or plan.errors) and code == 0
+                if not (in_sync and quiet):
+                    head, *rest = describe_plan(plan)
+                    tail = " (quiet until something changes)" if in_sync and not once else ""
+                    echo(f"cycle {cycle}: {head}, journal run {result.run_id}, exit code {code}{tail}")
+                    for line in rest:
+                        echo(line)
+                quiet = in_sync
                 if once:
                     return code
             if cycle == 1:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -55,6 +57,11 @@ def _journal(cwd: Path, path: Path) -> tuple[list[dict[str, Any]], str]:
     assert done.returncode == 0, done.stderr
     runs: list[dict[str, Any]] = json.loads(done.stdout)
     return runs, done.stdout
+
+
+def _journal_runs(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        return int(db.execute("SELECT count(*) FROM runs").fetchone()[0])
 
 
 def _assert_clean(*texts: str) -> None:
@@ -121,6 +128,11 @@ def test_without_once_applies_manifest_edits_and_stops_on_sigint_with_exit_0(tmp
         manifest = demo_dir / "manifests" / "research-toolbox.yaml"
         manifest.write_text(manifest.read_text().replace("Europe/Berlin", "Europe/Paris"))
         wait_for("replace research-toolbox/time ok")
+        wait_for("in sync")
+        runs = _journal_runs(demo_dir / "journal.db")
+        while _journal_runs(demo_dir / "journal.db") < runs + 5:  # five more (quiet) cycles
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)  # polling the real subprocess's journal, bounded by the deadline
         manifest.write_text(manifest.read_text().replace("servers:", "servers: 42\nold:"))
         wait_for("failed: ")  # an invalid edit is reported and the demo keeps going
         proc.send_signal(signal.SIGINT)
@@ -137,5 +149,7 @@ def test_without_once_applies_manifest_edits_and_stops_on_sigint_with_exit_0(tmp
     assert code == 0, out + err
     assert "stopping on signal" in out and "demo stopped: steps 9 ok" in out
     assert "research-toolbox.yaml" in next(line for line in seen if "failed: " in line)
+    # Many in-sync cycles ran; only the first after a change says so (after the creates, after the replace).
+    assert 1 <= sum("in sync" in line for line in seen) <= 2
     assert "Traceback" not in err
     _assert_clean(out, err)
