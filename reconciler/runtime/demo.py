@@ -220,6 +220,9 @@ def run_demo(
             if stand_ins:
                 echo(f"demo values for unset secrets: {', '.join(sorted(stand_ins))}")
             echo(f"manifests: {manifests} (a fresh copy of {examples_dir()})")
+            if not config.once:
+                every = f"a cycle every {config.interval:g}s until Ctrl-C"
+                echo(f"{every}; edit a manifest in {manifests} to see it applied")
             printer = StepPrinter(echo)
             code = _run_daemon(
                 settings,
@@ -317,9 +320,6 @@ def _loop(
                 quiet = in_sync
                 if once:
                     return code
-            if cycle == 1:
-                where = " and ".join(paths)
-                echo(f"a cycle every {interval:g}s: edit a manifest in {where} to see it applied; Ctrl-C to stop")
             if stop.wait(interval):
                 echo("stopping on signal")
                 return 0
