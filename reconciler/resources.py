@@ -1,4 +1,5 @@
-"""Finds the data shipped beside the code: schemas/ and state/, in a source tree or an installed wheel."""
+"""Finds the data shipped beside the code: schemas/, state/ and examples/, in a source tree or an installed
+wheel."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """``schemas`` or ``state``: inside the wheel (reconciler/_data/NAME) or at the source tree's top."""
+    """``schemas``, ``state`` or ``examples``: inside the wheel (reconciler/_data/NAME) or at the top of the
+    source tree."""
     for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate

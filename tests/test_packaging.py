@@ -1,4 +1,5 @@
-"""The built wheel carries its data: `reconciler validate` works from any directory after `pip install .`."""
+"""The built wheel carries its data: `reconciler validate` and `reconciler demo` work from any directory after
+`pip install .`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def test_installed_wheel_validates_from_any_directory(tmp_path: Path) -> None:
     assert "reconciler/_data/schemas/plan.v1.schema.json" in names
     assert any(n.startswith("reconciler/_data/state/postgres/") for n in names)
     assert any(n.startswith("reconciler/_data/state/sqlite/") for n in names)
+    for example in ("research-toolbox.yaml", "coding-toolbox.yaml", "systemd/mcp-reconciler.service"):
+        assert f"reconciler/_data/examples/{example}" in names
 
     # Installed into its own directory, ahead of the source tree on the path, and run from elsewhere.
     target = tmp_path / "site"
@@ -47,3 +50,12 @@ def test_installed_wheel_validates_from_any_directory(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("OK")
+
+    # `reconciler demo` finds the examples inside the wheel: no checkout anywhere near.
+    demo = subprocess.run(
+        [sys.executable, "-m", "reconciler", "demo", "--once", "--dir", str(tmp_path / "demo")],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert f"(a fresh copy of {target / 'reconciler' / '_data' / 'examples'})" in demo.stdout
+    assert "demo finished: steps 8 ok" in demo.stdout

@@ -13,9 +13,34 @@ from typing import Any
 from reconciler.errors import ConfigError
 from reconciler.simulator import Simulator, SimulatorError
 
+EXAMPLE = """example (two toolboxes for the examples; `reconciler demo` does all this in one go):
+  export BACKEND_TO_DTMA_API_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  reconciler sim --listen 127.0.1.1:30000 --toolboxes 2     # prints 127.0.1.1:30000 and 127.0.1.2:30000
+  # in a second shell, with the same BACKEND_TO_DTMA_API_KEY exported:
+  export DTMA_PORT=30000 CONTEXT7_API_KEY=dummy GITHUB_TOKEN=dummy
+  reconciler db migrate
+  reconciler db add-environment research-toolbox --address 127.0.1.1
+  reconciler db add-environment coding-toolbox --address 127.0.1.2
+  reconciler apply examples/
+
+The reconciler reaches every toolbox at ADDRESS:DTMA_PORT, so give each toolbox its own loopback address
+on one port (--per address, the default unless HOST is 127.0.0.1 or ::1; all of 127.0.0.0/8 is loopback
+on Linux) and register that address with `reconciler db add-environment NAME --address IP`. --per port
+(the default on 127.0.0.1) serves consecutive ports on one address: one toolbox, or tests that target
+ports directly. The bearer token comes from BACKEND_TO_DTMA_API_KEY (or DTMA_BEARER_TOKEN) and is never
+printed; the admin routes under /__sim/ (faults, counters, state) need the X-Sim-Admin-Token header.
+"""
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("sim", help="start the DTMA simulator (loopback only)")
+    p = subparsers.add_parser(
+        "sim",
+        help="start the DTMA simulator (loopback only)",
+        description="Serve simulated toolbox agents (the DTMA API of DESIGN section 6) on loopback until "
+        "SIGINT/SIGTERM, printing each toolbox's HOST:PORT. Containers exist in memory only.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--listen", default="127.0.0.1:30000", help="HOST:PORT of the first toolbox")
     p.add_argument("--toolboxes", type=int, default=1, help="how many toolboxes to serve")
     p.add_argument(
