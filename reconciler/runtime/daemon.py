@@ -148,6 +148,8 @@ class Daemon:
         self._health: str | None = None  # the last journalled health condition
         self.last_report: CycleReport | None = None
         self.last_cycle_end: float | None = None  # clock.monotonic() at the end of the last cycle
+        self.cycle_finished = threading.Event()  # set after every cycle (tests and embedders wait on it)
+        self.http_address: str | None = None  # host:port actually served by --listen (port 0 = any)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -231,6 +233,7 @@ class Daemon:
             finally:
                 self._idle.set()
             self._record(report)
+            self.cycle_finished.set()
             return report
 
     def _cycle(self, started: float) -> CycleReport:
@@ -525,6 +528,7 @@ class Daemon:
             server = StatusServer(
                 host, port, ready=self.readiness, metrics=self.metrics.render, metrics_type=CONTENT_TYPE
             ).start()
+            self.http_address = server.address
             log.info("serving /healthz, /readyz and /metrics on http://%s", server.address)
         on_main = threading.current_thread() is threading.main_thread()
         previous = self._install_signals() if on_main else {}
