@@ -145,6 +145,8 @@ class Daemon:
         self._idle = threading.Event()
         self._idle.set()
         self._current_run: int | None = None
+        self._last_loaded: Loaded | None = None
+        self._commit: str | None = None
         self._health: str | None = None  # the last journalled health condition
         self.last_report: CycleReport | None = None
         self.last_cycle_end: float | None = None  # clock.monotonic() at the end of the last cycle
@@ -260,7 +262,11 @@ class Daemon:
                 desired,
                 environments=tuple(replace(e, policy=replace(e.policy, prune=True)) for e in desired.environments),
             )
-        commit = manifest_commit(list(self.config.paths))
+        if self.config.git_pull or loaded is not self._last_loaded:
+            # Asked of git only when the manifests changed (or were pulled): an idle cycle forks nothing.
+            self._commit = manifest_commit(list(self.config.paths))
+            self._last_loaded = loaded
+        commit = self._commit
 
         def report(**kw: object) -> CycleReport:
             base: dict[str, object] = {

@@ -8,6 +8,7 @@ shrinks the desired state, so it never causes a delete.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +37,34 @@ class DesiredState:
         self.paths = list(paths)
         self.environ = environ
         self._good: dict[str, EnvironmentSpec] = {}  # by environment key
+        self._last: tuple[bytes, Loaded] | None = None  # content signature and result of the last clean load
+
+    def _signature(self) -> bytes | None:
+        """A digest of every manifest file's name and bytes (re-read each cycle); None if one is unreadable."""
+        files, problems = manifest_files(self.paths)
+        if problems:
+            return None
+        h = hashlib.sha256()
+        for file in files:
+            try:
+                raw = file.path.read_bytes()
+            except OSError:
+                return None
+            h.update(b"%d:%s\n%d\n" % (len(file.display), file.display.encode(), len(raw)))
+            h.update(raw)
+        return h.digest()
 
     def load(self) -> Loaded:
+        """The manifests as they are now. Files are read every time; when their bytes are those of the last
+        clean load, its result is reused instead of parsing and validating again (cheap idle cycles)."""
+        signature = self._signature()
+        if signature is not None and self._last is not None and self._last[0] == signature:
+            return self._last[1]
+        loaded = self._load()
+        self._last = (signature, loaded) if signature is not None and loaded.valid else None
+        return loaded
+
+    def _load(self) -> Loaded:
         try:
             desired = load_manifests(self.paths)
         except ManifestError as exc:
