@@ -157,3 +157,58 @@ def test_three_replicas_split_thirty_toolboxes_and_create_each_server_once(
     assert sorted(created) == sorted(w.names)  # no toolbox had a step applied twice
     final = replicas[0].cycle()
     assert final.plan is not None and final.plan.steps == () and len(final.acted_on) == 30
+
+
+def test_an_environment_locked_by_another_replica_is_skipped_not_read_as_empty(
+    pg_url: str, world_of: Callable[..., DaemonWorld]
+) -> None:
+    from reconciler.runtime.stores import open_store
+
+    w = world_of(2, url=pg_url)
+    w.write({"tb0": [server("sa")], "tb1": [server("sb")]})
+    other = open_store(pg_url)  # another replica, holding tb1
+    try:
+        tb1 = next(e.id for e in other.list_environments() if e.name == "tb1")
+        assert other.try_lock_environment(tb1)
+        d = w.daemon()
+        report = d.cycle()
+        assert report.locked_elsewhere == ("tb1",) and report.acted_on == ("tb0",)
+        assert [r.step.environment_name for r in report.results] == ["tb0"]
+        assert w.sim.counters(1) == {}  # not even listed
+        other.unlock_environment(tb1)
+        assert [r.step.environment_name for r in d.cycle().results] == ["tb1"]
+    finally:
+        other.close()
+
+
+def test_a_replica_that_loses_its_lock_connection_starts_no_further_step(
+    pg_url: str, pg_admin_url: str, world_of: Callable[..., DaemonWorld]
+) -> None:
+    import psycopg
+
+    w = world_of(1, url=pg_url)
+    w.write({"tb0": [server("s1"), server("s2"), server("s3")]})
+    d = w.daemon()
+
+    def cut_the_lock_connection(result: object) -> None:
+        store = d._store
+        assert store is not None and store._lock_conn is not None  # type: ignore[union-attr]
+        pid = store._lock_conn.info.backend_pid  # type: ignore[union-attr]
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    calls: list[object] = []
+
+    def on_step(result: object) -> None:
+        calls.append(result)
+        if len(calls) == 1:  # right after the first step: the connection holding the locks dies
+            cut_the_lock_connection(result)
+
+    d._on_step = on_step
+    report = d.cycle()
+    assert [r.outcome for r in report.results] == ["ok", "skipped", "skipped"]
+    assert "lost" in report.results[1].message
+    assert w.creates() == 1
+    # The next cycle takes the lock again on a fresh connection and finishes the work.
+    again = d.cycle()
+    assert [(r.step.server, r.outcome) for r in again.results] == [("s2", "ok"), ("s3", "ok")]
