@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +46,10 @@ def parse_listen(listen: str, *, allow_remote: bool = False) -> tuple[str, int]:
                 "health and metrics beyond this host"
             )
     return host, port
+
+
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class StatusServer:
@@ -85,8 +90,9 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+        server_class = _Server6 if ":" in host else ThreadingHTTPServer
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = server_class((host, port), Handler)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self._server.daemon_threads = True
