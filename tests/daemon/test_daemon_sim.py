@@ -167,3 +167,18 @@ def test_once_returns_zero_and_journals_the_creates(world_of: Callable[..., Daem
     finally:
         j.close()
     assert steps == [("tb0", "sa", "create", "ok"), ("tb1", "sb", "create", "ok")]
+
+
+def test_failed_steps_back_off_only_their_toolbox(world_of: Callable[..., DaemonWorld]) -> None:
+    w = world_of(2)
+    w.write({"tb0": [server("sa")], "tb1": [server("sb")]})
+    w.sim.sim.set_faults(1, error_rate={"POST /tools": 1.0})  # tb1 lists fine but every deploy fails
+    d = w.daemon()
+    report = d.cycle()
+    assert actions(report) == [("tb0", "sa", "create", "ok"), ("tb1", "sb", "create", "failed")]
+    assert report.unreachable == () and d.backoff_state()["tb1"].failures == 1
+    assert d.cycle().backing_off == ("tb1",)
+    w.sim.sim.clear_faults(1)
+    w.clock.advance(40)
+    assert actions(d.cycle()) == [("tb1", "sb", "create", "ok")]
+    assert d.backoff_state() == {}

@@ -182,3 +182,41 @@ def test_readiness_follows_the_clock(tmp_path: object) -> None:
         assert not ok and "last cycle ended" in why
     finally:
         d.close()
+
+
+def test_journal_retention_uses_the_injected_clock(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from reconciler.adapters.journal import Journal
+    from reconciler.runtime.daemon import Daemon, DaemonConfig
+    from reconciler.runtime.stores import migrate_database
+    from reconciler.settings import Settings
+
+    class Clock:
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+
+        def monotonic(self) -> float:
+            return 0.0
+
+        def now(self) -> datetime:
+            return self.moment
+
+    base = Path(str(tmp_path))
+    (base / "m").mkdir()
+    url = f"sqlite:///{base / 'state.db'}"
+    migrate_database(url)
+    clock = Clock()
+    settings = Settings(database_url=url, journal_path=str(base / "j.db"), journal_max_age_days=7)
+    d = Daemon(settings, DaemonConfig(paths=(str(base / "m"),)), clock=clock, environ={})
+    try:
+        d.cycle()  # the empty manifest directory is invalid: journalled as a daemon-check run
+        assert d.retention() == 0
+        clock.moment += timedelta(days=8)
+        assert d.retention() == 1
+    finally:
+        d.close()
+    j = Journal(base / "j.db")
+    try:
+        assert j.runs() == []
+    finally:
+        j.close()
