@@ -256,6 +256,8 @@ class DtmaClient:
         self._rng = rng or random.Random()
         self._max_body = max_body_bytes
         self._last_listing: dict[str, LiveListing] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DtmaClient(concurrency={self._concurrency}, timeout={self._timeout!r})"
@@ -391,8 +393,13 @@ class DtmaClient:
 
         if not targets:
             return {}
-        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(targets))) as pool:
-            results = list(pool.map(one, targets))
+        with self._pool_lock:
+            if self._pool is None:
+                # Kept for the client's life: a daemon lists every cycle, and starting the threads each time
+                # costs more CPU than the listings of an idle fleet.
+                self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="dtma-list")
+            pool = self._pool
+        results = list(pool.map(one, targets))
         return {t.environment_id: r for t, r in zip(targets, results, strict=True)}
 
     def deploy(self, target: DtmaTarget, request: DeployRequest) -> DeployResult:
@@ -450,6 +457,10 @@ class DtmaClient:
         return status == 200
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._http.close()
 
     def __enter__(self) -> DtmaClient:

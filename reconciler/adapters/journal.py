@@ -181,6 +181,21 @@ class Journal:
             )
             self._db.conn.commit()
 
+    def interrupt_run(self, run_id: int, now: datetime, outcome: str = INTERRUPTED) -> int:
+        """Close a run of this process cut short on purpose (a second stop signal): its open steps become
+        ``interrupted``. Returns how many steps."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE steps SET outcome = ?, outcome_at = ? WHERE outcome IS NULL AND run_id = ?",
+                [INTERRUPTED, _iso(now), run_id],
+            )
+            self._db.execute(
+                "UPDATE runs SET outcome = ?, finished = ? WHERE id = ? AND finished IS NULL",
+                [outcome, _iso(now), run_id],
+            )
+            self._db.conn.commit()
+            return int(cur.rowcount)
+
     def intent(
         self,
         run_id: int,

@@ -424,11 +424,20 @@ class PostgresStore:
         with self._lock:
             if environment_id in self._held and not self.lock_lost():
                 return True
+            key = rows.advisory_key(environment_id)
             conn = self._locks_connection()
             try:
-                got = conn.execute(
-                    "SELECT pg_try_advisory_lock(%s) AS ok", [rows.advisory_key(environment_id)]
-                ).fetchone()
+                try:
+                    got = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", [key]).fetchone()
+                except psycopg.OperationalError:
+                    if self._held:
+                        raise
+                    # A lock connection left over from before a database restart, holding nothing:
+                    # open a fresh one and try once more.
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                    conn = self._lock_conn = self._connect()
+                    got = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", [key]).fetchone()
             except psycopg.Error as exc:
                 raise StoreError(
                     f"PostgreSQL at {self.masked_url}: locking environment {environment_id}: "

@@ -175,8 +175,30 @@ def host_address(value: Any) -> str | None:
     return address if bits in ("32", "128") else text
 
 
+_INSTANCE_MEMO: dict[tuple[Any, ...], RecordedInstance] = {}
+_INSTANCE_MEMO_MAX = 250_000
+
+
 def instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
-    """``row`` carries the instance columns plus ``catalog_image`` (the catalog's docker_image_url)."""
+    """``row`` carries the instance columns plus ``catalog_image`` (the catalog's docker_image_url).
+
+    Rows read again unchanged (a daemon observes every cycle) reuse the value built last time: parsing
+    10,000 JSON configs is most of an idle cycle's CPU. Only rows whose values are all text (SQLite) are
+    memoised; the result is a frozen dataclass whose config nobody mutates."""
+    try:
+        key = tuple(row.items())
+        hash(key)
+    except TypeError:
+        return _instance_from_row(row)
+    found = _INSTANCE_MEMO.get(key)
+    if found is None:
+        if len(_INSTANCE_MEMO) >= _INSTANCE_MEMO_MAX:
+            _INSTANCE_MEMO.clear()
+        found = _INSTANCE_MEMO[key] = _instance_from_row(row)
+    return found
+
+
+def _instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
     config = parse_json(row.get("base_config_override_json"))
     config = config if isinstance(config, dict) else {}
     view = read_stored(config)

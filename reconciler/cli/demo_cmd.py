@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,6 @@ RECONCILER_DATABASE_URL, RECONCILER_JOURNAL and BACKEND_TO_DTMA_API_KEY. Secrets
 (CONTEXT7_API_KEY, GITHUB_TOKEN) get random stand-in values when they are not set.
 """
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """``10``, ``10s``, ``500ms``, ``2m``, ``1h`` -> seconds (greater than 0)."""
-    m = _DURATION.match(text)
-    if not m or float(m.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 10s, 500ms, 2m or 1h")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
 
 def register(subparsers: Any) -> None:
     from reconciler.runtime.demo import DEFAULT_DIR
@@ -45,15 +33,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--once", action="store_true", help="one cycle, then a summary (exit code as for apply)")
-    p.add_argument(
-        "--interval", type=parse_duration, default="10s", metavar="DURATION", help="between cycles (default 10s)"
-    )
+    p.add_argument("--interval", default="10s", metavar="DURATION", help="between cycles (default 10s)")
     p.add_argument("--dir", default=DEFAULT_DIR, metavar="DIR", help=f"state and journal (default {DEFAULT_DIR})")
     p.add_argument("--listen", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics (with the daemon)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli.run_cmd import parse_duration
     from reconciler.runtime.demo import DemoConfig, run_demo
 
     if args.listen is not None and ":" not in args.listen:
@@ -62,5 +49,7 @@ def run(args: argparse.Namespace) -> int:
     def echo(line: str) -> None:
         print(line, flush=True)
 
-    config = DemoConfig(directory=Path(args.dir), once=args.once, interval=args.interval, listen=args.listen)
+    config = DemoConfig(
+        directory=Path(args.dir), once=args.once, interval=parse_duration(args.interval), listen=args.listen
+    )
     return run_demo(config, echo=echo)

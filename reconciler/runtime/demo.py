@@ -14,23 +14,20 @@ toolboxes in, or send a token to, a real deployment configured in the same shell
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import secrets
 import shutil
-import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from reconciler.core.plan import Plan
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ConfigError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import Desired
 from reconciler.resources import data_dir
+from reconciler.runtime.daemon import CycleReport, Daemon, DaemonConfig
 from reconciler.runtime.execute import StepResult
 from reconciler.settings import Settings
 from reconciler.simulator import Simulator, SimulatorError
@@ -170,6 +167,35 @@ class StepPrinter:
             self._echo(line)
 
 
+class CyclePrinter:
+    """After each cycle: what it planned (and left alone), or why it could not; an in-sync cycle that follows
+    an in-sync cycle prints nothing, so an idle demo stays quiet."""
+
+    def __init__(self, echo: Echo, *, once: bool) -> None:
+        self._echo, self._once = echo, once
+        self._cycle = 0
+        self._quiet = False
+
+    def __call__(self, report: CycleReport) -> None:
+        self._cycle += 1
+        if report.errors:
+            self._echo(f"cycle {self._cycle} failed: " + "; ".join(report.errors))
+            self._quiet = False
+            return
+        if report.plan is None:
+            return
+        in_sync = not (report.plan.steps or report.plan.notices or report.plan.errors)
+        if in_sync and self._quiet:
+            return
+        head, *rest = describe_plan(report.plan)
+        tail = " (quiet until something changes)" if in_sync and not self._once else ""
+        run = f", journal run {report.run_id}" if report.run_id is not None else ""
+        self._echo(f"cycle {self._cycle}: {head}{run}{tail}")
+        for line in rest:
+            self._echo(line)
+        self._quiet = in_sync
+
+
 def describe_plan(plan: Plan) -> list[str]:
     """What the plan held (one line), then what it left alone and why, and its errors."""
     counts: dict[str, int] = {}
@@ -224,16 +250,16 @@ def run_demo(
                 every = f"a cycle every {config.interval:g}s until Ctrl-C"
                 echo(f"{every}; edit a manifest in {manifests} to see it applied")
             printer = StepPrinter(echo)
-            code = _run_daemon(
+            daemon = Daemon(
                 settings,
-                [str(manifests)],
-                once=config.once,
+                DaemonConfig(
+                    paths=(str(manifests),), interval=config.interval, listen=config.listen, once=config.once
+                ),
                 environ=env,
                 on_step=printer,
-                interval=config.interval,
-                listen=config.listen,
-                echo=echo,
+                on_cycle=CyclePrinter(echo, once=config.once),
             )
+            code = daemon.run()
         finally:
             for sim in sims:
                 sim.stop()
@@ -242,87 +268,3 @@ def run_demo(
     echo(f"demo {'finished' if config.once else 'stopped'}: steps {summary}")
     echo(f"read the journal: reconciler journal --journal {directory / 'journal.db'}")
     return code
-
-
-def _run_daemon(
-    settings: Settings,
-    paths: Sequence[str],
-    once: bool,
-    environ: Mapping[str, str],
-    on_step: Callable[[StepResult], None],
-    *,
-    interval: float = DEFAULT_INTERVAL,
-    listen: str | None = None,
-    echo: Echo = print,
-) -> int:
-    """The daemon (reconciler.runtime.daemon) when this build has it; otherwise reconcile_once in a loop."""
-    try:
-        daemon: Any = importlib.import_module("reconciler.runtime.daemon")
-    except ModuleNotFoundError as exc:
-        if exc.name != "reconciler.runtime.daemon":
-            raise
-    else:
-        config = daemon.DaemonConfig(paths=tuple(paths), interval=interval, listen=listen, once=once)
-        code: int = daemon.Daemon(settings, config, environ=environ, on_step=on_step).run()
-        return code
-    if listen:
-        echo(f"note: --listen {listen} needs `reconciler run` (the daemon); this build serves no metrics")
-    return _loop(settings, paths, once=once, environ=environ, on_step=on_step, interval=interval, echo=echo)
-
-
-def _loop(
-    settings: Settings,
-    paths: Sequence[str],
-    *,
-    once: bool,
-    environ: Mapping[str, str],
-    on_step: Callable[[StepResult], None],
-    interval: float,
-    echo: Echo,
-) -> int:
-    """One pass (``once``: its apply exit code), or a pass every ``interval`` until SIGINT/SIGTERM (exit 0).
-    The first signal lets the running pass finish; a second one interrupts it (KeyboardInterrupt)."""
-    from reconciler.runtime.reconcile import reconcile_once
-
-    stop = threading.Event()
-    restore: dict[int, Any] = {}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    if not once and threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            restore[signum] = signal.signal(signum, on_signal)
-    try:
-        cycle = 0
-        quiet = False  # an in-sync cycle after an in-sync cycle prints nothing
-        while True:
-            cycle += 1
-            try:
-                result = reconcile_once(settings, paths, apply=True, environ=environ, on_step=on_step)
-            except ReconcilerError as exc:
-                if once:
-                    raise
-                # E.g. a manifest edited into something invalid: say why and try again next cycle.
-                echo(f"cycle {cycle} failed: {exc}")
-                quiet = False
-            else:
-                plan, code = result.plan, result.exit_code_apply
-                in_sync = not (plan.steps or plan.notices or plan.errors) and code == 0
-                if not (in_sync and quiet):
-                    head, *rest = describe_plan(plan)
-                    tail = " (quiet until something changes)" if in_sync and not once else ""
-                    echo(f"cycle {cycle}: {head}, journal run {result.run_id}, exit code {code}{tail}")
-                    for line in rest:
-                        echo(line)
-                quiet = in_sync
-                if once:
-                    return code
-            if stop.wait(interval):
-                echo("stopping on signal")
-                return 0
-    finally:
-        for number, handler in restore.items():
-            signal.signal(number, handler)

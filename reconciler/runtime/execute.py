@@ -78,12 +78,14 @@ class Executor:
         secret_fingerprints: Mapping[str, str],
         config: ExecutorConfig = ExecutorConfig(),
         on_step: Callable[[StepResult], None] | None = None,
+        gate: Callable[[Step], str | None] | None = None,
     ) -> None:
         self.store, self.dtma, self.targets, self.journal = store, dtma, targets, journal
         self.run_id, self.clock, self.sleep, self.config = run_id, clock, sleep, config
         self._secrets = secret_values
         self._fingerprints = secret_fingerprints
         self._on_step = on_step
+        self._gate = gate  # a reason not to start a step (daemon stopping, lock lost), or None
         self._store_lock = threading.Lock()  # stores may not be thread-safe; DTMA calls run unlocked
 
     def apply(self, steps: Sequence[Step]) -> ApplyResult:
@@ -95,7 +97,9 @@ class Executor:
 
         def run_chain(chain: list[Step]) -> None:
             for step in chain:
-                result = self._run_step(step)
+                veto = self._gate(step) if self._gate is not None else None
+                # A vetoed step is not started, so it has no journal row: nothing was attempted.
+                result = StepResult(step, "skipped", veto) if veto else self._run_step(step)
                 with lock:
                     results.append(result)
                 if self._on_step is not None:

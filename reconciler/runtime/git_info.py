@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+
+from reconciler.settings import mask_url
 
 
 def manifest_commit(paths: Sequence[str | Path]) -> str | None:
@@ -26,3 +29,39 @@ def manifest_commit(paths: Sequence[str | Path]) -> str | None:
         return None
     commit = done.stdout.strip()
     return commit if done.returncode == 0 and len(commit) >= 40 else None
+
+
+def git_pull(paths: Sequence[str | Path], timeout: float = 60.0) -> str | None:
+    """``git pull --ff-only`` in the manifests' work tree. None on success (or outside a work tree, where
+    there is nothing to pull), else a one-line reason; a failed pull leaves the tree as it was."""
+    if not paths:
+        return None
+    first = Path(paths[0])
+    folder = first if first.is_dir() else first.parent
+    try:
+        inside = subprocess.run(
+            ["git", "rev-parse", "--is-inside-work-tree"],
+            cwd=folder or Path("."),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if inside.returncode != 0:
+            return f"{folder} is not in a git work tree"
+        done = subprocess.run(
+            ["git", "pull", "--ff-only", "--quiet"],
+            cwd=folder or Path("."),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"git pull failed: {exc}"
+    if done.returncode != 0:
+        lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+        # A remote URL may carry credentials: mask them like a database URL.
+        return "git pull --ff-only failed: " + mask_url(lines[-1] if lines else f"exit {done.returncode}")
+    return None

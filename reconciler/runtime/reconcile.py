@@ -17,9 +17,10 @@ from typing import Any
 from reconciler.adapters.dtma_client import DtmaClient
 from reconciler.adapters.journal import Journal
 from reconciler.core.observed import LiveListing, Observed, Unreachable
-from reconciler.core.plan import NoticeKind, Plan, Policy
+from reconciler.core.plan import NoticeKind, Plan, Policy, Step
 from reconciler.errors import PlanError
 from reconciler.model.spec import Desired
+from reconciler.ports import Clock, Dtma, Store
 from reconciler.runtime.execute import ApplyResult, Executor, ExecutorConfig, StepResult
 from reconciler.runtime.git_info import manifest_commit
 from reconciler.runtime.observe import observe, targets_for
@@ -77,6 +78,54 @@ def secret_key(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
+def open_dtma(settings: Settings) -> DtmaClient:
+    """The DTMA client for these settings; keep it across cycles so its connection pool is reused."""
+    return DtmaClient(
+        connect_timeout=settings.dtma_connect_timeout,
+        read_timeout=settings.dtma_read_timeout,
+        concurrency=settings.dtma_concurrency,
+        verify=settings.dtma_verify,
+    )
+
+
+def execute_plan(
+    the_plan: Plan,
+    *,
+    store: Store,
+    dtma: Dtma,
+    journal: Journal,
+    run_id: int,
+    settings: Settings,
+    observed: Observed,
+    secret_values: Mapping[str, str],
+    secret_fingerprints: Mapping[str, str],
+    clock: Clock,
+    sleep: Callable[[float], None] = time.sleep,
+    executor_config: ExecutorConfig = DEFAULT_EXECUTOR,
+    on_step: Callable[[StepResult], None] | None = None,
+    gate: Callable[[Step], str | None] | None = None,
+) -> ApplyResult:
+    """Apply a plan's steps (none when the plan has errors): the apply half shared by ``reconcile_once``
+    and the daemon. ``gate`` may veto a step just before it starts (daemon stopping, lock lost)."""
+    if the_plan.errors:
+        return ApplyResult()
+    executor = Executor(
+        store=store,
+        dtma=dtma,
+        targets=targets_for(observed.recorded, settings),
+        journal=journal,
+        run_id=run_id,
+        clock=clock,
+        sleep=sleep,
+        secret_values=secret_values,
+        secret_fingerprints=secret_fingerprints,
+        config=replace(executor_config, global_concurrency=settings.apply_concurrency),
+        on_step=on_step,
+        gate=gate,
+    )
+    return executor.apply(the_plan.steps)
+
+
 def _filter(desired: Desired, env_filter: Sequence[str] | None) -> Desired:
     if not env_filter:
         return desired
@@ -106,12 +155,7 @@ def reconcile_once(
     fingerprints = secret_fingerprints(values, secret_key(settings))
     journal = Journal(settings.journal_path, secrets=[v for v in values.values() if v])
     store = open_store(settings.database_url)
-    dtma = DtmaClient(
-        connect_timeout=settings.dtma_connect_timeout,
-        read_timeout=settings.dtma_read_timeout,
-        concurrency=settings.dtma_concurrency,
-        verify=settings.dtma_verify,
-    )
+    dtma = open_dtma(settings)
     try:
         # Agentopia's unique (environment, catalog) pair may be absent on a given database.
         policy = replace(policy, one_instance_per_image=store.unique_image_per_environment)
@@ -137,20 +181,21 @@ def reconcile_once(
             except PlanError:
                 journal.finish_run(run_id, clock.now(), "refused")
                 raise
-        executor = Executor(
+        applied = execute_plan(
+            the_plan,
             store=store,
             dtma=dtma,
-            targets=targets_for(observed.recorded, settings),
             journal=journal,
             run_id=run_id,
-            clock=clock,
-            sleep=sleep,
+            settings=settings,
+            observed=observed,
             secret_values=values,
             secret_fingerprints=fingerprints,
-            config=replace(executor_config, global_concurrency=settings.apply_concurrency),
+            clock=clock,
+            sleep=sleep,
+            executor_config=executor_config,
             on_step=on_step,
         )
-        applied = executor.apply(the_plan.steps) if not the_plan.errors else ApplyResult()
         result = RunResult(run_id, the_plan, observed, basis, applied)
         outcome = {0: "converged", 1: "nothing-applied", 4: "partial"}[result.exit_code_apply]
         journal.finish_run(run_id, clock.now(), outcome)
@@ -184,8 +229,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
     from reconciler.runtime.stores import open_store
 
     store = open_store(settings.database_url)
-    dtma = DtmaClient(connect_timeout=settings.dtma_connect_timeout, read_timeout=settings.dtma_read_timeout,
-                      concurrency=settings.dtma_concurrency, verify=settings.dtma_verify)  # fmt: skip
+    dtma = open_dtma(settings)
     try:
         observed = observe(store, dtma, settings)
     finally:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import socket
 from pathlib import Path
 
 import pytest
 
 from reconciler.adapters.journal import Journal
-from reconciler.cli.demo_cmd import parse_duration
 from reconciler.errors import ConfigError
 from reconciler.model.loader import load_manifests
 from reconciler.runtime.demo import (
@@ -90,15 +88,3 @@ def test_stand_ins_only_for_the_secrets_the_examples_use_and_the_environment_lac
     made = demo_secret_values(desired, {"GITHUB_TOKEN": "set"})
     assert list(made) == ["CONTEXT7_API_KEY"]
     assert made["CONTEXT7_API_KEY"] != demo_secret_values(desired, {})["CONTEXT7_API_KEY"]  # random
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("10", 10.0), ("10s", 10.0), ("500ms", 0.5), ("2m", 120.0),
-                                               ("1h", 3600.0), (" 1.5s ", 1.5)])  # fmt: skip
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "0s", "-1s", "10x", "s", "1 day"])
-def test_bad_durations(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_duration(text)

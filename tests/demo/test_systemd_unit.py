@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import shlex
 from pathlib import Path
 
 from reconciler.cli import build_parser
-from reconciler.cli.demo_cmd import parse_duration
+from reconciler.cli.run_cmd import parse_duration
 from reconciler.model.loader import load_manifests
 from reconciler.runtime.demo import examples_dir
 from reconciler.settings import from_environ
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "examples" / "systemd"
-# What `reconciler run` takes (issue 6, DESIGN section 9) while run_cmd is not on this branch yet.
-RUN_FLAGS_WITH_VALUE = {"--interval", "--jitter", "--listen", "--env"}
-RUN_FLAGS = {"--git-pull", "--once"}
 
 
 def _unit() -> configparser.ConfigParser:
@@ -43,15 +39,8 @@ def test_exec_start_is_reconciler_run_with_flags_it_accepts() -> None:
     assert argv[0] == "/opt/mcp-reconciler/venv/bin/reconciler" and argv[1] == "run"
     assert argv[2] == "/srv/mcp-manifests"
     flags = argv[3:]
-    if importlib.util.find_spec("reconciler.cli.run_cmd") is not None:
-        args = build_parser().parse_args(argv[1:])  # SystemExit (test error) on any flag run rejects
-        assert args.command == "run"
-    else:
-        i = 0
-        while i < len(flags):
-            assert flags[i] in RUN_FLAGS_WITH_VALUE | RUN_FLAGS, f"unknown flag {flags[i]}"
-            i += 2 if flags[i] in RUN_FLAGS_WITH_VALUE else 1
-        assert i == len(flags), "a flag lacks its value"
+    args = build_parser().parse_args(argv[1:])  # SystemExit (test error) on any flag run rejects
+    assert args.command == "run" and args.git_pull
     options = dict(zip(flags, [*flags[1:], ""], strict=True))
     assert parse_duration(options["--interval"]) == 30.0
     assert options["--listen"] == "127.0.0.1:9464"  # loopback: metrics are not for the world

@@ -1,0 +1,124 @@
+"""``reconciler run``: the daemon. Parses, builds a DaemonConfig, and hands over to runtime.daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from typing import Any
+
+from reconciler.cli.plan_cmd import add_common, settings_from
+from reconciler.errors import ConfigError
+from reconciler.runtime.execute import StepResult
+
+log = logging.getLogger("reconciler.run")
+
+EXAMPLE = """example:
+  reconciler run manifests/ --interval 30s --listen 127.0.0.1:9464
+  reconciler run manifests/ --once
+  reconciler run manifests/ --git-pull --interval 5m --jitter 10%
+
+exit codes: 0 after SIGTERM/SIGINT and a clean stop (with --once: 0 if the cycle was clean);
+1 on a configuration error, a second daemon on one SQLite file, or (--once) a failed cycle;
+128+N when a second signal N cut the running step short
+"""
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``5m``, ``1h``, ``1.5m`` or a bare number of seconds (``90``)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise ConfigError(f"{text!r} is not a duration (try 30s, 5m, 1h or 90)")
+    value = float(m.group(1)) * (0.001 if m.group(2) == "ms" else _UNITS[m.group(2) or ""])
+    if value <= 0:
+        raise ConfigError(f"duration {text!r} must be greater than 0")
+    return value
+
+
+def parse_jitter(text: str, interval: float) -> float:
+    """``10%`` (of the interval) or a duration such as ``5s``; returned as a fraction of the interval."""
+    t = text.strip()
+    if t.endswith("%"):
+        try:
+            fraction = float(t[:-1]) / 100.0
+        except ValueError:
+            raise ConfigError(f"--jitter {text!r}: expected a percentage such as 10%") from None
+    else:
+        fraction = 0.0 if t in ("0", "0s") else parse_duration(t) / interval
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"--jitter {text!r} must be between 0% and 100% of the interval")
+    return fraction
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run the reconciler as a daemon",
+        description="Reconcile every interval until stopped: re-read the manifests, observe, plan, apply and "
+        "journal. An invalid manifest keeps the last good state; a failing toolbox backs off on its own; with "
+        "PostgreSQL several daemons split the toolboxes under advisory locks.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories")
+    p.add_argument("--interval", default="30s", metavar="DURATION", help="time between cycles (default 30s)")
+    p.add_argument("--jitter", default="10%", metavar="AMOUNT", help="delay each cycle by up to this (10%% or 5s)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics (e.g. 127.0.0.1:9464)")
+    p.add_argument("--allow-remote-listen", action="store_true", help="allow --listen on a non-loopback address")
+    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--git-pull", action="store_true", help="git pull --ff-only the manifests before each cycle")
+    p.add_argument(
+        "--stop-timeout", default="30s", metavar="DURATION", help="bound on the last step after SIGTERM"
+    )
+    p.add_argument("--allow-mass-delete", metavar="REASON", help="allow cycles that delete or replace many")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete managed servers missing from the manifests in every environment, as if each said "
+        "policy.prune: true (the mass-delete and empty-set guards still apply)",
+    )
+    add_common(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.core.plan import Policy
+    from reconciler.runtime.daemon import Daemon, DaemonConfig
+
+    interval = parse_duration(args.interval)
+    config = DaemonConfig(
+        paths=tuple(args.paths),
+        interval=interval,
+        jitter=parse_jitter(args.jitter, interval),
+        listen=args.listen,
+        once=args.once,
+        env_filter=tuple(args.env) if args.env else None,
+        git_pull=args.git_pull,
+        stop_timeout=parse_duration(args.stop_timeout),
+        allow_remote_listen=args.allow_remote_listen,
+        prune=args.prune,
+    )
+    if args.listen:
+        from reconciler.runtime.http_status import parse_listen
+
+        parse_listen(args.listen, allow_remote=args.allow_remote_listen)  # refuse before starting anything
+    logging.getLogger("reconciler").setLevel(
+        min(logging.getLogger("reconciler").getEffectiveLevel(), logging.INFO)
+    )
+    daemon = Daemon(
+        settings_from(args),
+        config,
+        policy=Policy(allow_mass_delete=args.allow_mass_delete),
+        on_step=_log_step,
+    )
+    return daemon.run()
+
+
+def _log_step(result: StepResult) -> None:
+    """One log line per applied step: under systemd, the journal of what changed and why it failed."""
+    s = result.step
+    detail = f": {result.message}" if result.message else ""
+    level = logging.WARNING if result.outcome == "failed" else logging.INFO
+    log.log(level, "%s %s/%s %s%s", s.action, s.environment_name, s.server, result.outcome, detail)

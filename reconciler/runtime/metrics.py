@@ -1,0 +1,70 @@
+"""The daemon's Prometheus metrics, in a registry of its own (never the process-global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from reconciler.runtime.execute import StepResult
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class DaemonMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.cycle_duration = Histogram(
+            "reconciler_cycle_duration_seconds",
+            "Wall time of one reconcile cycle (observe, plan, apply).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.cycles = Counter("reconciler_cycles", "Reconcile cycles run, by result.", ["result"], registry=r)
+        self.steps = Counter(
+            "reconciler_steps", "Plan steps applied, by action and outcome.", ["action", "outcome"], registry=r
+        )
+        self.drift = Gauge(
+            "reconciler_drift_steps", "Steps the last cycle's plan held (0 = converged).", registry=r
+        )
+        self.unreachable = Gauge(
+            "reconciler_unreachable_toolboxes", "Toolboxes whose DTMA could not be listed last cycle.", registry=r
+        )
+        self.stalled = Gauge(
+            "reconciler_stalled_servers", "Servers the flap guard leaves alone (did not settle).", registry=r
+        )
+        self.backing_off = Gauge(
+            "reconciler_backing_off_environments", "Environments waiting out a failure backoff.", registry=r
+        )
+        self.backoff_failures = Gauge(
+            "reconciler_environment_consecutive_failures",
+            "Consecutive failed cycles of an environment in backoff.",
+            ["environment"],
+            registry=r,
+        )
+        self.locked_elsewhere = Gauge(
+            "reconciler_locked_elsewhere_environments",
+            "Environments skipped last cycle because another replica holds their lock.",
+            registry=r,
+        )
+        self.manifest_valid = Gauge("reconciler_manifest_valid", "1 if the manifests loaded cleanly.", registry=r)
+        self.database_up = Gauge("reconciler_database_up", "1 if the database answered last cycle.", registry=r)
+        self.last_success = Gauge(
+            "reconciler_last_success_timestamp_seconds",
+            "Unix time of the end of the last cycle that reached the database and failed no step.",
+            registry=r,
+        )
+
+    def record_steps(self, results: Iterable[StepResult]) -> None:
+        for result in results:
+            self.steps.labels(action=str(result.step.action), outcome=result.outcome).inc()
+
+    def set_backoff(self, failures: dict[str, int]) -> None:
+        self.backing_off.set(len(failures))
+        self.backoff_failures.clear()
+        for name, count in failures.items():
+            self.backoff_failures.labels(environment=name).set(count)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
