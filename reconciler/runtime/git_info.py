@@ -11,24 +11,29 @@ from reconciler.settings import mask_url
 
 
 def manifest_commit(paths: Sequence[str | Path]) -> str | None:
-    """``git rev-parse HEAD`` in the folder of the first manifest path; None outside a work tree."""
+    """``git rev-parse HEAD`` in the folder of the first manifest path; None outside a work tree, and None
+    when git does not track that path (an ignored or untracked copy inside some checkout was not asked for
+    by that checkout's commit)."""
     if not paths:
         return None
     first = Path(paths[0])
     folder = first if first.is_dir() else first.parent
+    head = _git(folder, "rev-parse", "HEAD")
+    if head is None or len(head) < 40:
+        return None
+    tracked = _git(folder, "ls-files", "--", first.name if first.is_file() else ".")
+    return head if tracked else None
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """stdout of a git command, or None when git is missing or fails."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder or Path("."),
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+            ["git", *args], cwd=folder or Path("."), capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and len(commit) >= 40 else None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def git_pull(paths: Sequence[str | Path], timeout: float = 60.0) -> str | None:

@@ -23,6 +23,14 @@ def test_commit_inside_a_work_tree_and_none_outside(tmp_path: Path) -> None:
     subprocess.run([*git, "commit", "-qm", "m"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     assert manifest_commit([repo / "manifests" / "a.yaml"]) == head
+    assert manifest_commit([repo / "manifests"]) == head
+    # A copy git does not track (the demo's, under an ignored folder) was not asked for by HEAD.
+    (repo / ".gitignore").write_text("scratch/\n")
+    (repo / "scratch").mkdir()
+    (repo / "scratch" / "b.yaml").write_text("x: 2\n")
+    (repo / "manifests" / "new.yaml").write_text("x: 3\n")
+    assert manifest_commit([repo / "scratch"]) is None
+    assert manifest_commit([repo / "manifests" / "new.yaml"]) is None
 
 
 def test_secret_key_from_settings_else_a_private_file_made_once(tmp_path: Path) -> None:
