@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 T = TypeVar("T")
 MAX_HEADER_BYTES = 64 * 1024
+CLOSE_TIMEOUT = 2.0  # seconds to wait for connections (TLS close_notify) when the client closes
 Origin = tuple[str, str, int]
 
 
@@ -93,6 +94,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -111,6 +113,8 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         self.error = exc
         self._wake()
+        if not self.lost.done():
+            self.lost.set_result(None)
 
     def _wake(self) -> None:
         w = self._waiter
@@ -159,6 +163,7 @@ class AioGetter:
         self._ssl_context = ssl_context
         self._max_idle = max(1, max_idle)
         self._idle: OrderedDict[Origin, _Conn] = OrderedDict()
+        self._open: set[_Conn] = set()  # every connection not yet lost, to close them all at the end
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._sem: asyncio.Semaphore | None = None
@@ -197,21 +202,32 @@ class AioGetter:
         return self._sem
 
     def close(self) -> None:
+        """Close every connection and wait until they are gone (a TLS transport left to the garbage
+        collector runs its finaliser at a random later point), then stop the loop thread."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=CLOSE_TIMEOUT + 5)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            if not thread.is_alive():
+                loop.close()
 
-        def shut() -> None:
-            for conn in self._idle.values():
-                conn.close()
-            self._idle.clear()
-            loop.call_soon(loop.stop)  # after the transports' close callbacks
-
-        loop.call_soon_threadsafe(shut)
-        thread.join(timeout=10)
-        loop.close()
+    async def _shutdown(self) -> None:
+        self._idle.clear()
+        conns = list(self._open)
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.wait([c.lost for c in conns], timeout=CLOSE_TIMEOUT)
+        for conn in conns:
+            if not conn.lost.done() and conn.transport is not None:
+                conn.transport.abort()
+        await asyncio.sleep(0)  # let the transports' own close callbacks run
 
     # -- connections -----------------------------------------------------------------------------------
 
@@ -246,6 +262,8 @@ class AioGetter:
             raise AioTimeout("ConnectTimeout", "connect timed out") from None
         except (OSError, ssl.SSLError) as exc:
             raise AioTransportError("ConnectError", f"{type(exc).__name__}: {exc}") from None
+        self._open.add(conn)
+        conn.lost.add_done_callback(lambda _: self._open.discard(conn))
         return conn
 
     async def get(self, ep: Endpoint, max_body: int) -> Response:
