@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from reconciler.core.observed import LiveListing, RecordedState
+from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.model.secrets import Secret
 
 
@@ -39,6 +39,14 @@ class Store(Protocol):
     """The database (SQLite embedded default, or PostgreSQL on the Agentopia schema)."""
 
     def observe(self) -> RecordedState: ...
+
+    def observe_environments(self) -> tuple[RecordedEnvironment, ...]:
+        """The environment rows of ``observe()`` alone (one query), to start listing before the instances."""
+        ...
+
+    def observe_instances(self) -> tuple[RecordedInstance, ...]:
+        """The instance rows of ``observe()`` alone (one query)."""
+        ...
 
     @property
     def unique_image_per_environment(self) -> bool:

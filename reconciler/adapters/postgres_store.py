@@ -36,7 +36,7 @@ from reconciler.adapters.migrations import (
     migrate_command,
     migrations,
 )
-from reconciler.core.observed import RecordedState
+from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.errors import SchemaMissingError, StoreError
 from reconciler.ports import EnvironmentRow, NewInstance
 
@@ -267,10 +267,19 @@ class PostgresStore:
 
     def observe(self) -> RecordedState:
         """Two queries, however many rows: environments, then instances joined to their catalog image."""
+        return RecordedState(environments=self.observe_environments(), instances=self.observe_instances())
+
+    def observe_environments(self) -> tuple[RecordedEnvironment, ...]:
+        """The environments alone (one query): enough to start listing the toolboxes."""
+        with self._guard("observing") as conn:
+            envs = self._all(conn, self._env_select("ORDER BY id"))
+        return tuple(rows.environment_from_row(r) for r in envs)
+
+    def observe_instances(self) -> tuple[RecordedInstance, ...]:
+        """Every instance joined to its catalog image (one query)."""
         present = self._columns.get("account_tool_instances", frozenset())
         optional = [f"i.{c}" if c in present else f"NULL AS {c}" for c in _INSTANCE_OPTIONAL]
         with self._guard("observing") as conn:
-            envs = self._all(conn, self._env_select("ORDER BY id"))
             instances = self._all(
                 conn,
                 "SELECT i.id::text AS id, i.account_tool_environment_id::text AS account_tool_environment_id, "
@@ -279,10 +288,7 @@ class PostgresStore:
                 f"{', '.join(optional)}, c.docker_image_url AS catalog_image "
                 "FROM account_tool_instances i LEFT JOIN tool_catalog c ON c.id = i.tool_catalog_id ORDER BY i.id",
             )
-        return RecordedState(
-            environments=tuple(rows.environment_from_row(r) for r in envs),
-            instances=tuple(rows.instance_from_row(r) for r in instances),
-        )
+        return tuple(rows.instance_from_row(r) for r in instances)
 
     def ensure_catalog(self, image: str) -> str:
         cached = self._catalog_cache.get(image)

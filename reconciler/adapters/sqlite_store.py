@@ -32,7 +32,7 @@ from reconciler.adapters.migrations import (
     migrate_command,
     migrations,
 )
-from reconciler.core.observed import RecordedState
+from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.ports import EnvironmentRow, NewInstance
 
@@ -195,8 +195,17 @@ class SqliteStore:
 
     def observe(self) -> RecordedState:
         """Two queries, however many rows: environments, then instances joined to their catalog image."""
+        return RecordedState(environments=self.observe_environments(), instances=self.observe_instances())
+
+    def observe_environments(self) -> tuple[RecordedEnvironment, ...]:
+        """The environments alone (one query): enough to start listing the toolboxes."""
         with self._guard("observing"):
             envs = list(self._db.query(f"SELECT {_ENV_COLUMNS} FROM account_tool_environments ORDER BY id"))
+        return tuple(rows.environment_from_row(r) for r in envs)
+
+    def observe_instances(self) -> tuple[RecordedInstance, ...]:
+        """Every instance joined to its catalog image (one query)."""
+        with self._guard("observing"):
             instances = list(
                 self._db.query(
                     f"SELECT {_INSTANCE_COLUMNS}, c.docker_image_url AS catalog_image "
@@ -204,10 +213,7 @@ class SqliteStore:
                     "ORDER BY i.id"
                 )
             )
-        return RecordedState(
-            environments=tuple(rows.environment_from_row(r) for r in envs),
-            instances=tuple(rows.instance_from_row(r) for r in instances),
-        )
+        return tuple(rows.instance_from_row(r) for r in instances)
 
     def ensure_catalog(self, image: str) -> str:
         cached = self._catalog_cache.get(image)

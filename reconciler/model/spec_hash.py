@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from reconciler.model.spec import SecretRef, ServerSpec
 
 HASH_VERSION = 1
+# One encoder for every hash: json.dumps with options builds a new JSONEncoder per call. The output is
+# byte for byte that of json.dumps(..., sort_keys=True, separators=(",", ":")).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 SECRET_MARKER = "(sensitive)"
 
 
@@ -43,5 +46,5 @@ def hashed_fields(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> d
 
 
 def spec_hash(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> str:
-    canonical = json.dumps(hashed_fields(spec, secret_fingerprints), sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode(hashed_fields(spec, secret_fingerprints))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -24,6 +24,7 @@ MAX_ALIAS_EXPANSION = 1_000_000
 _TAG = "tag:yaml.org,2002:"
 _STR = _TAG + "str"
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp"))
+_INT = _TAG + "int"
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -319,6 +320,11 @@ class _Builder:
         tag = self._tag(event)
         if tag == _STR:
             return event.value
+        if tag == _INT:
+            value = event.value
+            # Plain decimals (ports) without the constructor; signs, 0x, 0o, 1_000... take the full path.
+            if value.isdigit() and value.isascii() and (value == "0" or value[0] != "0"):
+                return int(value)
         path = self._child_path(parent)
         if tag not in _SCALAR_TAGS:
             self.issue(pos, path, f"unsupported YAML tag {_type_name(tag)}")

@@ -7,6 +7,7 @@ it is skipped by the plan and never read as "no containers".
 from __future__ import annotations
 
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.core.observed import LiveState, Observed, RecordedEnvironment, RecordedState, Unreachable
 from reconciler.ports import Dtma, DtmaTarget, Store
@@ -35,11 +36,15 @@ def targets_for(recorded: RecordedState, settings: Settings) -> dict[str, DtmaTa
 def observe(
     store: Store, dtma: Dtma, settings: Settings, *, environment_ids: Collection[str] | None = None
 ) -> Observed:
-    """One full observation. ``environment_ids`` (ids or names, from ``--env``) limits the listings."""
-    recorded = store.observe()
+    """One full observation. ``environment_ids`` (ids or names, from ``--env``) limits the listings.
+
+    The listings start as soon as the environment rows are read; the instance rows are read meanwhile (in
+    this thread: the store's connection stays on the thread that opened it).
+    """
+    environments = store.observe_environments()
     live: dict[str, LiveState] = {}
     targets: list[DtmaTarget] = []
-    for env in recorded.environments:
+    for env in environments:
         if environment_ids is not None and env.id not in environment_ids and env.name not in environment_ids:
             continue
         target = target_for(env, settings)
@@ -47,8 +52,15 @@ def observe(
             live[env.id] = target
         else:
             targets.append(target)
-    for env_id, listing in dtma.list_many(targets).items():
+    if targets:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe-listings") as pool:
+            listings = pool.submit(dtma.list_many, targets)
+            instances = store.observe_instances()
+            results = listings.result()
+    else:
+        instances, results = store.observe_instances(), {}
+    for env_id, listing in results.items():
         live[env_id] = Unreachable(env_id, str(listing)) if isinstance(listing, Exception) else listing
     for target in targets:  # a client that forgot one is still not "empty"
         live.setdefault(target.environment_id, Unreachable(target.environment_id, "no listing returned"))
-    return Observed(recorded=recorded, live=live)
+    return Observed(recorded=RecordedState(environments=environments, instances=instances), live=live)

@@ -7,6 +7,7 @@ simulator's admin ``/__sim/seed``), so a 10,000-server steady state takes second
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -32,14 +33,22 @@ SIM_START_TIMEOUT = 60.0
 
 
 class SimFleet:
-    """``toolboxes`` simulated agents, one per loopback address from ``host`` on one port."""
+    """``toolboxes`` simulated agents, one per loopback address from ``host`` on one port.
 
-    def __init__(self, toolboxes: int, *, latency: float, host: str, mode: str = "subprocess") -> None:
+    In ``subprocess`` mode the toolboxes are split over ``processes`` simulator processes (consecutive
+    address ranges, one port): each simulator is one Python process with one GIL, while real toolboxes are
+    separate machines, so one process for a thousand agents would make the simulator the limit.
+    """
+
+    def __init__(
+        self, toolboxes: int, *, latency: float, host: str, mode: str = "subprocess", processes: int = 1
+    ) -> None:
         if mode not in ("subprocess", "inprocess"):
             raise ValueError(f"unknown simulator mode {mode!r}")
         self.toolboxes, self.latency, self.host, self.mode = toolboxes, latency, host, mode
+        self.processes = max(1, min(processes, toolboxes))
         self.addresses: list[str] = []
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._sim: Simulator | None = None
 
     def start(self, workdir: Path) -> SimFleet:
@@ -55,20 +64,32 @@ class SimFleet:
             ).start()
             self.addresses = self._sim.addresses
             return self
-        out = workdir / "sim-addresses.json"
+        base = ipaddress.ip_address(self.host)
+        per, extra = divmod(self.toolboxes, self.processes)
+        first = 0
+        port = 0
+        for k in range(self.processes):
+            count = per + (1 if k < extra else 0)
+            self.addresses += self._start_one(workdir, k, str(base + first), port, count)
+            port = self.port
+            first += count
+        return self
+
+    def _start_one(self, workdir: Path, k: int, host: str, port: int, count: int) -> list[str]:
+        out = workdir / f"sim-addresses-{k}.json"
         env = {**os.environ, "BACKEND_TO_DTMA_API_KEY": TOKEN, "DTMA_SIM_ADMIN_TOKEN": ADMIN_TOKEN}
-        self._proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "reconciler",
                 "sim",
                 "--listen",
-                f"{self.host}:0",
+                f"{host}:{port}",
                 "--per",
                 "address",
                 "--toolboxes",
-                str(self.toolboxes),
+                str(count),
                 "--latency",
                 str(self.latency),
                 "--addresses-json",
@@ -78,33 +99,39 @@ class SimFleet:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        self._procs.append(proc)
         deadline = time.monotonic() + SIM_START_TIMEOUT
         while True:  # waiting on a real external process: poll a condition with a deadline
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
-                raise RuntimeError(f"simulator exited with {self._proc.returncode}: {err}")
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"simulator exited with {proc.returncode}: {err}")
             try:
-                self.addresses = json.loads(out.read_text())
-                if len(self.addresses) == self.toolboxes:
-                    return self
+                addresses: list[str] = json.loads(out.read_text())
+                if len(addresses) == count:
+                    return addresses
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("simulator did not start in time")
             time.sleep(0.02)
 
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs]
+
     def stop(self) -> None:
         if self._sim is not None:
             self._sim.stop()
-        if self._proc is not None:
-            self._proc.terminate()
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
             try:
-                self._proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            if self._proc.stderr:
-                self._proc.stderr.close()
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
 
     def __enter__(self) -> SimFleet:
         return self

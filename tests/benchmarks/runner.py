@@ -5,6 +5,7 @@ python -m tests.benchmarks --quick             # small sizes, a few seconds (the
 python -m tests.benchmarks --only observe      # one scenario: observe, apply, core, steady
 python -m tests.benchmarks --compare OLD.json  # deltas against an earlier run
 python -m tests.benchmarks --sim inprocess     # simulators in the worker process (disturbs CPU figures)
+python -m tests.benchmarks --sim-processes 1   # all simulated toolboxes in one process (default: 2)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SCENARIOS = ("observe", "apply", "core", "steady")
 WORKER_TIMEOUT = 900.0
 
 
-def jobs(quick: bool, sim: str) -> list[dict[str, Any]]:
+def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
     """Each job runs in its own worker process; hosts differ so simulators never collide."""
     if quick:
         out: list[dict[str, Any]] = [
@@ -62,6 +63,7 @@ def jobs(quick: bool, sim: str) -> list[dict[str, Any]]:
         ]
     for i, job in enumerate(out):
         job["sim"] = sim
+        job["sim_processes"] = sim_processes
         job["host"] = f"127.{240 + i}.0.1"  # toolbox k of job i listens on 127.(240+i).0.1 + k
     return out
 
@@ -168,12 +170,18 @@ def main(argv: list[str] | None = None) -> int:
         default="subprocess",
         help="where the simulators run (default: their own process, so their CPU is not counted)",
     )
+    parser.add_argument(
+        "--sim-processes",
+        type=int,
+        default=2,
+        help="simulator processes the toolboxes are split over (subprocess mode; default 2)",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    for job in jobs(args.quick, args.sim):
+    for job in jobs(args.quick, args.sim, args.sim_processes):
         if args.only and job["kind"] not in args.only:
             continue
         print(f"running {job['kind']} ...", file=sys.stderr, flush=True)
@@ -183,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m tests.benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
         "sim": args.sim,
+        "sim_processes": args.sim_processes if args.sim == "subprocess" else 0,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -197,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\nload average (1, 5, 15 min) before {meta['load_average_before']}, after {meta['load_average_after']}"
     )
     print(
-        f"\n{meta['cpus']} CPUs, Python {meta['python']}, simulators: {args.sim}; memory is peak RSS (ru_maxrss) "
+        f"\n{meta['cpus']} CPUs, Python {meta['python']}, simulators: {args.sim}"
+        + (f" x {args.sim_processes}" if args.sim == "subprocess" else "")
+        + f"; memory is peak RSS (ru_maxrss) "
         f"of the worker process; total {meta['seconds']} s"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,9 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n} x {servers} @ {latency * 1000:g} ms"
-    with SimFleet(n, latency=latency, host=job["host"], mode=job["sim"]).start(work) as sim:
+    with SimFleet(
+        n, latency=latency, host=job["host"], mode=job["sim"], processes=job.get("sim_processes", 1)
+    ).start(work) as sim:
         fleet = build_fleet(work, sim, servers, seed=True)
         s = fleet.settings
         store = open_store(s.database_url)
@@ -171,7 +173,9 @@ def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n * servers} creates / {n} toolboxes @ {latency * 1000:g} ms"
-    with SimFleet(n, latency=latency, host=job["host"], mode=job["sim"]).start(work) as sim:
+    with SimFleet(
+        n, latency=latency, host=job["host"], mode=job["sim"], processes=job.get("sim_processes", 1)
+    ).start(work) as sim:
         fleet: Fleet = build_fleet(work, sim, servers, seed=False)
         s = fleet.settings
         m, result = measure(lambda: reconcile_once(s, fleet.paths, apply=True, sleep=time.sleep))
@@ -315,7 +319,9 @@ def cycle_runner(fleet: Fleet) -> tuple[str, Callable[[], None]]:
 def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n} x {servers} = {n * servers:,} servers"
-    with SimFleet(n, latency=latency, host=job["host"], mode=job["sim"]).start(work) as sim:
+    with SimFleet(
+        n, latency=latency, host=job["host"], mode=job["sim"], processes=job.get("sim_processes", 1)
+    ).start(work) as sim:
         fleet = build_fleet(work, sim, servers, seed=True)
         label, cycle = cycle_runner(fleet)
         cycle()  # warm-up: imports, key file, journal tables

@@ -27,7 +27,8 @@ def _env(store: Any, name: str = "tb1", address: str = "127.0.0.2", **kw: Any) -
 
 def test_store_satisfies_the_protocol(store: Any) -> None:
     typed: Store = store  # mypy checks the shape; here the methods must exist and be callable
-    for name in ("observe", "ensure_catalog", "create_instance", "update_instance", "delete_instance",
+    for name in ("observe", "observe_environments", "observe_instances",
+                 "ensure_catalog", "create_instance", "update_instance", "delete_instance",
                  "fingerprint", "try_lock_environment", "unlock_environment", "ping", "close"):  # fmt: skip
         assert callable(getattr(typed, name))
     typed.ping()
@@ -336,4 +337,9 @@ def test_observe_takes_two_queries_for_a_thousand_environments(backend: Backend,
     assert store.query_count - before == 2
     assert len(recorded.environments) == 1000 and len(recorded.instances) == 10_000
     assert all(i.managed and i.image and i.image.startswith("ghcr.io/acme/s") for i in recorded.instances)
+    before = store.query_count
+    assert store.observe_environments() == recorded.environments  # the halves of observe(), one query each
+    assert store.query_count - before == 1
+    assert store.observe_instances() == recorded.instances
+    assert store.query_count - before == 2
     print(f"\n{backend.kind}: observe of 1,000 environments x 10 instances took {elapsed * 1000:.0f} ms")
