@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime.reconcile import reconcile_once
 
     settings = settings_from(args)
-    result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env)
+    result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env, want_basis=bool(args.out))
     sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout)))
-    if args.out:
+    if args.out and result.basis is not None:
         data = saved_plan_dict(result.plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return exit_code(result.plan, args.detailed_exitcode)

@@ -44,7 +44,7 @@ class RunResult:
     run_id: int
     plan: Plan
     observed: Observed
-    basis: Basis
+    basis: Basis | None  # only when asked for (a plan to save) or checked (a saved plan to apply)
     applied: ApplyResult | None = None
 
     @property
@@ -140,6 +140,7 @@ def reconcile_once(
     env_filter: Sequence[str] | None = None,
     policy: Policy = DEFAULT_POLICY,
     saved_basis: Basis | None = None,
+    want_basis: bool = False,
     environ: Mapping[str, str] | None = None,
     on_step: Callable[[StepResult], None] | None = None,
     executor_config: ExecutorConfig = DEFAULT_EXECUTOR,
@@ -162,8 +163,11 @@ def reconcile_once(
         wanted = [e.environment for e in desired.environments]
         observed = observe(store, dtma, settings, environment_ids=wanted if env_filter else None)
         the_plan: Plan = make_plan(desired, observed, policy, clock.now(), fingerprints)
-        touched = {e.id for e in observed.recorded.environments if e.id in observed.live}
-        basis = basis_of(desired.digest, store, observed, touched)
+        basis = None
+        if want_basis or saved_basis is not None:
+            # One fingerprint query per toolbox: paid only by `plan --out` and `apply plan.json`.
+            touched = {e.id for e in observed.recorded.environments if e.id in observed.live}
+            basis = basis_of(desired.digest, store, observed, touched)
         note = f"allow-mass-delete: {policy.allow_mass_delete}" if policy.allow_mass_delete else None
         run_id = journal.start_run(
             "apply" if apply else "plan",
@@ -175,7 +179,7 @@ def reconcile_once(
         if not apply:
             journal.finish_run(run_id, clock.now(), "changes" if the_plan.steps else "no-changes")
             return RunResult(run_id, the_plan, observed, basis)
-        if saved_basis is not None:
+        if saved_basis is not None and basis is not None:
             try:
                 check_basis(saved_basis, basis)
             except PlanError:
