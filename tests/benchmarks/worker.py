@@ -297,23 +297,12 @@ def core_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 # -- steady state -------------------------------------------------------------------------------------------
 
 
-def cycle_runner(fleet: Fleet) -> tuple[str, Callable[[], None]]:
-    """``Daemon.cycle()`` when the daemon exists, else ``reconcile_once(apply=True)``; with its label."""
-    try:
-        from reconciler.runtime import daemon as daemon_mod  # type: ignore[attr-defined]
-    except ImportError:
-        daemon_mod = None
-    if daemon_mod is not None:
-        d = daemon_mod.Daemon(fleet.settings, daemon_mod.DaemonConfig(paths=tuple(fleet.paths), once=True))
-        return "Daemon.cycle()", d.cycle
-    from reconciler.runtime.reconcile import reconcile_once
+def cycle_runner(fleet: Fleet) -> tuple[str, Callable[[], Any]]:
+    """One daemon cycle (``Daemon.cycle()``), as ``reconciler run`` does every interval; with its label."""
+    from reconciler.runtime.daemon import Daemon, DaemonConfig
 
-    def once() -> None:
-        result = reconcile_once(fleet.settings, fleet.paths, apply=True)
-        if result.plan.steps:
-            raise RuntimeError(f"steady state planned {len(result.plan.steps)} steps")
-
-    return "reconcile_once(apply=True)", once
+    daemon = Daemon(fleet.settings, DaemonConfig(paths=tuple(fleet.paths), once=True))
+    return "Daemon.cycle()", daemon.cycle
 
 
 def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
