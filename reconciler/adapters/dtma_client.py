@@ -363,18 +363,23 @@ class DtmaClient:
             except DtmaError as exc:
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
-                delay = self._retry.delay(attempt, self._rng)
-                log.info(
-                    "DTMA %s %s on environment %s failed (%s), retry %d in %.2fs",
-                    method,
-                    path,
-                    target.environment_id,
-                    exc.status_code or "transport",
-                    attempt + 1,
-                    delay,
-                )
+                delay = self._retry_delay(target, method, path, exc, attempt)
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(self, target: DtmaTarget, method: str, path: str, exc: DtmaError, attempt: int) -> float:
+        """How long to wait before retry ``attempt + 1`` (full jitter), said in the log."""
+        delay = self._retry.delay(attempt, self._rng)
+        log.info(
+            "DTMA %s %s on environment %s failed (%s), retry %d in %.2fs",
+            method,
+            path,
+            target.environment_id,
+            exc.status_code or "transport",
+            attempt + 1,
+            delay,
+        )
+        return delay
 
     @staticmethod
     def _json(target: DtmaTarget, path: str, data: bytes) -> Any:
@@ -440,15 +445,7 @@ class DtmaClient:
             except DtmaError as exc:
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
-                delay = self._retry.delay(attempt, self._rng)
-                log.info(
-                    "DTMA GET %s on environment %s failed (%s), retry %d in %.2fs",
-                    path,
-                    target.environment_id,
-                    exc.status_code or "transport",
-                    attempt + 1,
-                    delay,
-                )
+                delay = self._retry_delay(target, "GET", path, exc, attempt)
                 if self._sleep is time.sleep:
                     await asyncio.sleep(delay)
                 else:

@@ -83,6 +83,17 @@ def row(
     }
 
 
+def simulators(job: dict[str, Any]) -> SimFleet:
+    """The simulated toolboxes a job asks for (how many, latency, layout, processes)."""
+    return SimFleet(
+        job["toolboxes"],
+        latency=job["latency"],
+        host=job["host"],
+        mode=job["sim"],
+        processes=job.get("sim_processes", 1),
+    )
+
+
 # -- observe ------------------------------------------------------------------------------------------------
 
 
@@ -95,9 +106,7 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n} x {servers} @ {latency * 1000:g} ms"
-    with SimFleet(
-        n, latency=latency, host=job["host"], mode=job["sim"], processes=job.get("sim_processes", 1)
-    ).start(work) as sim:
+    with simulators(job).start(work) as sim:
         fleet = build_fleet(work, sim, servers, seed=True)
         s = fleet.settings
         store = open_store(s.database_url)
@@ -173,9 +182,7 @@ def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n * servers} creates / {n} toolboxes @ {latency * 1000:g} ms"
-    with SimFleet(
-        n, latency=latency, host=job["host"], mode=job["sim"], processes=job.get("sim_processes", 1)
-    ).start(work) as sim:
+    with simulators(job).start(work) as sim:
         fleet: Fleet = build_fleet(work, sim, servers, seed=False)
         s = fleet.settings
         m, result = measure(lambda: reconcile_once(s, fleet.paths, apply=True, sleep=time.sleep))
@@ -308,9 +315,7 @@ def cycle_runner(fleet: Fleet) -> tuple[str, Callable[[], Any]]:
 def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n} x {servers} = {n * servers:,} servers"
-    with SimFleet(
-        n, latency=latency, host=job["host"], mode=job["sim"], processes=job.get("sim_processes", 1)
-    ).start(work) as sim:
+    with simulators(job).start(work) as sim:
         fleet = build_fleet(work, sim, servers, seed=True)
         label, cycle = cycle_runner(fleet)
         cycle()  # warm-up: imports, key file, journal tables
