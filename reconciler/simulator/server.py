@@ -115,6 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Buffered writes: headers and body leave in one segment (unbuffered, the body waits on delayed ACK).
     wbufsize = 64 * 1024
     server: _Server
+    _route: str | None = None  # the agent route being answered (None for admin routes)
 
     def handle_one_request(self) -> None:
         """``BaseHTTPRequestHandler.handle_one_request`` without the ``email`` header parser, which cost
@@ -188,6 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         # body would be parsed as the next request line.
         length = int(self.headers.get("Content-Length") or 0)
         self._raw = self.rfile.read(length) if length > 0 else b""
+        self._complete = len(self._raw) == max(0, length)
 
     def _body(self) -> Any:
         raw = self._raw
@@ -199,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
 
     def _send(self, status: int, body: Any, *, text: bool = False) -> None:
+        if self._route is not None:
+            self.server.toolbox.answered(self._route, status)
         data = body.encode() if text else json.dumps(body).encode()
         self.log_request(status, len(data))
         reason = self.responses.get(status, ("",))[0]
@@ -216,19 +220,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         sim, tb = self.server.sim, self.server.toolbox
+        self._route = None  # the handler lives as long as the kept-alive connection
         self._read_body()
         path = self.path.split("?", 1)[0]
+        if not self._complete:
+            # The client went away between its headers and the end of its body (http.client sends them in
+            # two writes; a kill -9 can fall in between). Like any HTTP server in front of the agent's
+            # routes, the simulator never hands such a request on: it is not a call, only noted as cut short.
+            self.close_connection = True
+            if not path.startswith("/__sim/"):
+                tb.answered(_route_key(method, path), "incomplete")
+            return
         if path.startswith("/__sim/"):
             self._admin(method, path)
             return
         route = _route_key(method, path)
         tb.count(route)
+        self._route = route
         faults = tb.faults
         if faults.latency or faults.jitter:
             time.sleep(faults.latency + random.uniform(0, faults.jitter))
-        if faults.hang:
+        if faults.hangs(route):
             tb.unhang.wait(faults.hang_max)
         if faults.drop:
+            tb.answered(route, "dropped")
             self.close_connection = True
             try:
                 self.wfile.flush()
@@ -285,6 +300,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, tb.snapshot())
             elif method == "GET" and path == "/__sim/counters":
                 self._send(200, dict(tb.counters))
+            elif method == "GET" and path == "/__sim/answers":
+                with tb.lock:
+                    answers = dict(tb.answers)
+                self._send(200, answers)
             elif method == "POST" and path == "/__sim/faults":
                 sim.set_faults(tb.address, **body)
                 self._send(200, tb.faults.as_dict())
@@ -491,6 +510,18 @@ class Simulator:
         for tb in boxes:
             with tb.lock:
                 for k, v in tb.counters.items():
+                    total[k] = total.get(k, 0) + v
+        return total
+
+    def answers(self, which: int | str | None = None) -> dict[str, int]:
+        """Answers per route and status (``{"POST /tools 201": 3, "POST /tools 409": 1}``), of one toolbox
+        or summed over all. Unlike ``counters``, a call counts here once the simulator decided its answer:
+        ``POST /tools 201`` is the number of containers created."""
+        boxes = [self.toolbox(which)] if which is not None else list(self.toolboxes())
+        total: dict[str, int] = {}
+        for tb in boxes:
+            with tb.lock:
+                for k, v in tb.answers.items():
                     total[k] = total.get(k, 0) + v
         return total
 

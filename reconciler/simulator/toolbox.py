@@ -28,6 +28,7 @@ class Faults:
     error_rate: dict[str, float] = field(default_factory=dict)
     hang: bool = False
     hang_max: float = 60.0
+    hang_routes: list[str] = field(default_factory=list)  # route keys that hang; empty: every route
     drop: bool = False
 
     def update(self, data: Mapping[str, Any]) -> None:
@@ -39,6 +40,11 @@ class Faults:
                 setattr(self, key, bool(data[key]))
         if "error_rate" in data:
             self.error_rate = {str(k): float(v) for k, v in dict(data["error_rate"]).items()}
+        if "hang_routes" in data:
+            self.hang_routes = [str(r) for r in data["hang_routes"] or []]
+
+    def hangs(self, route: str) -> bool:
+        return self.hang and (not self.hang_routes or route in self.hang_routes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +53,7 @@ class Faults:
             "error_rate": dict(self.error_rate),
             "hang": self.hang,
             "hang_max": self.hang_max,
+            "hang_routes": list(self.hang_routes),
             "drop": self.drop,
         }
 
@@ -102,7 +109,10 @@ class Toolbox:
         self.faults = faults or Faults()
         self.lock = threading.RLock()
         self.containers: dict[str, SimContainer] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()  # calls per route, counted when the request is read
+        # Answers per route and status ("POST /tools 201"), counted when decided, even if the client is gone:
+        # a POST /tools answered 409 created nothing, one answered 201 created a container.
+        self.answers: Counter[str] = Counter()
         self.unhang = threading.Event()
         now = clock()
         # The agent's own containers, visible only in shape b (every container on the host).
@@ -134,6 +144,10 @@ class Toolbox:
     def count(self, route: str) -> None:
         with self.lock:
             self.counters[route] += 1
+
+    def answered(self, route: str, status: int | str) -> None:
+        with self.lock:
+            self.answers[f"{route} {status}"] += 1
 
     def state_of(self, c: SimContainer) -> str:
         now = self.clock()

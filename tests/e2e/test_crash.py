@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import World, all_containers, require_every_part, server
+from tests.e2e.conftest import World, all_containers, require_every_part, server, steps_of
 
 require_every_part()
 
@@ -61,7 +61,8 @@ def test_kill_minus_nine_at_random_points(
         version = f"{trial + 1}.0.0"
         w.write({name: [server(f"s{i}", image=f"ghcr.io/acme/s{i}:{version}") for i in range(SERVERS)]
                  for name in w.names})  # fmt: skip
-        before = sum(w.sim.counters(i).get("POST /tools", 0) for i in range(2))
+        before = w.sim.counters().get("POST /tools", 0)
+        answered_before = w.sim.sim.answers()
         last = _last_run(journal)
         kill_after = rng.randint(1, 2 * SERVERS - 1)
         proc = w.popen("apply", str(w.manifests), *MASS)
@@ -78,10 +79,59 @@ def test_kill_minus_nine_at_random_points(
             assert {n: (c["state"], c["image"]) for n, c in managed.items()} == {
                 f"s{k}": ("running", f"ghcr.io/acme/s{k}:{version}") for k in range(SERVERS)
             }, f"trial {trial}"
-        created = sum(w.sim.counters(i).get("POST /tools", 0) for i in range(2)) - before
-        assert created == 2 * SERVERS, f"trial {trial}: {created} creates for {2 * SERVERS} servers"
+        posts = w.sim.counters().get("POST /tools", 0) - before
+        answered = {k: v - answered_before.get(k, 0) for k, v in w.sim.sim.answers().items()}
+        created = answered.get("POST /tools 201", 0)
+        assert created == 2 * SERVERS, f"trial {trial}: {created} containers created for {2 * SERVERS} servers"
+        # A POST the killed apply had in flight may reach the agent after the next apply listed: one of the
+        # two is refused with 409 (the name is taken) and creates nothing. Each toolbox's chain has at most
+        # one POST in flight when killed, so at most one such refusal per toolbox.
+        refused = answered.get("POST /tools 409", 0)
+        assert posts == created + refused and refused <= len(w.names), f"trial {trial}: {answered}"
         runs = json.loads(w.cli("journal", "--format", "json", "--run", str(last + 1)).stdout)
         steps = runs[0]["steps"] if runs else []
         assert all(s["outcome"] in ("ok", "failed", "skipped", "interrupted") for s in steps)
         interrupted_total += sum(s["outcome"] == "interrupted" for s in steps)
     assert interrupted_total > 0
+
+
+def _wait_for(what: str, cond: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)  # polling a real process's effect on the simulator, with a deadline
+
+
+@pytest.mark.parametrize("world_factory", ["sqlite"], indirect=True)
+def test_a_killed_applys_post_landing_after_the_next_apply_listed_creates_one_container(
+    world_factory: Callable[..., World],
+) -> None:
+    """The interleaving behind the crash test's "23 creates for 22 servers", forced: apply #1 is killed with
+    its POST /tools held by the agent; apply #2 lists (absent), plans a create and sends its own POST; then
+    both POSTs go through. One is answered 201, the other 409, and apply #2 converges on the one container
+    (whichever POST won, it carries the row's instance id)."""
+    w = world_factory(1)
+    w.write({"tb0": [server("s0")]})
+    w.sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=20)
+    posts = lambda: w.sim.counters(0).get("POST /tools", 0)  # noqa: E731
+    first = w.popen("apply", str(w.manifests))
+    _wait_for("apply #1 to send its POST", lambda: posts() == 1)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    assert all_containers(w, 0) == {}  # the killed apply's POST is still held: nothing listed yet
+    second = w.popen("apply", str(w.manifests))
+    _wait_for("apply #2 to send its POST", lambda: posts() == 2)
+    w.sim.sim.set_faults(0, hang=False)  # both held POSTs now reach the agent
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    _wait_for("both POSTs to be answered", lambda: sum(w.sim.sim.answers(0).values()) >= posts())
+    assert {k: v for k, v in w.sim.sim.answers(0).items() if k.startswith("POST /tools ")} == {
+        "POST /tools 201": 1,
+        "POST /tools 409": 1,
+    }
+    [(name, container)] = all_containers(w, 0).items()
+    assert (name, container["state"], container["managed"]) == ("s0", "running", True)
+    [status] = json.loads(w.cli("status", "--format", "json").stdout)
+    assert (status["server"], status["recorded"], status["live"]) == ("s0", "running", "running")
+    assert status["last_step"].startswith("create ok ")
+    assert not steps_of(w.plan_json())  # converged: nothing left to do

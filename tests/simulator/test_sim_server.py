@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -227,3 +230,58 @@ def test_cli_sim_refuses_public_address() -> None:
     )
     assert done.returncode == 1
     assert "only loopback" in done.stderr
+
+
+def _wait_for(cond: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not cond():
+        assert time.monotonic() < deadline, "the simulator never noted the request"
+        time.sleep(0.002)  # waiting on the simulator's connection thread, with a deadline
+
+
+def test_a_post_cut_short_between_headers_and_body_is_no_call() -> None:
+    """http.client writes a request's headers and its body separately: a client killed in between leaves the
+    agent headers and part of a body. No HTTP server hands such a request to the agent's routes, so the
+    simulator does not count it as a call and creates nothing; its answers note it as cut short."""
+    with running_simulator(token=TOKEN) as sim:
+        a = sim.addresses[0]
+        host, port = a.rsplit(":", 1)
+        body = json.dumps(DEPLOY).encode()
+        head = (
+            f"POST /tools HTTP/1.1\r\nHost: {a}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        for sent in (head, head + body[: len(body) // 2]):
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.sendall(sent)
+                sock.shutdown(socket.SHUT_WR)  # the client is gone: end of stream
+                assert sock.recv(1024) == b""  # no answer, the connection is closed
+        _wait_for(lambda: sim.sim.answers(0).get("POST /tools incomplete") == 2)
+        assert sim.counters(0) == {}
+        assert call(a, "GET", "/status")[1]["tool_instances"] == []
+        assert call(a, "POST", "/tools", DEPLOY)[0] == 201
+        assert call(a, "POST", "/tools", DEPLOY)[0] == 409
+        assert sim.sim.answers(0) == {
+            "POST /tools incomplete": 2,
+            "GET /status 200": 1,
+            "POST /tools 201": 1,
+            "POST /tools 409": 1,
+        }
+        assert sim.admin(0, "GET", "/__sim/answers") == sim.sim.answers(0)
+        assert sim.counters(0) == {"GET /status": 1, "POST /tools": 2}
+
+
+def test_a_hang_can_hold_one_route_only() -> None:
+    with running_simulator(token=TOKEN) as sim:
+        a = sim.addresses[0]
+        sim.admin(0, "POST", "/__sim/faults", {"hang": True, "hang_routes": ["POST /tools"], "hang_max": 10})
+        assert sim.admin(0, "GET", "/__sim/state")["faults"]["hang_routes"] == ["POST /tools"]
+        got: list[int] = []
+        poster = threading.Thread(target=lambda: got.append(call(a, "POST", "/tools", DEPLOY)[0]))
+        poster.start()
+        _wait_for(lambda: sim.counters(0).get("POST /tools") == 1)
+        assert call(a, "GET", "/status")[1]["tool_instances"] == []  # listings are not held; the POST is
+        assert got == []
+        sim.sim.set_faults(0, hang=False)
+        poster.join(timeout=5)
+        assert got == [201]
