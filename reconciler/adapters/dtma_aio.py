@@ -376,6 +376,8 @@ class AioGetter:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             err = sock.connect_ex((host, port))
+            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK) and _connected(sock):
+                err = 0  # the handshake finished during the call (loopback, LAN): no wait, no loop round
             if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 fut: asyncio.Future[None] = loop.create_future()
                 fd = sock.fileno()
@@ -539,6 +541,14 @@ class AioGetter:
 def _done(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def _expire_connect(fut: asyncio.Future[None]) -> None:
