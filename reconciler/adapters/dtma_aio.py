@@ -2,9 +2,12 @@
 
 Why not httpx: at 1,000 toolboxes the listing phase was bound by the client's CPU (about 0.7 ms per listing
 with 64 threads: request building, header parsing, thread hand-offs and GIL contention on 2 cores). Here one
-event-loop thread does every listing on ``asyncio.Protocol`` connections: the request bytes are built once
-per target and path, the response is parsed from one buffer (Content-Length, chunked or read-to-close
-bodies, gzip/deflate decoded), and a connection is kept alive per toolbox between calls.
+event-loop thread does every listing: plain HTTP to an IP address (what toolboxes have) on raw non-blocking
+sockets read by a loop reader callback (``_RawConn``: no resolver, no transport object, and no wait for
+writability when the connect finishes within the call), HTTPS and host names on ``asyncio.Protocol``
+connections (``_Conn``). The request bytes are built once per target and path, the response is parsed from
+one buffer (Content-Length, chunked or read-to-close bodies, gzip/deflate decoded), and a connection is kept
+alive per toolbox between calls (one the server closes leaves the idle pool at once).
 
 This module knows nothing of DTMA error classes: it raises ``AioTimeout`` (connect or read) and
 ``AioTransportError`` (refused, reset, malformed HTTP, TLS failure) whose ``kind`` names the failure the
