@@ -29,6 +29,7 @@ from reconciler.adapters.dtma_aio import (
     AioGetter,
     AioTimeout,
     AioTransportError,
+    Endpoint,
     Response,
     endpoint,
 )
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _AGENT = "mcp-reconciler"
+_MAX_ENDPOINTS = 100_000
+_PENDING = DtmaTransportError("listing not run")  # a placeholder every result slot replaces
 
 
 class DtmaForgottenError(DtmaNotFoundError):
@@ -271,6 +274,8 @@ class DtmaClient:
         self._rng = rng or random.Random()
         self._max_body = max_body_bytes
         self._last_listing: dict[str, LiveListing] = {}
+        # Request bytes per (base URL, path, token), built once: they carry the token, so never shown.
+        self._endpoints: dict[tuple[str, str, str], Endpoint] = {}
 
     def __repr__(self) -> str:
         return f"DtmaClient(concurrency={self._concurrency}, timeout={self._timeout!r})"
@@ -411,16 +416,24 @@ class DtmaClient:
         return {t.environment_id: r for t, r in zip(targets, results, strict=True)}
 
     async def _alist_all(self, targets: Sequence[DtmaTarget]) -> Sequence[LiveListing | Exception]:
+        """``concurrency`` workers take the targets in turn (one task and one semaphore slot per worker,
+        not per target: at 1,000 toolboxes the per-target tasks were a visible share of the CPU). The
+        semaphore is the client's, so concurrent ``list_many`` calls still share one bound."""
         sem = self._aio.semaphore()
+        results: list[LiveListing | Exception] = []
+        results.extend(_PENDING for _ in targets)
+        todo = iter(enumerate(targets))
 
-        async def one(t: DtmaTarget) -> LiveListing | Exception:
+        async def worker() -> None:
             async with sem:
-                try:
-                    return await self._alist(t)
-                except DtmaError as exc:
-                    return exc
+                for i, t in todo:
+                    try:
+                        results[i] = await self._alist(t)
+                    except DtmaError as exc:
+                        results[i] = exc
 
-        return list(await asyncio.gather(*(one(t) for t in targets)))
+        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(targets)))))
+        return results
 
     async def _alist(self, target: DtmaTarget) -> LiveListing:
         status, data = await self._acall(target, "/status", accept=frozenset({404}))
@@ -461,11 +474,16 @@ class DtmaClient:
                 "dtma_bearer_token"
             )
         try:
-            ep = endpoint(
-                target.base_url,
-                path,
-                [("Accept", "application/json"), ("Authorization", "Bearer " + token), ("User-Agent", _AGENT)],
-            )
+            key = (target.base_url, path, token)
+            ep = self._endpoints.get(key)
+            if ep is None:
+                if len(self._endpoints) >= _MAX_ENDPOINTS:
+                    self._endpoints.clear()
+                ep = self._endpoints[key] = endpoint(
+                    target.base_url,
+                    path,
+                    [("Accept", "application/json"), ("Authorization", "Bearer " + token), ("User-Agent", _AGENT)],
+                )
             resp: Response = await self._aio.get(ep, self._max_body)
         except AioTimeout as exc:
             raise DtmaTransportError(f"{where}: timed out ({exc.kind})") from None

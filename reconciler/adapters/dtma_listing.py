@@ -38,8 +38,18 @@ def detect_shape(body: Any) -> ListingShape:
     return "a"
 
 
+# Each state as agents spell it already (the common case: one dict look-up, no strip/lower).
+_EXACT_STATES: dict[str, tuple[ContainerState, None]] = {
+    s: (cast(ContainerState, s), None) for s in CONTAINER_STATES
+}
+
+
 def parse_state(raw: Any) -> tuple[ContainerState, str | None]:
     """A Docker state as the ContainerState literal, and the raw text when it had to become unknown."""
+    if type(raw) is str:
+        found = _EXACT_STATES.get(raw)
+        if found is not None:
+            return found
     text = raw.strip().lower() if isinstance(raw, str) else None
     if text is not None and text in CONTAINER_STATES:
         return cast(ContainerState, text), None
@@ -98,10 +108,27 @@ def parse_ports(raw: Any) -> tuple[LivePort, ...]:
 
 
 def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return value if value is None or type(value) is str else str(value)
 
 
 def _parse_item(item: Any, shape: ListingShape) -> LiveContainer:
+    if type(item) is dict and shape != "b":  # the common case (JSON objects), read with few calls
+        iname = item.get("instance_name_on_toolbox")
+        if type(iname) is str and iname:
+            get = item.get
+            state, raw_state = parse_state(get("status"))
+            image, instance_id, container_id = get("image"), get("account_tool_instance_id"), get("container_id")
+            return LiveContainer(
+                name=iname.lstrip("/") if iname[0] == "/" else iname,
+                state=state,
+                image=image if image is None or type(image) is str else str(image),
+                instance_id=instance_id if instance_id is None or type(instance_id) is str else str(instance_id),
+                container_id=container_id
+                if container_id is None or type(container_id) is str
+                else str(container_id),
+                ports=parse_ports(get("ports")) if shape == "c" else (),
+                raw_state=raw_state,
+            )
     if not isinstance(item, Mapping):
         raise DtmaResponseError(f"DTMA listing (shape {shape}) has an entry that is not an object")
     if shape == "b":

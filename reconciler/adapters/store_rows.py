@@ -198,6 +198,36 @@ def instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
     return found
 
 
+# The columns of ``instances_from_tuples`` rows, in order (the SQLite store selects exactly these).
+INSTANCE_ROW_COLUMNS: tuple[str, ...] = (
+    "id",
+    "account_tool_environment_id",
+    "tool_catalog_id",
+    "instance_name_on_toolbox",
+    "status_on_toolbox",
+    "base_config_override_json",
+    "instance_error_message",
+    "last_heartbeat_from_dtma",
+    "catalog_image",
+)
+_TUPLE_MEMO: dict[tuple[Any, ...], RecordedInstance] = {}
+
+
+def instances_from_tuples(values: Iterable[tuple[Any, ...]]) -> tuple[RecordedInstance, ...]:
+    """``instance_from_row`` for rows fetched as plain tuples in ``INSTANCE_ROW_COLUMNS`` order: an
+    unchanged row is one dict look-up on the tuple the driver returned (no dict per row, no re-parse)."""
+    memo = _TUPLE_MEMO
+    out: list[RecordedInstance] = []
+    for v in values:
+        found = memo.get(v)
+        if found is None:
+            if len(memo) >= _INSTANCE_MEMO_MAX:
+                memo.clear()
+            found = memo[v] = _instance_from_row(dict(zip(INSTANCE_ROW_COLUMNS, v, strict=True)))
+        out.append(found)
+    return tuple(out)
+
+
 def _instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
     config = parse_json(row.get("base_config_override_json"))
     config = config if isinstance(config, dict) else {}

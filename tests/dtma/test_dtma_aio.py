@@ -176,6 +176,7 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced(client: DtmaClien
         deadline = time.monotonic() + 5
         while client._aio._idle and time.monotonic() < deadline:  # the loop sees the EOF by itself
             time.sleep(0.01)
+        assert not client._aio._idle  # a connection the server closed leaves the idle pool at once
         assert isinstance(one(client, srv.target()), LiveListing)
         assert len(srv.accepted) == 2
 
@@ -277,3 +278,27 @@ def test_the_token_is_not_in_any_repr() -> None:
     assert TOKEN in ep.request.decode() and TOKEN not in repr(ep)
     with DtmaClient() as c:
         assert TOKEN not in repr(c) and TOKEN not in repr(c._aio)
+
+
+def test_a_request_larger_than_the_socket_buffer_is_written_in_parts() -> None:
+    big = "t" * (4 * 1024 * 1024)  # a token no socket buffer takes in one send
+    with raw_server(lambda head: response(LISTING)) as srv, DtmaClient(read_timeout=5) as c:
+        result = one(c, srv.target(big))
+        assert isinstance(result, LiveListing) and result.containers[0].name == "context7"
+        assert len(srv.requests) == 1 and srv.requests[0].endswith(
+            b"Bearer " + big.encode() + b"\r\nUser-Agent: mcp-reconciler"
+        )
+
+
+def test_ip_addresses_use_raw_sockets_and_host_names_the_asyncio_transport() -> None:
+    from reconciler.adapters.dtma_aio import _Conn, _RawConn
+
+    with raw_server(lambda head: response(LISTING)) as srv, DtmaClient(read_timeout=5) as c:
+        assert isinstance(one(c, srv.target()), LiveListing)
+        (raw,) = c._aio._idle.values()
+        assert type(raw) is _RawConn
+        named = DtmaTarget("env-named", srv.url.replace("127.0.0.1", "localhost"), Secret(TOKEN))
+        assert isinstance(one(c, named), LiveListing)
+        kinds = {origin[1]: type(conn) for origin, conn in c._aio._idle.items()}
+        assert kinds == {"127.0.0.1": _RawConn, "localhost": _Conn}
+        assert b"Host: localhost:" in srv.requests[-1]

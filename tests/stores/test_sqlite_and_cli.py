@@ -133,3 +133,27 @@ def test_db_commands_refuse_to_touch_agentopias_toolboxes(
     assert "--force" in capsys.readouterr().err
     assert main(["db", "migrate", "--force", "--database", pg_backend.url]) == 0
     assert main(["db", "environments", "--database", pg_backend.url]) == 0  # reading is fine
+
+
+def test_instance_rows_read_as_tuples_are_decoded_once_and_again_when_they_change() -> None:
+    from reconciler.adapters import store_rows
+
+    row = {
+        "id": "i-tuple-1",
+        "account_tool_environment_id": "env-1",
+        "tool_catalog_id": "cat-1",
+        "instance_name_on_toolbox": "ctx",
+        "status_on_toolbox": "active",
+        "base_config_override_json": json.dumps({"Env": ["A=1"]}),
+        "instance_error_message": None,
+        "last_heartbeat_from_dtma": "2026-01-02T03:04:05+00:00",
+        "catalog_image": "ghcr.io/x/ctx:1",
+    }
+    values = tuple(row[c] for c in store_rows.INSTANCE_ROW_COLUMNS)
+    (first,) = store_rows.instances_from_tuples([values])
+    assert first == store_rows.instance_from_row(row)  # the same value as the dict path
+    (again,) = store_rows.instances_from_tuples([tuple(values)])
+    assert again is first  # unchanged row: not decoded again
+    changed = dict(row, base_config_override_json=json.dumps({"Env": ["A=2"]}))
+    (new,) = store_rows.instances_from_tuples([tuple(changed[c] for c in store_rows.INSTANCE_ROW_COLUMNS)])
+    assert new.config == {"Env": ["A=2"]} and first.config == {"Env": ["A=1"]}
