@@ -56,6 +56,7 @@ class SqliteStore:
         self._daemon_lock_fd: int | None = None
         self._held: set[str] = set()
         self._catalog_cache: dict[str, str] = {}
+        self._decoder = rows.InstanceDecoder()  # kept: an unchanged row is not decoded again
         if not self.path.exists():
             if check_schema and not create:
                 raise SchemaMissingError(
@@ -213,7 +214,7 @@ class SqliteStore:
             # per row was most of this read's CPU, and it runs while the listings need the GIL.
             self._count(sql, None)
             values = self._db.conn.execute(sql).fetchall()
-        return rows.instances_from_tuples(values)
+        return self._decoder.decode(values)
 
     def ensure_catalog(self, image: str) -> str:
         cached = self._catalog_cache.get(image)

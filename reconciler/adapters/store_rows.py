@@ -175,30 +175,12 @@ def host_address(value: Any) -> str | None:
     return address if bits in ("32", "128") else text
 
 
-_INSTANCE_MEMO: dict[tuple[Any, ...], RecordedInstance] = {}
-_INSTANCE_MEMO_MAX = 250_000
-
-
 def instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
-    """``row`` carries the instance columns plus ``catalog_image`` (the catalog's docker_image_url).
-
-    Rows read again unchanged (a daemon observes every cycle) reuse the value built last time: parsing
-    10,000 JSON configs is most of an idle cycle's CPU. Only rows whose values are all text (SQLite) are
-    memoised; the result is a frozen dataclass whose config nobody mutates."""
-    try:
-        key = tuple(row.items())
-        hash(key)
-    except TypeError:
-        return _instance_from_row(row)
-    found = _INSTANCE_MEMO.get(key)
-    if found is None:
-        if len(_INSTANCE_MEMO) >= _INSTANCE_MEMO_MAX:
-            _INSTANCE_MEMO.clear()
-        found = _INSTANCE_MEMO[key] = _instance_from_row(row)
-    return found
+    """``row`` carries the instance columns plus ``catalog_image`` (the catalog's docker_image_url)."""
+    return _instance_from_row(row)
 
 
-# The columns of ``instances_from_tuples`` rows, in order (the SQLite store selects exactly these).
+# The columns of ``InstanceDecoder`` rows, in order (the SQLite store selects exactly these).
 INSTANCE_ROW_COLUMNS: tuple[str, ...] = (
     "id",
     "account_tool_environment_id",
@@ -210,22 +192,31 @@ INSTANCE_ROW_COLUMNS: tuple[str, ...] = (
     "last_heartbeat_from_dtma",
     "catalog_image",
 )
-_TUPLE_MEMO: dict[tuple[Any, ...], RecordedInstance] = {}
 
 
-def instances_from_tuples(values: Iterable[tuple[Any, ...]]) -> tuple[RecordedInstance, ...]:
-    """``instance_from_row`` for rows fetched as plain tuples in ``INSTANCE_ROW_COLUMNS`` order: an
-    unchanged row is one dict look-up on the tuple the driver returned (no dict per row, no re-parse)."""
-    memo = _TUPLE_MEMO
-    out: list[RecordedInstance] = []
-    for v in values:
-        found = memo.get(v)
-        if found is None:
-            if len(memo) >= _INSTANCE_MEMO_MAX:
-                memo.clear()
-            found = memo[v] = _instance_from_row(dict(zip(INSTANCE_ROW_COLUMNS, v, strict=True)))
-        out.append(found)
-    return tuple(out)
+class InstanceDecoder:
+    """Instance rows fetched as plain tuples in ``INSTANCE_ROW_COLUMNS`` order -> RecordedInstance.
+
+    A store that is read again and again (the daemon observes every cycle) keeps one decoder: a row unchanged
+    since the last read is one dict look-up on the tuple the driver returned, with no dict per row and no
+    JSON re-parse (most of an idle cycle's CPU otherwise). Only the last read's rows are kept, so memory is
+    bounded by the table. The values are frozen dataclasses whose config nobody mutates."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[Any, ...], RecordedInstance] = {}
+
+    def decode(self, values: Iterable[tuple[Any, ...]]) -> tuple[RecordedInstance, ...]:
+        last = self._last
+        seen: dict[tuple[Any, ...], RecordedInstance] = {}
+        out: list[RecordedInstance] = []
+        for v in values:
+            found = last.get(v)
+            if found is None:
+                found = _instance_from_row(dict(zip(INSTANCE_ROW_COLUMNS, v, strict=True)))
+            seen[v] = found
+            out.append(found)
+        self._last = seen
+        return tuple(out)
 
 
 def _instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:

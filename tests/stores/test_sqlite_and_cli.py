@@ -149,11 +149,12 @@ def test_instance_rows_read_as_tuples_are_decoded_once_and_again_when_they_chang
         "last_heartbeat_from_dtma": "2026-01-02T03:04:05+00:00",
         "catalog_image": "ghcr.io/x/ctx:1",
     }
+    decoder = store_rows.InstanceDecoder()
     values = tuple(row[c] for c in store_rows.INSTANCE_ROW_COLUMNS)
-    (first,) = store_rows.instances_from_tuples([values])
+    (first,) = decoder.decode([values])
     assert first == store_rows.instance_from_row(row)  # the same value as the dict path
-    (again,) = store_rows.instances_from_tuples([tuple(values)])
+    (again,) = decoder.decode([tuple(values)])
     assert again is first  # unchanged row: not decoded again
     changed = dict(row, base_config_override_json=json.dumps({"Env": ["A=2"]}))
-    (new,) = store_rows.instances_from_tuples([tuple(changed[c] for c in store_rows.INSTANCE_ROW_COLUMNS)])
+    (new,) = decoder.decode([tuple(changed[c] for c in store_rows.INSTANCE_ROW_COLUMNS)])
     assert new.config == {"Env": ["A=2"]} and first.config == {"Env": ["A=1"]}
