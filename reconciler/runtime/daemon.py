@@ -19,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import FrameType
@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 from reconciler.adapters.journal import Journal
 from reconciler.core import flap
 from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeeded
-from reconciler.core.observed import Observed, Unreachable
+from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.planner import plan as make_plan
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.model.loader import environment_key, secret_fingerprints
 from reconciler.model.spec import Desired
-from reconciler.ports import Clock, EnvironmentRow
+from reconciler.ports import Clock
 from reconciler.runtime.desired_state import DesiredState, Loaded
 from reconciler.runtime.execute import ApplyResult, ExecutorConfig, StepResult
 from reconciler.runtime.git_info import git_pull, manifest_commit
@@ -283,7 +283,7 @@ class Daemon:
 
         try:
             store = self._open_store()
-            rows = store.list_environments()
+            rows = store.observe_environments()
         except StoreError as exc:
             self._store_error = str(exc)
             log.error("database unreachable: %s", exc)
@@ -294,14 +294,14 @@ class Daemon:
     def _act(  # noqa: PLR0917
         self,
         store: AnyStore,
-        rows: list[EnvironmentRow],
+        rows: Sequence[RecordedEnvironment],
         desired: Desired,
         loaded: Loaded,
         errors: list[str],
         commit: str | None,
         report: Callable[..., CycleReport],
     ) -> CycleReport:
-        by_key: dict[str, EnvironmentRow] = {}
+        by_key: dict[str, RecordedEnvironment] = {}
         for row in sorted(rows, key=lambda r: r.id):
             by_key.setdefault(environment_key(row.id), row)
             if row.name:
@@ -309,7 +309,7 @@ class Daemon:
         now = self.clock.monotonic()
         backing_off: list[str] = []
         elsewhere: list[str] = []
-        locked: list[EnvironmentRow] = []
+        locked: list[RecordedEnvironment] = []
         specs = []
         try:
             for spec in desired.environments:
@@ -332,7 +332,8 @@ class Daemon:
             if self.stopping:
                 return report(backing_off=tuple(backing_off), locked_elsewhere=tuple(elsewhere))
             ids = {r.id for r in locked}
-            observed = observe(store, self._dtma, self.settings, environment_ids=ids)
+            # The rows read for locking are the observation's: the table is not read twice per cycle.
+            observed = observe(store, self._dtma, self.settings, environment_ids=ids, environments=rows)
             policy = replace(self.policy, one_instance_per_image=store.unique_image_per_environment)
             fingerprints = secret_fingerprints(loaded.secret_values, self._key)
             the_plan = make_plan(

@@ -6,7 +6,7 @@ it is skipped by the plan and never read as "no containers".
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.core.observed import LiveState, Observed, RecordedEnvironment, RecordedState, Unreachable
@@ -34,14 +34,20 @@ def targets_for(recorded: RecordedState, settings: Settings) -> dict[str, DtmaTa
 
 
 def observe(
-    store: Store, dtma: Dtma, settings: Settings, *, environment_ids: Collection[str] | None = None
+    store: Store,
+    dtma: Dtma,
+    settings: Settings,
+    *,
+    environment_ids: Collection[str] | None = None,
+    environments: Sequence[RecordedEnvironment] | None = None,
 ) -> Observed:
-    """One full observation. ``environment_ids`` (ids or names, from ``--env``) limits the listings.
+    """One full observation. ``environment_ids`` (ids or names, from ``--env``) limits the listings;
+    ``environments`` are the environment rows when the caller has just read them.
 
     The listings start as soon as the environment rows are read; the instance rows are read meanwhile (in
     this thread: the store's connection stays on the thread that opened it).
     """
-    environments = store.observe_environments()
+    environments = tuple(store.observe_environments() if environments is None else environments)
     live: dict[str, LiveState] = {}
     targets: list[DtmaTarget] = []
     for env in environments:
