@@ -102,6 +102,51 @@ class DtmaConflictError(DtmaClientError):
     """409: the name or the host port is already taken on the toolbox."""
 
 
+class DtmaNameHeldError(DtmaConflictError):
+    """409 "Instance with name 'x' already exists.": the agent remembers the name in memory, even when no
+    container of that name exists any more (a ``docker rm`` behind its back). Only an agent restart clears it,
+    so retrying cannot help."""
+
+
+class DtmaPortConflictError(DtmaConflictError):
+    """409 "Port conflict": another instance the agent manages already publishes that host port."""
+
+
+class DtmaNameTakenError(DtmaError):
+    """Docker's name conflict wrapped in a 500: a container of that name exists that the agent does not
+    manage (made by hand, or the agent forgot its containers when it restarted)."""
+
+    retryable = False
+
+
+class DtmaAlreadyStoppedError(DtmaError):
+    """Docker's 304 (bare from the older agent, wrapped in a 500 by the newer): the container was not running.
+    The desired effect of a stop holds, so callers read it as success."""
+
+    retryable = False
+
+
+class DtmaNoSuchContainerError(DtmaError):
+    """Docker's 404 (wrapped in a 500 by the newer agent, "No such container" from the older): the agent
+    still manages the name but the container is gone (removed behind its back)."""
+
+    retryable = False
+
+
+class DtmaDeployTimeoutError(DtmaTransportError):
+    """A deploy got no answer within its deadline. The agent may still be pulling the image and may yet
+    create the container, so the deploy must never be re-sent in the same run: poll the listing instead."""
+
+    retryable = False
+
+
+class DtmaDockerUnavailableError(DtmaError):
+    """The agent answered, but says it cannot reach Docker on its host (``tool_instances: [{"error": ...}]``):
+    the toolbox is unobserved, never empty."""
+
+    retryable = True
+
+
 class DtmaResponseError(DtmaError):
     """The agent answered something this client cannot parse, or too large to read."""
 
