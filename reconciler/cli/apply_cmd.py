@@ -16,7 +16,10 @@ EXAMPLE = """example:
   reconciler apply manifests/ --env research-toolbox --allow-mass-delete "retiring the old toolbox"
   reconciler plan manifests/ --out plan.json && reconciler apply plan.json
 
-exit codes: 0 converged, 1 nothing applied (error or refused), 4 partially applied
+exit codes: 0 converged (every toolbox in scope observed, every step done), 1 nothing applied (error,
+refused, incomplete, or every step failed), 4 partially applied (or applied, but incomplete)
+Apply takes each environment's lock (the daemon's): it waits up to 30s for one another process reconciles,
+then refuses naming that process.
 """
 
 
@@ -48,9 +51,9 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.core.plan import Policy
+    from reconciler.app.reconcile import reconcile_once, step_line
+    from reconciler.core.plan import Plan, Policy
     from reconciler.runtime.execute import StepResult
-    from reconciler.runtime.reconcile import reconcile_once, step_line
     from reconciler.runtime.saved_plan import Basis
 
     settings = settings_from(args)
@@ -81,12 +84,18 @@ def run(args: argparse.Namespace) -> int:
         saved_basis=basis,
         on_step=progress,
     )
-    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout)))
-    applied = result.applied.results if result.applied else ()
-    failed = [r for r in applied if r.outcome == "failed"]
+    the_plan = result.plan or Plan(steps=())
+    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout)))
+    applied = result.results
+    failed = result.failed
     for r in failed:
         print(f"failed: {r.step.action} {r.step.environment_name}/{r.step.server}: {r.message}", file=sys.stderr)
-    for err in result.plan.errors:
+    for err in the_plan.errors:
         print(f"error: {err}", file=sys.stderr)
-    print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)
+    for gap in result.verdict.gaps:
+        if gap.environment is not None:
+            print(f"incomplete: {gap}", file=sys.stderr)
+    print(
+        f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {result.outcome}", file=sys.stderr
+    )
     return result.exit_code_apply

@@ -76,7 +76,7 @@ def database_url(args: argparse.Namespace) -> str:
 
 def run_migrate(args: argparse.Namespace) -> int:
     from reconciler.adapters.store_rows import mask
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.stores import migrate_database
 
     url = database_url(args)
     result = migrate_database(url, force=args.force)
@@ -89,7 +89,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     store = open_store(database_url(args))
     try:
@@ -103,7 +103,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     store = open_store(database_url(args))
     try:
@@ -126,7 +126,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     store = open_store(database_url(args))
     try:

@@ -13,7 +13,10 @@ EXAMPLE = """example:
   reconciler plan manifests/ --env research-toolbox --format markdown
   reconciler plan manifests/ --out plan.json && reconciler apply plan.json
 
-exit codes: 0 no changes, 1 error; with --detailed-exitcode 2 changes, 3 changes including a destructive step
+exit codes: 0 no changes, 1 error or incomplete; with --detailed-exitcode 2 changes, 3 changes including a
+destructive step. A plan is incomplete when a toolbox in scope was not observed (unreachable, token missing or
+rejected, Docker down on the host, not in the database), a safety rule refused part of it, or a declared
+server cannot be reconciled; --allow-incomplete then exits as if the rest were the whole plan.
 """
 
 
@@ -36,6 +39,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "markdown", "github"), default="text")
     p.add_argument("--out", metavar="FILE", help="also save the plan (JSON, with its basis) for `apply FILE`")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 on changes, 3 on destructive ones")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="do not exit 1 when a toolbox in scope was not observed, was refused, or has a server that cannot "
+        "be reconciled (the plan still names each one)",
+    )
     add_common(p)
     p.set_defaults(handler=run)
 
@@ -75,15 +84,23 @@ def exit_code(plan: Any, detailed: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.runtime.reconcile import reconcile_once
+    from reconciler.app.reconcile import reconcile_once
 
     settings = settings_from(args)
+    from reconciler.core.plan import Plan
+
     result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env, want_basis=bool(args.out))
-    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout)))
+    the_plan = result.plan or Plan(steps=())
+    sys.stdout.write(render(the_plan, args.format, use_color(sys.stdout)))
     if args.out and result.basis is not None:
-        data = saved_plan_dict(result.plan, result.basis, args.paths)
+        data = saved_plan_dict(the_plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return exit_code(result.plan, args.detailed_exitcode)
+    if not result.verdict.complete:
+        for gap in result.verdict.gaps:
+            print(f"incomplete: {gap}", file=sys.stderr)
+        if not args.allow_incomplete:
+            return 1
+    return exit_code(the_plan, args.detailed_exitcode)
 
 
 def use_color(stream: Any) -> bool:

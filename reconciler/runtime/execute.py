@@ -13,14 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from reconciler.adapters.journal import Journal
 from reconciler.core.observed import LiveContainer
 from reconciler.core.plan import Action, Step
 from reconciler.errors import DtmaConflictError, DtmaError, DtmaNotFoundError, ReconcilerError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.model.stored import stored_config
-from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget, NewInstance, Store
+from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget, Journal, NewInstance, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

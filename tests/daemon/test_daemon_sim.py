@@ -8,9 +8,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.adapters.journal import Journal
+from reconciler.app.daemon import CycleReport
 from reconciler.core.plan import NoticeKind
 from reconciler.errors import LockHeldError
-from reconciler.runtime.daemon import CycleReport
 from tests.daemon.conftest import CANARY, DaemonWorld, server
 
 SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.daemon import CycleReport
+from reconciler.app.daemon import CycleReport
 from tests.daemon.conftest import DaemonWorld, server
 
 pytestmark = pytest.mark.postgres
@@ -162,7 +162,7 @@ def test_three_replicas_split_thirty_toolboxes_and_create_each_server_once(
 def test_an_environment_locked_by_another_replica_is_skipped_not_read_as_empty(
     pg_url: str, world_of: Callable[..., DaemonWorld]
 ) -> None:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     w = world_of(2, url=pg_url)
     w.write({"tb0": [server("sa")], "tb1": [server("sb")]})

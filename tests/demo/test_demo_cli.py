@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reconciler.app.demo import examples_dir
 from reconciler.model.loader import load_manifests
-from reconciler.runtime.demo import examples_dir
 
 CANARY = "CANARY-demo-7b3e9f1c2d"  # GITHUB_TOKEN: must reach the simulated container only
 STAND_IN = re.compile(r"demo-[0-9a-f]{24}")  # the random value the demo makes up for CONTEXT7_API_KEY

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.runtime.stores import open_store
+from reconciler.app.stores import open_store
 
 
 @dataclass

@@ -35,7 +35,7 @@ def test_store_satisfies_the_protocol(store: Any) -> None:
 
 
 def test_migrate_creates_the_schema_and_twice_is_a_no_op(backend: Backend) -> None:
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.stores import migrate_database
 
     first = migrate_database(backend.url)
     assert first.applied == (1,) and first.created

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.sqlite_store import SqliteStore
+from reconciler.app.stores import open_store, parse_database_url
 from reconciler.cli import main
 from reconciler.errors import ConfigError, LockHeldError, SchemaMissingError
-from reconciler.runtime.stores import open_store, parse_database_url
 
 from .conftest import Backend
 
