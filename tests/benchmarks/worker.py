@@ -187,8 +187,8 @@ def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
         s = fleet.settings
         m, result = measure(lambda: reconcile_once(s, fleet.paths, apply=True, sleep=time.sleep))
         counters = sim.counters()
-    if result.exit_code_apply != 0:
-        raise RuntimeError(f"apply did not converge (exit {result.exit_code_apply})")
+    if result.outcome != "converged":
+        raise RuntimeError(f"apply did not converge ({result.outcome})")
     deploys = sum(c.get("POST /tools", 0) for c in counters)
     if deploys != n * servers:
         raise RuntimeError(f"{deploys} deploys for {n * servers} creates")

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from reconciler.core.plan import Plan
 from reconciler.core.planner import plan
-from reconciler.core.render_json import exit_code_for
-from reconciler.core.render_text import render_github, render_markdown, render_text
+from reconciler.presentation.exit_codes import plan_exit_code
+from reconciler.presentation.github import render_github
+from reconciler.presentation.markdown import render_markdown
+from reconciler.presentation.text import render_text
 from tests.core.golden_io import load_case
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "core" / "golden"
 
 
 def planned(case: str) -> Plan:
@@ -70,7 +72,7 @@ def test_github_annotations_by_severity() -> None:
 
 
 def test_exit_codes() -> None:
-    assert exit_code_for(planned("37-in-sync-no-changes"), detailed=True) == 0
-    assert exit_code_for(planned("36-env-by-id"), detailed=True) == 2
-    assert exit_code_for(planned("14-delete-prune-on"), detailed=True) == 3
-    assert exit_code_for(planned("14-delete-prune-on"), detailed=False) == 0
+    assert plan_exit_code(planned("37-in-sync-no-changes"), detailed=True) == 0
+    assert plan_exit_code(planned("36-env-by-id"), detailed=True) == 2
+    assert plan_exit_code(planned("14-delete-prune-on"), detailed=True) == 3
+    assert plan_exit_code(planned("14-delete-prune-on"), detailed=False) == 0
