@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from reconciler import __version__
 
@@ -30,6 +31,15 @@ COMMANDS: dict[str, str] = {
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value: the word after them is never the command.
 _VALUED_OPTIONS = frozenset({"--log-format"})
+USAGE_ERROR = 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which ``plan --detailed-exitcode`` means as "changes": exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def chosen_command(argv: Sequence[str]) -> str | None:
@@ -49,7 +59,7 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 
 def build_parser(only: str | None = None, *, full: bool = True) -> argparse.ArgumentParser:
     """The parser; with ``full=False`` only ``only`` is registered for real, the rest are one-line stubs."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(  # subparsers inherit the class, so every level exits 1 on a usage error
         prog="reconciler",
         description="Keep the MCP servers on Agentopia toolboxes as the manifests say.",
     )
