@@ -48,6 +48,6 @@ def render_github(plan: Plan) -> str:
     c = summary_counts(plan)
     lines.append(
         f"Plan: {c['create']} to create, {c['replace']} to replace, {c['restart']} to restart, "
-        f"{c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
+        f"{c['start']} to start, {c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
     )
     return "\n".join(lines) + "\n"

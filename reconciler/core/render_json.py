@@ -16,23 +16,8 @@ from reconciler.model.spec import TRANSPORTS, EnvValue, SecretRef, ServerSpec, S
 
 FORMAT_VERSION = 1
 
-# Summary buckets, in the order the text summary names them.
-SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
-    ("create", (Action.CREATE,)),
-    ("replace", (Action.REPLACE,)),
-    ("restart", (Action.RESTART, Action.START)),
-    ("stop", (Action.STOP,)),
-    ("delete", (Action.DELETE,)),
-    ("repair", (Action.SYNC_STATUS,)),
-)
-
-
 def summary_counts(plan: Plan) -> dict[str, int]:
-    counts = dict.fromkeys((k for k, _ in SUMMARY_KEYS), 0)
-    bucket = {a: k for k, actions in SUMMARY_KEYS for a in actions}
-    for s in plan.steps:
-        counts[bucket[s.action]] += 1
-    return counts
+    return plan.summary_counts()
 
 
 def exit_code_for(plan: Plan, detailed: bool) -> int:

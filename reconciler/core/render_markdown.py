@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.core.plan import Plan
-from reconciler.core.render_json import SUMMARY_KEYS, summary_counts
+from reconciler.core.plan import SUMMARY_KEYS, Plan
+from reconciler.core.render_json import summary_counts
 
 
 def _cell(text: str) -> str:

@@ -40,7 +40,7 @@ def summary_line(plan: Plan) -> str:
     c = summary_counts(plan)
     return (
         f"Plan: {c['create']} to create, {c['replace']} to replace, {c['restart']} to restart, "
-        f"{c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
+        f"{c['start']} to start, {c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
     )
 
 
