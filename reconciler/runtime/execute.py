@@ -336,10 +336,13 @@ class Executor:
             raise StepFailed(f"{step.environment_name}/{step.server}: step carries no desired spec")
         config = stored_config(spec, step.spec_hash, self._fingerprints)
         with self._store_lock:
-            catalog_id = self.store.ensure_catalog(spec.image)
+            catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
             if step.instance_id:
                 instance_id = step.instance_id
-                self.store.update_instance(instance_id, status="pending_deploy", config=config, clear_error=True)
+                # catalog_id: an image change moves the row to the new image's catalog row.
+                self.store.update_instance(
+                    instance_id, status="pending_deploy", config=config, clear_error=True, catalog_id=catalog_id
+                )
             else:
                 instance_id = self.store.create_instance(
                     NewInstance(
