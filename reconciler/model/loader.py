@@ -18,7 +18,7 @@ from reconciler.errors import ManifestError, ManifestIssue
 from reconciler.model.json_path import JsonPath, format_path
 from reconciler.model.schema_check import SchemaIssue, check_document
 from reconciler.model.secrets_resolve import resolve_secrets, secret_fingerprints
-from reconciler.model.semantic import check_servers
+from reconciler.model.semantic import check_names, check_servers
 from reconciler.model.spec import (
     Desired,
     DesiredState,
@@ -190,7 +190,12 @@ def _document(document: YamlDocument, file: str) -> tuple[EnvironmentSpec | None
         message = "a manifest document must be a mapping with apiVersion, kind, environment and servers"
         return None, [_issue(file, line, column, (), message)]
 
-    found: list[SchemaIssue] = [i for i in check_document(data) if not _under(i.path, document.invalid)]
+    names = check_names(data)
+    named = {i.path for i in names}  # one clear message per name, not also the pattern's
+    found: list[SchemaIssue] = [
+        i for i in check_document(data) if not _under(i.path, document.invalid) and i.path not in named
+    ]
+    found.extend(names)
     found.extend(check_servers(data, lambda path: document.locate(path)[0]))
     issues = []
     for item in found:
