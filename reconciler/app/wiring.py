@@ -33,6 +33,8 @@ def open_dtma(settings: Settings) -> DtmaClient:
     return DtmaClient(
         connect_timeout=settings.dtma_connect_timeout,
         read_timeout=settings.dtma_read_timeout,
+        call_deadline=settings.dtma_call_deadline,
+        deploy_timeout=settings.dtma_deploy_timeout,
         concurrency=settings.dtma_concurrency,
         verify=settings.dtma_verify,
     )

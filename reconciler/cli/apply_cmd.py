@@ -52,7 +52,9 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import reconcile_once, step_line
+    from reconciler.core.outcomes import RunOutcome
     from reconciler.core.plan import Plan, Policy
+    from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.saved_plan import Basis
 
@@ -95,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     for gap in result.verdict.gaps:
         if gap.environment is not None:
             print(f"incomplete: {gap}", file=sys.stderr)
-    print(
-        f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {result.outcome}", file=sys.stderr
-    )
-    return result.exit_code_apply
+    outcome = result.outcome or RunOutcome.NOTHING_APPLIED
+    print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}", file=sys.stderr)
+    return apply_exit_code(outcome)

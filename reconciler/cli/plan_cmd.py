@@ -58,36 +58,24 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def render(plan: Any, fmt: str, color: bool) -> str:
-    """The plan in the chosen format (the renderers live in the core; this only picks one)."""
-    from reconciler.core import render_github, render_json, render_markdown, render_text
+    from reconciler.presentation.render import render_plan
 
-    if fmt == "json":
-        return json.dumps(render_json.plan_to_dict(plan), indent=2, sort_keys=True) + "\n"
-    if fmt == "markdown":
-        return render_markdown.render_markdown(plan)
-    if fmt == "github":
-        return render_github.render_github(plan)
-    return render_text.render_text(plan, color=color)
+    return render_plan(plan, fmt, color=color)
 
 
 def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
-    from reconciler.core import render_json
+    from reconciler.presentation.plan_json import plan_to_dict
 
     basis_data = {**basis.to_dict(), "paths": [str(Path(p).resolve()) for p in paths]}
-    return dict(render_json.plan_to_dict(plan, basis=basis_data))
-
-
-def exit_code(plan: Any, detailed: bool) -> int:
-    from reconciler.core import render_json
-
-    return render_json.exit_code_for(plan, detailed)
+    return dict(plan_to_dict(plan, basis=basis_data))
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import reconcile_once
+    from reconciler.core.plan import Plan
+    from reconciler.presentation.exit_codes import plan_exit_code
 
     settings = settings_from(args)
-    from reconciler.core.plan import Plan
 
     result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env, want_basis=bool(args.out))
     the_plan = result.plan or Plan(steps=())
@@ -100,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"incomplete: {gap}", file=sys.stderr)
         if not args.allow_incomplete:
             return 1
-    return exit_code(the_plan, args.detailed_exitcode)
+    return plan_exit_code(the_plan, args.detailed_exitcode)
 
 
 def use_color(stream: Any) -> bool:

@@ -32,7 +32,7 @@ from reconciler.runtime.cycle_data import (
     CycleState,
 )
 from reconciler.runtime.execute import ApplyResult, Executor
-from reconciler.runtime.observe import observe, targets_for
+from reconciler.runtime.observe import listed_instance_ids, observe, targets_for
 from reconciler.runtime.saved_plan import basis_of, check_basis
 from reconciler.settings import Settings
 
@@ -216,6 +216,7 @@ class _Cycle:
     def _apply(
         self, the_plan: Plan, observed: Observed, run_id: int, fingerprints: Mapping[str, str]
     ) -> ApplyResult:
+        self.ports.store.record_heartbeats(listed_instance_ids(observed), self.ports.clock.now())
         if the_plan.errors or not the_plan.steps or self.hooks.stopping():
             return ApplyResult()
         store, hooks = self.ports.store, self.hooks

@@ -13,7 +13,7 @@ from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy
-from reconciler.core.verdict import Verdict, apply_exit_code
+from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Store
 from reconciler.runtime.execute import ApplyResult, ExecutorConfig, StepResult
@@ -107,10 +107,3 @@ class CycleReport:
     def ok(self) -> bool:
         """Database reached, manifests valid, no step failed, and every environment in scope complete."""
         return self.database_ok and self.manifest_valid and not self.failed and self.verdict.complete
-
-    @property
-    def exit_code_apply(self) -> int:
-        """0 converged, 1 nothing applied (error, refused, incomplete), 4 partially applied."""
-        if self.outcome is None:
-            return 1
-        return apply_exit_code(self.outcome, self.applied.applied_any)

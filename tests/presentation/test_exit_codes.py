@@ -1,11 +1,12 @@
-"""apply's exit codes from the cycle's report: 0 converged, 1 nothing applied (error, refused, incomplete,
-every step failed), 4 partially applied."""
+"""apply's exit codes from the cycle's journal outcome: 0 converged, 4 partially applied, 1 anything else
+(an error, a refusal, an incomplete run, every step failed)."""
 
 from __future__ import annotations
 
 from reconciler.core.outcomes import RunOutcome
 from reconciler.core.plan import Action, Notice, NoticeKind, Plan, Step
 from reconciler.core.verdict import apply_outcome, verdict_of
+from reconciler.presentation.exit_codes import apply_exit_code
 from reconciler.runtime.cycle import CycleReport
 from reconciler.runtime.execute import ApplyResult, StepResult
 
@@ -22,8 +23,10 @@ def report(outcomes: list[str], *, notices: tuple[Notice, ...] = (), errors: tup
     return CycleReport(plan, verdict=verdict, outcome=outcome, applied=applied)
 
 
-def code(outcomes: list[str], **kw: tuple[object, ...]) -> int:
-    return report(outcomes, **kw).exit_code_apply  # type: ignore[arg-type]
+def code(outcomes: list[str], *, notices: tuple[Notice, ...] = (), errors: tuple[str, ...] = ()) -> int:
+    outcome = report(outcomes, notices=notices, errors=errors).outcome
+    assert outcome is not None
+    return apply_exit_code(outcome)
 
 
 def test_apply_exit_codes() -> None:
@@ -32,15 +35,22 @@ def test_apply_exit_codes() -> None:
     assert code(["ok", "failed"]) == 4
     assert code(["failed"]) == 1
     assert code([], notices=(REFUSED,)) == 1
-    assert code(["ok"], notices=(REFUSED,)) == 4
+    assert code(["ok"], notices=(REFUSED,)) == 1  # refused is never clean, even with other steps done
     assert code([], errors=("secret X is not set",)) == 1
     assert code([], notices=(UNREACHABLE,)) == 1
-    assert code(["ok"], notices=(UNREACHABLE,)) == 4
+    assert code(["ok"], notices=(UNREACHABLE,)) == 1
 
 
 def test_journal_outcomes_never_say_converged_for_a_gap() -> None:
     assert report([], notices=(UNREACHABLE,)).outcome is RunOutcome.INCOMPLETE
-    assert report([], notices=(REFUSED,)).outcome is RunOutcome.REFUSED
+    assert report(["ok"], notices=(REFUSED,)).outcome is RunOutcome.REFUSED
     assert report(["failed", "failed"]).outcome is RunOutcome.FAILED
     assert report(["ok"]).outcome is RunOutcome.CONVERGED
     assert report([]).ok and not report([], notices=(UNREACHABLE,)).ok
+
+
+def test_every_run_outcome_but_converged_and_partial_is_an_error() -> None:
+    assert {o: apply_exit_code(o) for o in RunOutcome if apply_exit_code(o) != 1} == {
+        RunOutcome.CONVERGED: 0,
+        RunOutcome.PARTIAL: 4,
+    }
