@@ -1,4 +1,5 @@
-"""The planner: desired + recorded + live -> an ordered Plan, each step with its reason (DESIGN section 4).
+"""The planner: desired + recorded + live -> an ordered Plan, each step with its reason (the diff rules of
+docs/architecture.md).
 
 Pure and deterministic: no I/O, no clock (``now`` comes in), dict lookups only so 100k servers plan in
 linear time. Everything the planner leaves alone is explained by a Notice.
