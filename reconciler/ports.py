@@ -95,6 +95,10 @@ class Store(Protocol):
 
     def unlock_environment(self, environment_id: str) -> None: ...
 
+    def lock_holder(self, environment_id: str) -> str | None:
+        """Who holds the environment's lock (``pid N on host H``), when the store can tell."""
+        ...
+
     def lock_lost(self) -> bool:
         """True once the locks this store held were found gone (PostgreSQL: the lock connection died)."""
         ...

@@ -18,8 +18,8 @@ EXAMPLE = """example:
 
 exit codes: 0 converged (every toolbox in scope observed, every step done), 1 nothing applied (error,
 refused, incomplete, or every step failed), 4 partially applied (or applied, but incomplete)
-Apply takes each environment's lock (the daemon's): it waits up to 30s for one another process reconciles,
-then refuses naming that process.
+Apply takes each environment's lock (the daemon's): it waits up to --lock-wait for one another process
+reconciles, then refuses naming that process ("environment X is being reconciled by pid N on host H").
 """
 
 
@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories, or one saved plan")
     p.add_argument("--allow-mass-delete", metavar="REASON", help="allow a run that deletes or replaces many")
+    p.add_argument(
+        "--lock-wait",
+        default="30s",
+        metavar="DURATION",
+        help="how long to wait for an environment another process is reconciling (default 30s), then refuse",
+    )
     add_common(p)
     p.set_defaults(handler=run)
 
@@ -52,6 +58,7 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import reconcile_once, step_line
+    from reconciler.cli.run_cmd import parse_duration
     from reconciler.core.outcomes import RunOutcome
     from reconciler.core.plan import Plan, Policy
     from reconciler.presentation.exit_codes import apply_exit_code
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         policy=Policy(allow_mass_delete=args.allow_mass_delete),
         saved_basis=basis,
         on_step=progress,
+        lock_wait=parse_duration(args.lock_wait),
     )
     the_plan = result.plan or Plan(steps=())
     sys.stdout.write(render(the_plan, "text", use_color(sys.stdout)))

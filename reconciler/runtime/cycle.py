@@ -329,6 +329,4 @@ class _Cycle:
 
 def lock_holder(store: Store, environment_id: str) -> str:
     """Who holds an environment's lock, as the store can tell (``pid N on host H``), else a plain phrase."""
-    describe = getattr(store, "lock_holder", None)
-    holder = describe(environment_id) if callable(describe) else None
-    return str(holder) if holder else "another process"
+    return store.lock_holder(environment_id) or "another process"
