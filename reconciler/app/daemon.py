@@ -60,13 +60,14 @@ class Daemon:
         self._on_step, self._on_cycle = on_step, on_cycle
         self._executor_config = executor_config or ExecutorConfig()
         self._rng, self._sleep = rng or random.Random(), sleep
-        self._key = secret_key(settings)
-        self._journal = open_journal(settings)
         self._store: Store | None = None
+        store = self._open_first_store()
         try:
-            self._open_first_store()
+            self._key = secret_key(settings, store)
+            self._journal = open_journal(settings)
         except BaseException:
-            self._journal.close()
+            if store is not None:
+                store.close()
             raise
         self._dtma = open_dtma(settings)  # one client, one connection pool, for the daemon's life
         self._state = DaemonState()
@@ -94,15 +95,16 @@ class Daemon:
             self._store = store
         return self._store
 
-    def _open_first_store(self) -> None:
+    def _open_first_store(self) -> Store | None:
         try:
-            self._open_store()
+            return self._open_store()
         except (SchemaMissingError, LockHeldError):
             raise
         except StoreError as exc:
             if parse_database_url(self.settings.database_url).kind == "sqlite":
                 raise
             log.warning("database not reachable yet (retried every cycle): %s", exc)
+            return None
 
     def close(self) -> None:
         if self._closed:

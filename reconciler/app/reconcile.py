@@ -47,13 +47,13 @@ def reconcile_once(
 
     desired = load_manifests(list(paths))
     values = resolve_secrets(desired, os.environ if environ is None else environ)
-    key = secret_key(settings)
     clock = SystemClock()
-    journal = open_journal(settings, values.values())
+    store = open_store(settings.database_url)
     try:
-        store = open_store(settings.database_url)
+        key = secret_key(settings, store)
+        journal = open_journal(settings, values.values())
     except BaseException:
-        journal.close()
+        store.close()
         raise
     dtma = open_dtma(settings)
     try:
