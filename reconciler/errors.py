@@ -26,7 +26,8 @@ class ReconcilerError(Exception):
 
 @dataclass(frozen=True)
 class ManifestIssue:
-    """One problem found in a manifest, located as precisely as the source allows."""
+    """One problem found in a manifest, located as precisely as the source allows; line 0 when there is
+    no line to point at (a directory, a missing path)."""
 
     file: str
     line: int
@@ -35,6 +36,8 @@ class ManifestIssue:
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
 
 

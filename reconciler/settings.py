@@ -14,6 +14,11 @@ from reconciler.model.secrets import Secret
 DEFAULT_DATABASE_URL = "sqlite:///.reconciler/state.db"
 DEFAULT_JOURNAL_PATH = ".reconciler/journal.db"
 DEFAULT_DTMA_PORT = 30000
+# Which token the agents are called with. Agentopia's backend calls every agent with
+# BACKEND_TO_DTMA_API_KEY; the environment row's dtma_bearer_token is the agent's token toward the backend
+# (heartbeats), which the older agent does not accept. "row" is an explicit opt-in for deployments whose
+# agents take their row's token (falling back to the key where a row has none).
+TOKEN_SOURCES = ("backend-key", "row")
 
 
 def mask_url(url: str) -> str:
@@ -27,6 +32,7 @@ class Settings:
     journal_path: str = DEFAULT_JOURNAL_PATH
     dtma_port: int = DEFAULT_DTMA_PORT
     dtma_token: Secret | None = field(default=None, repr=False)
+    dtma_token_source: str = "backend-key"  # one of TOKEN_SOURCES
     dtma_scheme: str = "http"
     dtma_ca_bundle: str | None = None  # PEM file of the CA that signed the agents' certificates
     dtma_connect_timeout: float = 3.0
@@ -70,11 +76,15 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     scheme = env.get("RECONCILER_DTMA_SCHEME") or ("https" if ca_bundle else "http")
     if scheme not in ("http", "https"):
         raise ConfigError(f"RECONCILER_DTMA_SCHEME={scheme!r} must be http or https")
+    token_source = env.get("RECONCILER_DTMA_TOKEN_SOURCE") or "backend-key"
+    if token_source not in TOKEN_SOURCES:
+        raise ConfigError(f"RECONCILER_DTMA_TOKEN_SOURCE={token_source!r} must be {' or '.join(TOKEN_SOURCES)}")
     return Settings(
         database_url=env.get("RECONCILER_DATABASE_URL", DEFAULT_DATABASE_URL),
         journal_path=env.get("RECONCILER_JOURNAL", DEFAULT_JOURNAL_PATH),
         dtma_port=_number(env, "DTMA_PORT", DEFAULT_DTMA_PORT, int),
         dtma_token=Secret(token) if token else None,
+        dtma_token_source=token_source,
         dtma_scheme=scheme,
         dtma_ca_bundle=ca_bundle,
         dtma_connect_timeout=_number(env, "RECONCILER_DTMA_CONNECT_TIMEOUT", 3.0, float),
