@@ -116,7 +116,7 @@ def test_a_deploy_whose_answer_times_out_is_never_sent_twice(tmp_path: Path) -> 
         env = store.add_environment("tb0", sim.addresses[0].rsplit(":", 1)[0])
         target = DtmaTarget(env.id, f"http://{sim.addresses[0]}", Secret(sim.token))
         sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=30)
-        dtma = DtmaClient(read_timeout=0.3, retry=RetryPolicy(attempts=1))
+        dtma = DtmaClient(read_timeout=0.3, deploy_timeout=0.3, retry=RetryPolicy(attempts=1))
         w = World(sim, store, Journal(tmp_path / "journal.db"), dtma, {env.id: target})
         released = threading.Event()
 
@@ -143,7 +143,7 @@ def test_a_deploy_not_listed_before_the_deadline_is_pending_then_ok(tmp_path: Pa
         env = store.add_environment("tb0", sim.addresses[0].rsplit(":", 1)[0])
         target = DtmaTarget(env.id, f"http://{sim.addresses[0]}", Secret(sim.token))
         sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=30)
-        dtma = DtmaClient(read_timeout=0.3, retry=RetryPolicy(attempts=1))
+        dtma = DtmaClient(read_timeout=0.3, deploy_timeout=0.3, retry=RetryPolicy(attempts=1))
         journal = Journal(tmp_path / "journal.db")
         w = World(sim, store, journal, dtma, {env.id: target})
         try:
@@ -193,7 +193,7 @@ class HeldName(DtmaClient):
     """The agent remembers a name whose container was removed behind its back (409 "already exists")."""
 
     def deploy(self, target: DtmaTarget, request: DeployRequest) -> DeployResult:
-        self._call(target, "GET", "/health", auth=False)  # a call the counters see, nothing created
+        self.health(target)  # a call the counters see, nothing created
         raise DtmaNameHeldError(f"POST /tools: 409: Instance with name '{request.name}' already exists.",
                                 status_code=409)  # fmt: skip
 
