@@ -19,6 +19,7 @@ from reconciler.errors import (
     ConfigError,
     DtmaAlreadyStoppedError,
     DtmaDeployTimeoutError,
+    DtmaDockerUnavailableError,
     DtmaNameTakenError,
     DtmaServerError,
     DtmaTokenError,
@@ -181,3 +182,19 @@ def test_the_timeouts_are_settings() -> None:
     assert (from_environ({}).dtma_deploy_timeout, from_environ({}).dtma_call_deadline) == (600.0, 60.0)
     with pytest.raises(ConfigError, match="RECONCILER_DTMA_DEPLOY_TIMEOUT"):
         from_environ({"RECONCILER_DTMA_DEPLOY_TIMEOUT": "soon"})
+
+
+def docker_down(req: Request, conn: socket.socket, stop: threading.Event) -> None:
+    body = {
+        "status": "healthy",
+        "version": "0.1.0",
+        "tool_instances": [{"error": "connect ENOENT /var/run/docker.sock"}],
+    }
+    conn.sendall(answer(200, body))
+
+
+def test_an_agent_that_cannot_reach_docker_is_unobserved_never_empty(dtma: DtmaClient) -> None:
+    with loopback(docker_down) as agent:
+        with pytest.raises(DtmaDockerUnavailableError, match="cannot reach Docker"):
+            dtma.list(agent.target())
+        assert isinstance(dtma.list_many([agent.target()])["env-loop"], DtmaDockerUnavailableError)
