@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_run(r: dict[str, Any]) -> None:
     head = f"run {r['id']} {r['kind']} {r['started']} -> {r['outcome'] or 'running'}"
-    head += f"  digest={(r['manifest_digest'] or '-')[:19]} commit={(r['git_commit'] or '-')[:12]}"
+    commit = r["git_commit"] or "-"
+    short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    head += f"  digest={(r['manifest_digest'] or '-')[:19]} commit={short}"
     if r["note"]:
         head += f"  ({r['note']})"
     print(head)
