@@ -166,3 +166,8 @@ class PlanError(ReconcilerError):
 
 class ConfigError(ReconcilerError):
     """Settings or command-line options that do not fit together."""
+
+
+class DtmaTokenError(DtmaAuthError, ConfigError):
+    """The bearer token cannot be sent at all (characters outside Latin-1): a configuration error, and for
+    the toolbox an auth failure, so it is unobserved rather than read as empty."""

@@ -31,7 +31,7 @@ from reconciler.errors import JournalError
 from reconciler.state_dir import make_state_dir
 
 INTERRUPTED = "interrupted"
-OUTCOMES = ("ok", "failed", "skipped", INTERRUPTED)
+OUTCOMES = ("ok", "failed", "skipped", INTERRUPTED, "pending")  # "pending": a deploy sent, not yet confirmed
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a write waits for another process holding the journal before giving up."""
 _NEARLY_FULL_BYTES = 1 << 20

@@ -1,9 +1,8 @@
-"""``reconciler validate`` as users run it: the installed command, from another directory."""
+"""``reconciler validate`` as users run it: through the running interpreter, from another directory."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def reconciler(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = shutil.which("reconciler")
-    argv = [command] if command else [sys.executable, "-m", "reconciler"]
+    argv = [sys.executable, "-m", "reconciler"]
     environ = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "CONTEXT7_API_KEY")}
     environ.update(env or {})
     return subprocess.run(
