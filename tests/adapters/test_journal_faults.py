@@ -129,6 +129,9 @@ def test_journal_of_junk_bytes(setup: Setup) -> None:
     fix = f"mv {path} {path}.damaged"
     one_error_line(setup.plan(path), "is damaged", fix)
     one_error_line(setup.cli("journal", "--journal", str(path)), "is damaged", fix)
+    for command in (["apply"], ["run", "--once"]):  # stopped before anything is applied
+        done = setup.cli(*command, str(setup.manifest), "--database", setup.database, "--journal", str(path))
+        one_error_line(done, "is damaged", fix)
 
 
 @pytest.mark.parametrize("size", [100, 8192])
