@@ -116,7 +116,15 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from reconciler.errors import ConfigError
+    from reconciler.model.semantic import control_character
     from reconciler.runtime.stores import open_store
+
+    found = control_character(args.name)
+    if found is not None:
+        raise ConfigError(
+            f"environment name {args.name!r} holds a control character ({found}); use printable text"
+        )
 
     url = database_url(args)
     with _database_path(url):

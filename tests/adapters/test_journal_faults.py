@@ -236,3 +236,10 @@ def test_db_migrate_with_a_file_in_place_of_the_database_directory(setup: Setup)
         setup.cli("db", "migrate", "--database", "sqlite:////proc/nope/state.db"), "/proc/nope/state.db"
     )
     assert blocker.read_text() == "x"
+
+
+def test_db_add_environment_refuses_a_name_with_a_control_character(setup: Setup) -> None:
+    done = setup.cli("db", "add-environment", "tb\x1b[31m", "--address", "10.0.0.1", "--database", setup.database)
+    one_error_line(done, "'tb\\x1b[31m'", "control character (U+001B)")
+    listed = setup.cli("db", "environments", "--database", setup.database)
+    assert "no environments registered" in listed.stdout
