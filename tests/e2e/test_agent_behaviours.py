@@ -153,6 +153,26 @@ def test_an_unpublished_host_port_is_drift_with_its_cause(world_factory: Callabl
     assert steps_of(plan) == []
 
 
+def test_host_address_is_sent_and_a_port_without_host_port_is_not_published(
+    world_factory: Callable[..., World],
+) -> None:
+    w = world_factory(1, mode="newer")
+    w.write({"tb0": [server("srv-a", hostPort=31001), server("srv-b", hostPort=31002, hostIp="127.0.0.1"),
+                     server("srv-c")]})  # fmt: skip
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    bindings = {n: c["port_bindings"] for n, c in all_containers(w, 0).items() if n.startswith("srv-")}
+    assert bindings["srv-a"] == {"8080/tcp": [{"HostPort": "31001", "HostIp": "0.0.0.0"}]}
+    assert bindings["srv-b"] == {"8080/tcp": [{"HostPort": "31002", "HostIp": "127.0.0.1"}]}
+    assert not bindings["srv-c"]  # no random port on every interface
+    assert w.cli("plan", str(w.manifests), "--detailed-exitcode").returncode == 0
+    # moving a server to another host address needs a new container
+    w.write({"tb0": [server("srv-a", hostPort=31001, hostIp="127.0.0.1"), server("srv-b", hostPort=31002,
+                     hostIp="127.0.0.1"), server("srv-c")]})  # fmt: skip
+    plan = w.plan_json()
+    assert steps_of(plan) == [("tb0", "srv-a", "replace")]
+    assert {"field": "host_ip", "old": "0.0.0.0", "new": "127.0.0.1"} in plan["steps"][0]["changes"]
+
+
 def test_two_servers_sharing_an_image_are_a_plan_error(world_factory: Callable[..., World]) -> None:
     w = world_factory(1, mode="newer")
     w.write({"tb0": [server("srv-a", image="ghcr.io/acme/same:1"), server("srv-b", image="ghcr.io/acme/same:1")]})
