@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -171,6 +172,30 @@ def test_host_address_is_sent_and_a_port_without_host_port_is_not_published(
     plan = w.plan_json()
     assert steps_of(plan) == [("tb0", "srv-a", "replace")]
     assert {"field": "host_ip", "old": "0.0.0.0", "new": "127.0.0.1"} in plan["steps"][0]["changes"]
+
+
+def test_a_toolbox_failing_mid_apply_skips_its_remaining_steps_only(world_factory: Callable[..., World]) -> None:
+    w = world_factory(2, mode="newer")
+    w.write({"tb0": [server("srv-a"), server("srv-b"), server("srv-c")], "tb1": [server("srv-d")]})
+    w.extra_env["RECONCILER_DTMA_DEPLOY_TIMEOUT"] = "1"
+    w.sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=5.0)
+    proc = w.popen("apply", str(w.manifests))
+    try:
+        # the first POST on tb0 reaches the agent and hangs; then tb0 goes away entirely
+        deadline = time.monotonic() + 20
+        while w.sim.counters(0).get("POST /tools", 0) < 1:
+            assert time.monotonic() < deadline and proc.poll() is None, "the first deploy never arrived"
+            time.sleep(0.01)
+        w.sim.sim.set_faults(0, drop=True)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert w.sim.counters(0)["POST /tools"] == 1  # srv-b and srv-c were not tried
+    assert (out + err).count("failed mid-apply") >= 2
+    w.sim.sim.clear_faults(0)
+    assert all_containers(w, 1)["srv-d"]["state"] == "running"
 
 
 def test_two_servers_sharing_an_image_are_a_plan_error(world_factory: Callable[..., World]) -> None:
