@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from reconciler.core.observed import INSTALLATION_STATUSES, LiveContainer, LiveListing, RecordedEnvironment
 from reconciler.core.plan import Policy
 from reconciler.core.planner import plan
-from reconciler.core.render_json import plan_from_dict, plan_to_dict
 from reconciler.model.spec import Desired, EnvironmentPolicy, EnvironmentSpec, SecretRef, ServerSpec, SourceRef
 from reconciler.model.spec_hash import spec_hash
 from reconciler.model.stored import stored_config
+from reconciler.presentation.plan_json import plan_from_dict, plan_to_dict
 from reconciler.resources import schema_path
 from tests.core.world import World, instance_from_config, matching_world
 
