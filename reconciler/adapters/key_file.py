@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from reconciler.errors import ConfigError
+from reconciler.state_dir import make_state_dir
 
 
 def read_or_create_key(path: Path) -> tuple[bytes, bool]:
@@ -16,7 +17,7 @@ def read_or_create_key(path: Path) -> tuple[bytes, bool]:
     created = False
     try:
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_state_dir(path.parent)  # .reconciler/ gets its .gitignore
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:

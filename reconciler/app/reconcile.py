@@ -113,7 +113,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
     last: dict[tuple[str, str], str] = {}
     path = Path(journal_path or settings.journal_path)
     if path.exists():
-        journal = Journal(path)
+        journal = Journal(path, read_only=True)
         try:
             for s in journal.steps():
                 last[(s.environment, s.server)] = f"{s.action} {s.outcome or 'pending'} at {s.intent_at}"

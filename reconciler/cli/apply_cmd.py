@@ -97,9 +97,12 @@ def run(args: argparse.Namespace) -> int:
     the_plan = result.plan or Plan(steps=())
     sys.stdout.write(render(the_plan, "text", use_color(sys.stdout)))
     applied = result.results
-    failed = result.failed
+    # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
+    # mid-apply, a held name, a deploy still pulling): one line each.
+    failed = [r for r in applied if r.outcome == "failed" or r.notice is not None]
     for r in failed:
-        print(f"failed: {r.step.action} {r.step.environment_name}/{r.step.server}: {r.message}", file=sys.stderr)
+        where = f"{r.step.environment_name}/{r.step.server}"
+        print(f"{r.outcome}: {r.step.action} {where}: {r.message}", file=sys.stderr)
     for err in the_plan.errors:
         print(f"error: {err}", file=sys.stderr)
     for gap in result.verdict.gaps:
