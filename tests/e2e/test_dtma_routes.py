@@ -8,7 +8,6 @@ from collections.abc import Callable
 from tests.e2e.conftest import World, kinds_of, server, steps_of
 
 
-
 def test_a_rejected_token_is_an_unobserved_toolbox_never_a_normal_plan(
     world_factory: Callable[..., World],
 ) -> None:

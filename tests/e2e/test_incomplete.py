@@ -54,6 +54,11 @@ def token_rejected(w: World) -> None:
     w.extra_env["BACKEND_TO_DTMA_API_KEY"] = "not-the-agents-token"
 
 
+def docker_down(w: World) -> None:
+    bump(w)
+    w.sim.sim.set_faults(0, docker_down=True)
+
+
 def mass_delete(w: World) -> None:
     w.write({"tb0": [server("srv-a")]}, prune=True)
 
@@ -77,6 +82,7 @@ CASES: dict[str, tuple[Setup, str, str]] = {
     "every toolbox unreachable": (nothing_listening, "tb0 at 127.", "incomplete"),
     "no DTMA token": (no_token, "tb0 at 127.", "incomplete"),
     "token rejected (403)": (token_rejected, "tb0 at 127.", "incomplete"),
+    "Docker unreachable on the host": (docker_down, "tb0 at 127.", "incomplete"),
     "mass delete refused": (mass_delete, "tb0 at 127.", "refused"),
     "allowEmpty refused": (empty_refused, "tb0 at 127.", "refused"),
     "declared server blocked by a container not ours": (name_taken_by_a_stranger, "tb0 at 127.", "incomplete"),
