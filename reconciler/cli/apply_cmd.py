@@ -49,6 +49,7 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.core.plan import Policy
+    from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.reconcile import reconcile_once, step_line
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         elif tty:
             mark = {"ok": "done", "skipped": "skip", "failed": "FAIL"}.get(result.outcome, result.outcome)
             tail = f": {line['message']}" if line["message"] else ""
-            print(f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}", file=sys.stderr)
+            text = f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}"
+            print(printable(text), file=sys.stderr)
 
     result = reconcile_once(
         settings,
@@ -86,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     applied = result.applied.results if result.applied else ()
     failed = [r for r in applied if r.outcome == "failed"]
     for r in failed:
-        print(f"failed: {r.step.action} {r.step.environment_name}/{r.step.server}: {r.message}", file=sys.stderr)
+        text = f"failed: {r.step.action} {r.step.environment_name}/{r.step.server}: {r.message}"
+        print(printable(text), file=sys.stderr)
     for err in result.plan.errors:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)
     return apply_exit_code(result.outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
+from reconciler.presentation.escape import printable
 from reconciler.presentation.summary import counts_line
 
 SYMBOLS: dict[Action, str] = {
@@ -36,36 +37,38 @@ def summary_line(plan: Plan) -> str:
     return counts_line(plan)
 
 
+def _value(value: str | None) -> str:
+    return "(none)" if value is None else printable(value)
+
+
 def _step_lines(step: Step, color: bool) -> list[str]:
-    head = f"{SYMBOLS[step.action]} {step.action.value} {step.server}"
-    where = f"  ({step.source})" if step.source is not None and step.source.line > 0 else ""
-    lines = [f"  {_paint(head, _COLOURS[step.action], color)}{where}", f"      # {step.reason}"]
-    for ch in step.changes:
-        lines.append(f"      {ch.field}: {ch.old if ch.old is not None else '(none)'} -> "
-                     f"{ch.new if ch.new is not None else '(none)'}")  # fmt: skip
-    if step.status_to is not None and step.action is Action.SYNC_STATUS:
-        lines.append(f"      status_on_toolbox := {step.status_to}")
+    head = f"{SYMBOLS[step.action]} {step.action.value} {printable(step.server)}"
+    where = f"  ({printable(step.source)})" if step.source is not None and step.source.line > 0 else ""
+    lines = [f"  {_paint(head, _COLOURS[step.action], color)}{where}", f"      # {printable(step.reason)}"]
+    # A sync step's one change is its status (status_on_toolbox: old -> new): shown once, as every change.
+    lines += [f"      {printable(ch.field)}: {_value(ch.old)} -> {_value(ch.new)}" for ch in step.changes]
     return lines
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
     lines: list[str] = []
     for err in plan.errors:
-        lines.append(_paint(f"Error: {err}", "31", color))
+        lines.append(_paint(f"Error: {printable(err)}", "31", color))
     current: tuple[str, str] | None = None
     for step in plan.steps:
         key = (step.environment_name, step.environment_id)
         if key != current:
             current = key
-            lines += ["", f"environment {step.environment_name} ({step.environment_id}):"]
+            lines += ["", f"environment {printable(step.environment_name)} ({printable(step.environment_id)}):"]
         lines += _step_lines(step, color)
     if plan.notices:
         lines += ["", "Notices:"]
         for n in plan.notices:
-            who = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
-            where = f"  ({n.source})" if n.source is not None and n.source.line > 0 else ""
+            who = printable(f"{n.environment_name}/{n.server}" if n.server else n.environment_name)
+            where = f"  ({printable(n.source)})" if n.source is not None and n.source.line > 0 else ""
             lines.append(
-                f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: {n.message}{where}"
+                f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: "
+                f"{printable(n.message)}{where}"
             )
     lines += ["", _paint(summary_line(plan), "1", color)]
     return "\n".join(lines).lstrip("\n") + "\n"
