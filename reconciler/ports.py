@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -53,8 +53,10 @@ class Store(Protocol):
         """Whether the database allows one instance per catalog row (image) per toolbox."""
         ...
 
-    def ensure_catalog(self, image: str) -> str:
-        """Id of the catalog row for this image, created (marked as the reconciler's) if missing."""
+    def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
+        """Id of the catalog row for this image, created if missing: marked as the reconciler's, private
+        (``is_public = false``) and ``created_by`` the user owning ``environment_id``, where those columns
+        exist."""
         ...
 
     def create_instance(self, new: NewInstance) -> str: ...
@@ -68,7 +70,17 @@ class Store(Protocol):
         clear_error: bool = False,
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
-    ) -> None: ...
+        catalog_id: str | None = None,
+    ) -> None:
+        """Write what is given. ``config`` also writes the columns derived from it (MCP columns in a
+        combination the table's CHECKs accept, ``port_mapping_json``, ``version``); ``catalog_id`` moves the
+        row to another catalog row (an image change)."""
+        ...
+
+    def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
+        """``last_heartbeat_from_dtma = at`` on instances an agent has just listed, skipping rows beaten
+        less than ``min_interval`` seconds before; returns how many rows were written."""
+        ...
 
     def delete_instance(self, instance_id: str) -> None: ...
 

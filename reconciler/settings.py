@@ -14,6 +14,11 @@ from reconciler.model.secrets import Secret
 DEFAULT_DATABASE_URL = "sqlite:///.reconciler/state.db"
 DEFAULT_JOURNAL_PATH = ".reconciler/journal.db"
 DEFAULT_DTMA_PORT = 30000
+# Which token the agents are called with. Agentopia's backend calls every agent with
+# BACKEND_TO_DTMA_API_KEY; the environment row's dtma_bearer_token is the agent's token toward the backend
+# (heartbeats), which the older agent does not accept. "row" is an explicit opt-in for deployments whose
+# agents take their row's token (falling back to the key where a row has none).
+TOKEN_SOURCES = ("backend-key", "row")
 
 
 def mask_url(url: str) -> str:
@@ -27,10 +32,13 @@ class Settings:
     journal_path: str = DEFAULT_JOURNAL_PATH
     dtma_port: int = DEFAULT_DTMA_PORT
     dtma_token: Secret | None = field(default=None, repr=False)
+    dtma_token_source: str = "backend-key"  # one of TOKEN_SOURCES
     dtma_scheme: str = "http"
     dtma_ca_bundle: str | None = None  # PEM file of the CA that signed the agents' certificates
     dtma_connect_timeout: float = 3.0
     dtma_read_timeout: float = 30.0
+    dtma_call_deadline: float = 60.0  # overall limit of one call, retries included (a trickling agent)
+    dtma_deploy_timeout: float = 600.0  # POST /tools answers only after pulling the image
     dtma_concurrency: int = 64
     apply_concurrency: int = 16
     secret_key: Secret | None = field(default=None, repr=False)  # HMAC key for secret fingerprints
@@ -54,7 +62,13 @@ class Settings:
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    token = env.get("BACKEND_TO_DTMA_API_KEY") or env.get("DTMA_BEARER_TOKEN")
+    token_setting = "BACKEND_TO_DTMA_API_KEY" if env.get("BACKEND_TO_DTMA_API_KEY") else "DTMA_BEARER_TOKEN"
+    token = env.get(token_setting)
+    if token and not _latin1(token):
+        raise ConfigError(
+            f"{token_setting} holds characters outside Latin-1, which no HTTP header can carry; "
+            "use the token the agents were given"
+        )
     key = env.get("RECONCILER_SECRET_KEY")
     ca_bundle = env.get("RECONCILER_DTMA_CA_BUNDLE") or None
     if ca_bundle and not os.path.isfile(ca_bundle):
@@ -62,21 +76,35 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     scheme = env.get("RECONCILER_DTMA_SCHEME") or ("https" if ca_bundle else "http")
     if scheme not in ("http", "https"):
         raise ConfigError(f"RECONCILER_DTMA_SCHEME={scheme!r} must be http or https")
+    token_source = env.get("RECONCILER_DTMA_TOKEN_SOURCE") or "backend-key"
+    if token_source not in TOKEN_SOURCES:
+        raise ConfigError(f"RECONCILER_DTMA_TOKEN_SOURCE={token_source!r} must be {' or '.join(TOKEN_SOURCES)}")
     return Settings(
         database_url=env.get("RECONCILER_DATABASE_URL", DEFAULT_DATABASE_URL),
         journal_path=env.get("RECONCILER_JOURNAL", DEFAULT_JOURNAL_PATH),
         dtma_port=_number(env, "DTMA_PORT", DEFAULT_DTMA_PORT, int),
         dtma_token=Secret(token) if token else None,
+        dtma_token_source=token_source,
         dtma_scheme=scheme,
         dtma_ca_bundle=ca_bundle,
         dtma_connect_timeout=_number(env, "RECONCILER_DTMA_CONNECT_TIMEOUT", 3.0, float),
         dtma_read_timeout=_number(env, "RECONCILER_DTMA_READ_TIMEOUT", 30.0, float),
+        dtma_call_deadline=_number(env, "RECONCILER_DTMA_CALL_DEADLINE", 60.0, float),
+        dtma_deploy_timeout=_number(env, "RECONCILER_DTMA_DEPLOY_TIMEOUT", 600.0, float),
         dtma_concurrency=_number(env, "RECONCILER_DTMA_CONCURRENCY", 64, int),
         apply_concurrency=_number(env, "RECONCILER_APPLY_CONCURRENCY", 16, int),
         secret_key=Secret(key) if key else None,
         journal_max_age_days=_number(env, "RECONCILER_JOURNAL_MAX_AGE_DAYS", 90.0, float),
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
     )
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 N = TypeVar("N", int, float)

@@ -16,8 +16,8 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -87,6 +87,7 @@ class PostgresStore:
         self._columns: dict[str, frozenset[str]] = {}
         self._unique_pair = True
         self._created_by_us = False
+        self._mcp_rules = rows.AGENTOPIA_MCP_RULES
         self._connection()
         if create:
             self.migrate()
@@ -148,7 +149,8 @@ class PostgresStore:
     # -- schema --------------------------------------------------------------------------------------------
 
     def _introspect(self) -> None:
-        """Columns, the unique pair and the marker, read once (and again after a migration)."""
+        """Columns, CHECK constraints, the unique pair and the marker, read once (and again after a
+        migration)."""
         with self._guard("reading the schema") as conn:
             found = self._all(
                 conn,
@@ -170,6 +172,12 @@ class PostgresStore:
                     "'tool_catalog_id']",
                 )
             )
+            checks = self._all(
+                conn,
+                "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint "
+                "WHERE conrelid = to_regclass('account_tool_instances') AND contype = 'c'",
+            )
+            self._mcp_rules = rows.mcp_rules_from_checks(str(r["def"]) for r in checks)
             self._created_by_us = META_TABLE in self._columns and bool(
                 self._all(
                     conn,
@@ -199,6 +207,11 @@ class PostgresStore:
     def unique_image_per_environment(self) -> bool:
         """Whether unique (account_tool_environment_id, tool_catalog_id) holds (then one server per image)."""
         return self._unique_pair
+
+    @property
+    def mcp_rules(self) -> rows.McpRules:
+        """What the instance table's CHECK constraints accept in the MCP columns."""
+        return self._mcp_rules
 
     @property
     def mcp_columns(self) -> frozenset[str]:
@@ -290,12 +303,13 @@ class PostgresStore:
             )
         return tuple(rows.instance_from_row(r) for r in instances)
 
-    def ensure_catalog(self, image: str) -> str:
+    def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
         cached = self._catalog_cache.get(image)
         if cached is not None:
             return cached
         present = self._columns.get("tool_catalog", frozenset())
-        values = {k: v for k, v in rows.catalog_values(image, str(uuid.uuid4())).items() if k in present}
+        owner = self._owner(environment_id) if "created_by" in present else None
+        values = {k: v for k, v in rows.catalog_values(image, str(uuid.uuid4()), owner).items() if k in present}
         own = (
             "SELECT id::text AS id FROM tool_catalog WHERE docker_image_url = %s "
             "AND version_info->>'managed_by' = %s ORDER BY created_at, id LIMIT 1"
@@ -315,6 +329,16 @@ class PostgresStore:
         self._catalog_cache[image] = str(found[0]["id"])
         return self._catalog_cache[image]
 
+    def _owner(self, environment_id: str | None) -> str | None:
+        """The user owning a toolbox: who a new catalog row is ``created_by``."""
+        if environment_id is None or not rows.is_uuid(environment_id):
+            return None
+        with self._guard(f"reading the owner of environment {environment_id}") as conn:
+            found = self._all(
+                conn, "SELECT user_id::text AS u FROM account_tool_environments WHERE id = %s", [environment_id]
+            )
+        return str(found[0]["u"]) if found and found[0]["u"] else None
+
     def _insert(self, conn: Connection, table: str, values: Mapping[str, Any], *, suffix: str = "") -> None:
         cols = list(values)
         params = [Jsonb(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c] for c in cols]
@@ -326,9 +350,9 @@ class PostgresStore:
 
     def create_instance(self, new: NewInstance) -> str:
         instance_id = rows.check_uuid(new.instance_id, "instance id") if new.instance_id else str(uuid.uuid4())
-        base, mcp = rows.new_instance_values(new, instance_id)
         present = self._columns.get("account_tool_instances", frozenset())
-        values = {k: v for k, v in {**base, **mcp}.items() if k in present}
+        every = rows.new_instance_values(new, instance_id, self._mcp_rules)
+        values = {k: v for k, v in every.items() if k in present}
         with self._guard(f"creating instance {new.name} on environment {new.environment_id}") as conn:
             try:
                 with conn.transaction():
@@ -359,9 +383,12 @@ class PostgresStore:
         clear_error: bool = False,
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
+        catalog_id: str | None = None,
     ) -> None:
         present = self._columns.get("account_tool_instances", frozenset())
         sets: dict[str, Any] = {}
+        if catalog_id is not None:
+            sets["tool_catalog_id"] = rows.check_uuid(catalog_id, "catalog id")
         if status is not None:
             rows.check_status(status, instance_id)
             sets["status_on_toolbox"] = status
@@ -373,8 +400,7 @@ class PostgresStore:
             sets["last_heartbeat_from_dtma"] = heartbeat
         if config is not None:
             sets["base_config_override_json"] = Jsonb(dict(config))
-            sets["port_mapping_json"] = rows.port_mapping(config)
-            sets.update(rows.mcp_values(config))
+            sets.update(rows.config_columns(config, self._mcp_rules))
         sets = {
             c: Jsonb(v) if c in _JSON_COLUMNS and v is not None and not isinstance(v, Jsonb) else v
             for c, v in sets.items()
@@ -393,6 +419,24 @@ class PostgresStore:
             )
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+
+    def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
+        """``last_heartbeat_from_dtma = at`` on the instances an agent has just listed, in one statement;
+        rows beaten less than ``min_interval`` seconds before ``at`` are left as they are (a daemon cycling
+        every few seconds does not rewrite every row each cycle). Returns how many rows were written."""
+        if "last_heartbeat_from_dtma" not in self._columns.get("account_tool_instances", frozenset()):
+            return 0
+        ids = [i for i in instance_ids if rows.is_uuid(i)]
+        if not ids:
+            return 0
+        with self._guard("recording heartbeats") as conn, conn.transaction():
+            cursor = self._execute(
+                conn,
+                "UPDATE account_tool_instances SET last_heartbeat_from_dtma = %s WHERE id = ANY(%s::uuid[]) "
+                "AND (last_heartbeat_from_dtma IS NULL OR last_heartbeat_from_dtma < %s)",
+                [at, ids, at - timedelta(seconds=min_interval)],
+            )
+        return max(cursor.rowcount, 0)
 
     def delete_instance(self, instance_id: str) -> None:
         if not rows.is_uuid(instance_id):

@@ -14,8 +14,8 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+from collections.abc import Collection, Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,19 +216,32 @@ class SqliteStore:
             values = self._db.conn.execute(sql).fetchall()
         return self._decoder.decode(values)
 
-    def ensure_catalog(self, image: str) -> str:
+    def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
         cached = self._catalog_cache.get(image)
         if cached is not None:
             return cached
-        values = rows.catalog_values(image, str(uuid.uuid4()))
         with self._guard(f"ensuring the catalog row of {image}"), self._db.atomic():
             found = self._own_catalog(image)
             if found is None:
+                present = set(self._db["tool_catalog"].columns_dict)
+                owner = self._owner(environment_id) if "created_by" in present else None
+                values = {
+                    k: v for k, v in rows.catalog_values(image, str(uuid.uuid4()), owner).items() if k in present
+                }
                 self._insert("tool_catalog", values, json_columns=("version_info", "default_config_template"))
                 found = values["id"]
                 log.info("created catalog row %s for image %s", found, image)
         self._catalog_cache[image] = found
         return found
+
+    def _owner(self, environment_id: str | None) -> str | None:
+        """The user owning a toolbox: who a new catalog row is ``created_by``."""
+        if environment_id is None:
+            return None
+        found = list(
+            self._db.query("SELECT user_id FROM account_tool_environments WHERE id = ?", [environment_id])
+        )
+        return str(found[0]["user_id"]) if found and found[0]["user_id"] else None
 
     def _own_catalog(self, image: str) -> str | None:
         for row in self._db.query(
@@ -249,8 +262,7 @@ class SqliteStore:
 
     def create_instance(self, new: NewInstance) -> str:
         instance_id = new.instance_id or str(uuid.uuid4())
-        base, mcp = rows.new_instance_values(new, instance_id)
-        values = {**base, **mcp}
+        values = rows.new_instance_values(new, instance_id)
         json_columns = ("base_config_override_json", "port_mapping_json", *rows.MCP_JSON_COLUMNS)
         try:
             with self._guard(f"creating instance {new.name} on {new.environment_id}"), self._db.atomic():
@@ -270,8 +282,11 @@ class SqliteStore:
         clear_error: bool = False,
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
+        catalog_id: str | None = None,
     ) -> None:
         sets: dict[str, Any] = {}
+        if catalog_id is not None:
+            sets["tool_catalog_id"] = catalog_id
         if status is not None:
             rows.check_status(status, instance_id)
             sets["status_on_toolbox"] = status
@@ -283,10 +298,9 @@ class SqliteStore:
             sets["last_heartbeat_from_dtma"] = rows.format_time(heartbeat)
         if config is not None:
             sets["base_config_override_json"] = rows.dump_json(dict(config))
-            pm = rows.port_mapping(config)
-            sets["port_mapping_json"] = rows.dump_json(pm) if pm is not None else None
-            for column, value in rows.mcp_values(config).items():
-                sets[column] = rows.dump_json(value) if column in rows.MCP_JSON_COLUMNS else value
+            for column, value in rows.config_columns(config).items():
+                json_column = column in rows.MCP_JSON_COLUMNS or column == "port_mapping_json"
+                sets[column] = rows.dump_json(value) if json_column and value is not None else value
         if not sets:
             return
         assignments = ", ".join(f"{c} = ?" for c in sets)
@@ -296,6 +310,26 @@ class SqliteStore:
             )
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+
+    def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
+        """``last_heartbeat_from_dtma = at`` on the instances an agent has just listed; rows beaten less than
+        ``min_interval`` seconds before ``at`` are left alone. Returns how many rows were written."""
+        ids = list(instance_ids)
+        if not ids:
+            return 0
+        stamp, older = rows.format_time(at), rows.format_time(at - timedelta(seconds=min_interval))
+        written = 0
+        with self._guard("recording heartbeats"), self._db.atomic():
+            for start in range(0, len(ids), 500):  # SQLite bounds the number of parameters
+                chunk = ids[start : start + 500]
+                cursor = self._db.execute(
+                    "UPDATE account_tool_instances SET last_heartbeat_from_dtma = ? "
+                    f"WHERE id IN ({', '.join('?' for _ in chunk)}) "
+                    "AND (last_heartbeat_from_dtma IS NULL OR last_heartbeat_from_dtma < ?)",
+                    [stamp, *chunk, older],
+                )
+                written += max(cursor.rowcount, 0)
+        return written
 
     def delete_instance(self, instance_id: str) -> None:
         with self._guard(f"deleting instance {instance_id}"), self._db.atomic():

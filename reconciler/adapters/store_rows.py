@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +35,15 @@ MCP_COLUMNS: tuple[str, ...] = (
     "mcp_discovery_metadata",
 )
 MCP_JSON_COLUMNS = frozenset({"mcp_server_capabilities", "mcp_discovery_metadata"})
-# What Agentopia's mcp_transport_type column accepts. streamable-http has no value there: the column is left
-# NULL and the transport is kept in base_config_override_json.mcp and mcp_discovery_metadata.
+# What Agentopia's mcp_transport_type column accepts (its CHECK), and what its server-type column accepts.
 COLUMN_TRANSPORTS = frozenset({"stdio", "sse", "websocket"})
+COLUMN_SERVER_TYPES = frozenset({"standard_tool", "mcp_server"})
+# A transport the column does not accept is written as the closest one it does. Agentopia's CHECK
+# chk_mcp_server_required_fields requires a transport whenever mcp_server_type = 'mcp_server', so NULL is
+# no way out: streamable-http (MCP's successor of HTTP+SSE, served over plain HTTP on one endpoint) is
+# closest to sse. The true transport stays in base_config_override_json.mcp.transport and in
+# mcp_discovery_metadata.transport, which the reconciler reads back; the column only informs Agentopia.
+CLOSEST_TRANSPORT = {"streamable-http": "sse", "http": "sse"}
 # Who "owns" a toolbox registered with `reconciler db add-environment` when no --user-id is given.
 DEFAULT_USER_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -256,48 +263,147 @@ def config_with_mcp(
     return out
 
 
-def mcp_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Values for the five MCP columns, from the config's ``mcp`` block (JSON columns as Python values)."""
+@dataclass(frozen=True)
+class McpRules:
+    """What the instance table's CHECK constraints accept in the MCP columns (read from the database).
+
+    ``required`` are the columns that must be NOT NULL when ``mcp_server_type = 'mcp_server'``: Agentopia's
+    ``chk_mcp_server_required_fields`` requires ``mcp_transport_type``. The defaults are Agentopia's rules,
+    used where the constraints cannot be read (SQLite) so that every store writes the same combination."""
+
+    transports: frozenset[str] = COLUMN_TRANSPORTS
+    server_types: frozenset[str] = COLUMN_SERVER_TYPES
+    required: frozenset[str] = frozenset({"mcp_transport_type"})
+
+
+AGENTOPIA_MCP_RULES = McpRules()
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+_NOT_NULL = re.compile(r"\b(mcp_[a-z_]+) IS NOT NULL", re.IGNORECASE)
+
+
+def mcp_rules_from_checks(definitions: Iterable[str]) -> McpRules:
+    """The rules in a table's CHECK constraint texts (``pg_get_constraintdef``). A column with no list of
+    values keeps Agentopia's; a constraint that names ``'mcp_server'`` and ``X IS NOT NULL`` makes X
+    required for MCP servers."""
+    transports: frozenset[str] | None = None
+    server_types: frozenset[str] | None = None
+    required: set[str] = set()
+    for text in definitions:
+        literals = frozenset(v.replace("''", "'") for v in _QUOTED.findall(text))
+        names_type = "mcp_server_type" in text
+        names_transport = "mcp_transport_type" in text
+        if names_type and "'mcp_server'" in text and " IS NOT NULL" in text.upper():
+            required |= {c for c in _NOT_NULL.findall(text) if c in MCP_COLUMNS}
+        elif names_transport and not names_type and literals:
+            transports = literals if transports is None else transports & literals
+        elif names_type and not names_transport and literals:
+            server_types = literals if server_types is None else server_types & literals
+    return McpRules(
+        # No list of values: still only Agentopia's three, which its code knows.
+        transports=COLUMN_TRANSPORTS if transports is None else transports,
+        server_types=COLUMN_SERVER_TYPES if server_types is None else server_types,
+        required=frozenset(required),
+    )
+
+
+def mcp_values(config: Mapping[str, Any], rules: McpRules = AGENTOPIA_MCP_RULES) -> dict[str, Any]:
+    """Values for the five MCP columns, from the config's ``mcp`` block (JSON columns as Python values),
+    in a combination the table's CHECK constraints accept (see CLOSEST_TRANSPORT)."""
     mcp = config.get("mcp")
     if not isinstance(mcp, dict):
         return {}
-    transport = mcp.get("transport")
+    transport = mcp.get("transport") if isinstance(mcp.get("transport"), str) else None
     capabilities = mcp.get("capabilities")
     server_type = mcp.get("server_type")
-    return {
-        "mcp_server_type": server_type if server_type in ("standard_tool", "mcp_server") else "mcp_server",
-        "mcp_endpoint_path": mcp.get("endpoint") if isinstance(mcp.get("endpoint"), str) else None,
-        "mcp_transport_type": transport if transport in COLUMN_TRANSPORTS else None,
+    server_type = server_type if server_type in COLUMN_SERVER_TYPES else "mcp_server"
+    column_transport = transport if transport in rules.transports else None
+    if column_transport is None and transport is not None:
+        closest = CLOSEST_TRANSPORT.get(transport)
+        column_transport = closest if closest in rules.transports else None
+    endpoint = mcp.get("endpoint") if isinstance(mcp.get("endpoint"), str) else None
+    values: dict[str, Any] = {
+        "mcp_server_type": server_type,
+        "mcp_endpoint_path": endpoint,
+        "mcp_transport_type": column_transport,
         "mcp_server_capabilities": list(capabilities) if isinstance(capabilities, list) else [],
-        "mcp_discovery_metadata": {"managed_by": MANAGED_BY, "transport": transport},
+        "mcp_discovery_metadata": {
+            "managed_by": MANAGED_BY,
+            "transport": transport,
+            "column_transport": column_transport,
+        },
     }
+    if server_type == "mcp_server" and any(values.get(c) is None for c in rules.required):
+        # No accepted combination as an MCP server: recorded as a standard tool, the truth in the metadata.
+        values["mcp_server_type"] = "standard_tool"
+        values["mcp_discovery_metadata"]["server_type"] = "mcp_server"
+    if values["mcp_server_type"] not in rules.server_types:
+        values["mcp_server_type"] = None
+    return values
 
 
-def port_mapping(config: Mapping[str, Any]) -> Any:
+def port_mapping(config: Mapping[str, Any]) -> dict[str, int | None] | None:
+    """``port_mapping_json`` as the column's comment documents it: ``{"container_port": 8080,
+    "host_port": 49152}``. A port without a host port has ``"host_port": null``; no port at all, NULL."""
+    port = config.get("port")
+    if not isinstance(port, int) or isinstance(port, bool):
+        return None
+    host_port: int | None = None
     host = config.get("HostConfig")
-    if isinstance(host, dict) and isinstance(host.get("PortBindings"), dict):
-        return host["PortBindings"]
-    return None
+    bindings = host.get("PortBindings") if isinstance(host, dict) else None
+    entries = bindings.get(f"{port}/tcp") if isinstance(bindings, dict) else None
+    if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+        raw = str(entries[0].get("HostPort") or "")
+        host_port = int(raw) if raw.isdigit() else None
+    return {"container_port": port, "host_port": host_port}
 
 
-def new_instance_values(new: NewInstance, instance_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(plain columns, MCP columns) for a new row; JSON values still as Python values."""
+def image_version(image: str | None) -> str | None:
+    """The ``version`` column: the image's tag (``latest`` when none is given), or its digest when pinned
+    by digest only."""
+    if not image:
+        return None
+    rest, _, digest = image.partition("@")
+    last_slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > last_slash:
+        return rest[colon + 1 :]
+    return digest or "latest"
+
+
+def config_columns(config: Mapping[str, Any], rules: McpRules = AGENTOPIA_MCP_RULES) -> dict[str, Any]:
+    """Every column written from a stored config, besides the config itself (JSON as Python values)."""
+    image = config.get("image")
+    values: dict[str, Any] = {
+        "port_mapping_json": port_mapping(config),
+        "version": image_version(image if isinstance(image, str) else None),
+    }
+    values.update(mcp_values(config, rules))
+    return values
+
+
+def new_instance_values(
+    new: NewInstance, instance_id: str, rules: McpRules = AGENTOPIA_MCP_RULES
+) -> dict[str, Any]:
+    """Every column of a new row; JSON values still as Python values."""
     config = config_with_mcp(new.config, new.transport, new.endpoint, new.capabilities)
-    base = {
+    return {
         "id": instance_id,
         "account_tool_environment_id": new.environment_id,
         "tool_catalog_id": new.catalog_id,
         "instance_name_on_toolbox": new.name,
         "status_on_toolbox": "pending_deploy",
         "base_config_override_json": config,
-        "port_mapping_json": port_mapping(config),
+        **config_columns(config, rules),
     }
-    return base, mcp_values(config)
 
 
-def catalog_values(image: str, catalog_id: str) -> dict[str, Any]:
+def catalog_values(image: str, catalog_id: str, owner: str | None = None) -> dict[str, Any]:
     """A catalog row of the reconciler's own for one image. Names carry the image, so they are unique
-    per image and cannot collide with Agentopia's names (which never hold a slash-separated image)."""
+    per image and cannot collide with Agentopia's names (which never hold a slash-separated image).
+
+    Private: Agentopia's ``is_public`` defaults to true and a policy shows public rows to every signed-in
+    user. ``created_by`` is the user owning the toolbox that first needed the image (``owner``), the one
+    Agentopia shows the instance to; NULL when the row is made without a toolbox."""
     label = f"{MANAGED_BY}: {image}"
     return {
         "id": catalog_id,
@@ -312,6 +418,8 @@ def catalog_values(image: str, catalog_id: str) -> dict[str, Any]:
         "version": "1.0.0",
         "category": "mcp",
         "default_config_template": {},
+        "is_public": False,
+        "created_by": owner,
     }
 
 

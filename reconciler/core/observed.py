@@ -48,7 +48,8 @@ class RecordedEnvironment:
     address: str | None
     status: str
     last_heartbeat_at: datetime | None = None
-    # Agentopia's per-droplet token; overrides BACKEND_TO_DTMA_API_KEY when set.
+    # The row's dtma_bearer_token: the agent's token toward the backend. Used to call the agent only with
+    # RECONCILER_DTMA_TOKEN_SOURCE=row; by default agents are called with BACKEND_TO_DTMA_API_KEY.
     dtma_token: Secret | None = field(default=None, repr=False, compare=False)
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from reconciler.core.observed import LiveState, Observed, RecordedEnvironment, RecordedState, Unreachable
+from reconciler.core.observed import (
+    LiveListing,
+    LiveState,
+    Observed,
+    RecordedEnvironment,
+    RecordedState,
+    Unreachable,
+)
 from reconciler.ports import Dtma, DtmaTarget, Store
 from reconciler.settings import Settings
 
@@ -20,11 +27,37 @@ def target_for(env: RecordedEnvironment, settings: Settings) -> DtmaTarget | Unr
         return Unreachable(env.id, f"environment status is {env.status}, not active")
     if not env.address:
         return Unreachable(env.id, "environment has no public IP address")
-    token = env.dtma_token or settings.dtma_token
+    token = settings.dtma_token
+    if settings.dtma_token_source == "row" and env.dtma_token:
+        token = env.dtma_token  # explicit opt-in (RECONCILER_DTMA_TOKEN_SOURCE=row)
     if not token:
         return Unreachable(env.id, "no DTMA token (set BACKEND_TO_DTMA_API_KEY)")
     host = f"[{env.address}]" if ":" in env.address else env.address
     return DtmaTarget(env.id, f"{settings.dtma_scheme}://{host}:{settings.dtma_port}", token)
+
+
+def listed_instance_ids(observed: Observed) -> tuple[str, ...]:
+    """The recorded instances whose container an agent listed in this observation (by the listing's
+    instance id, else by name on the same toolbox): where ``last_heartbeat_from_dtma`` is due."""
+    rows_by_env: dict[str, dict[str, str]] = {}
+    known: set[str] = set()
+    for row in observed.recorded.instances:
+        known.add(row.id)
+        if row.name:
+            rows_by_env.setdefault(row.environment_id, {}).setdefault(row.name, row.id)
+    seen: list[str] = []
+    for env_id, live in observed.live.items():
+        if not isinstance(live, LiveListing):
+            continue
+        names = rows_by_env.get(env_id, {})
+        for c in live.containers:
+            if c.state == "not_found":
+                continue
+            # A listing with ids: the id decides (a name alone may be a stranger's container).
+            found = (c.instance_id if c.instance_id in known else None) if c.instance_id else names.get(c.name)
+            if found is not None:
+                seen.append(found)
+    return tuple(sorted(set(seen)))
 
 
 def targets_for(recorded: RecordedState, settings: Settings) -> dict[str, DtmaTarget]:

@@ -24,7 +24,7 @@ from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Store
 from reconciler.runtime.execute import ApplyResult, Executor, ExecutorConfig, StepResult
 from reconciler.runtime.git_info import manifest_commit
-from reconciler.runtime.observe import observe, targets_for
+from reconciler.runtime.observe import listed_instance_ids, observe, targets_for
 from reconciler.runtime.saved_plan import Basis, basis_of, check_basis
 from reconciler.settings import Settings
 
@@ -84,6 +84,8 @@ def open_dtma(settings: Settings) -> DtmaClient:
     return DtmaClient(
         connect_timeout=settings.dtma_connect_timeout,
         read_timeout=settings.dtma_read_timeout,
+        call_deadline=settings.dtma_call_deadline,
+        deploy_timeout=settings.dtma_deploy_timeout,
         concurrency=settings.dtma_concurrency,
         verify=settings.dtma_verify,
     )
@@ -108,6 +110,7 @@ def execute_plan(
 ) -> ApplyResult:
     """Apply a plan's steps (none when the plan has errors): the apply half shared by ``reconcile_once``
     and the daemon. ``gate`` may veto a step just before it starts (daemon stopping, lock lost)."""
+    store.record_heartbeats(listed_instance_ids(observed), clock.now())
     if the_plan.errors:
         return ApplyResult()
     executor = Executor(

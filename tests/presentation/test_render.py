@@ -29,7 +29,7 @@ def test_text_shows_symbols_reasons_changes_lines_and_summary() -> None:
     assert "      image: ghcr.io/example/mm-replace:1.0.0 -> ghcr.io/example/mm-replace:9" in out
     assert out.index("delete zz-delete") < out.index("stop yy-stop") < out.index("replace mm-replace")
     assert out.rstrip().endswith(
-        "Plan: 3 to create, 1 to replace, 1 to restart, 1 to stop, 1 to delete, 1 to repair."
+        "Plan: 3 to create, 1 to replace, 1 to restart, 0 to start, 1 to stop, 1 to delete, 1 to repair."
     )
     assert "\x1b[" not in out
 
@@ -53,8 +53,8 @@ def test_secrets_render_as_sensitive_changed_only() -> None:
 
 def test_markdown_puts_summary_table_before_collapsed_details() -> None:
     out = render_markdown(planned("35-ordering-mixed"))
-    assert "| create | replace | restart | stop | delete | repair |" in out
-    assert "| 3 | 1 | 1 | 1 | 1 | 1 |" in out
+    assert "| create | replace | restart | start | stop | delete | repair |" in out
+    assert "| 3 | 1 | 1 | 0 | 1 | 1 | 1 |" in out
     assert out.index("| 3 | 1 |") < out.index("<details>")
     assert ":warning: 4 destructive step(s)." in out
 

@@ -16,11 +16,11 @@ from reconciler.core.observed import (
     RecordedEnvironment,
     Unreachable,
 )
-from reconciler.errors import PlanError
+from reconciler.errors import ConfigError, PlanError
 from reconciler.model.secrets import Secret
 from reconciler.runtime.observe import observe, target_for
 from reconciler.runtime.saved_plan import Basis, check_basis, listing_fingerprint
-from reconciler.settings import Settings
+from reconciler.settings import Settings, from_environ
 
 
 def test_basis_round_trips_and_any_change_is_refused_by_name() -> None:
@@ -65,9 +65,23 @@ def test_inactive_or_failing_toolboxes_are_unreachable_never_empty(tmp_path: Pat
     assert "GET /status" not in sim.counters(1)  # an inactive toolbox is not even asked
 
 
-def test_target_uses_the_environment_token_before_the_global_one() -> None:
+def test_agents_are_called_with_the_backend_key_and_the_row_token_only_by_opt_in() -> None:
+    # The row's dtma_bearer_token is the agent's token toward the backend, not the backend's toward the agent.
     env = RecordedEnvironment("e", "n", "10.0.0.5", "active", dtma_token=Secret("own"))
     target = target_for(env, Settings(dtma_token=Secret("global"), dtma_port=30000))
     assert not isinstance(target, Unreachable)
-    assert (target.base_url, target.token.reveal()) == ("http://10.0.0.5:30000", "own")
-    assert isinstance(target_for(env.__class__("e", "n", "10.0.0.5", "active"), Settings()), Unreachable)
+    assert (target.base_url, target.token.reveal()) == ("http://10.0.0.5:30000", "global")
+    opted = target_for(env, Settings(dtma_token=Secret("global"), dtma_token_source="row"))
+    assert not isinstance(opted, Unreachable) and opted.token.reveal() == "own"
+    rowless = env.__class__("e", "n", "10.0.0.5", "active")
+    fallback = target_for(rowless, Settings(dtma_token=Secret("global"), dtma_token_source="row"))
+    assert not isinstance(fallback, Unreachable) and fallback.token.reveal() == "global"
+    assert isinstance(target_for(rowless, Settings()), Unreachable)
+    assert isinstance(target_for(env, Settings()), Unreachable)  # a row token alone is not used by default
+
+
+def test_the_token_source_setting_is_checked() -> None:
+    assert from_environ({}).dtma_token_source == "backend-key"
+    assert from_environ({"RECONCILER_DTMA_TOKEN_SOURCE": "row"}).dtma_token_source == "row"
+    with pytest.raises(ConfigError, match="RECONCILER_DTMA_TOKEN_SOURCE='rows' must be backend-key or row"):
+        from_environ({"RECONCILER_DTMA_TOKEN_SOURCE": "rows"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -38,10 +38,10 @@ def test_migrate_creates_the_schema_and_twice_is_a_no_op(backend: Backend) -> No
     from reconciler.runtime.stores import migrate_database
 
     first = migrate_database(backend.url)
-    assert first.applied == (1,) and first.created
+    assert first.applied == (1, 2) and first.created
     second = migrate_database(backend.url)
-    assert second.applied == () and second.current == 1 and not second.created
-    assert backend.raw("SELECT version FROM schema_migrations") == [(1,)]
+    assert second.applied == () and second.current == 2 and not second.created
+    assert sorted(backend.raw("SELECT version FROM schema_migrations")) == [(1,), (2,)]
     store = backend.open()
     assert store.created_by_reconciler and not store.is_agentopia_database
     generic = backend.raw(
@@ -90,19 +90,25 @@ def test_add_environment_keeps_a_given_id(store: Any) -> None:
 
 
 def test_ensure_catalog_makes_one_marked_row_per_image_and_reuses_it(backend: Backend, store: Any) -> None:
-    a = store.ensure_catalog("ghcr.io/acme/a:1")
+    owner = str(uuid.uuid4())
+    env_id = _env(store, user_id=owner)
+    a = store.ensure_catalog("ghcr.io/acme/a:1", environment_id=env_id)
     assert store.ensure_catalog("ghcr.io/acme/a:1") == a
     b = store.ensure_catalog("ghcr.io/acme/b:1")
     assert b != a and GENERIC_CATALOG_ID not in (a, b)
     again = backend.open()  # a fresh store has no cache: it must find the row in the table
     assert again.ensure_catalog("ghcr.io/acme/a:1") == a
     rows = backend.raw(
-        "SELECT tool_name, name, package_identifier, docker_image_url, category, version_info FROM tool_catalog "
-        "WHERE id = ?",
+        "SELECT tool_name, name, package_identifier, docker_image_url, category, version_info, is_public, "
+        "created_by FROM tool_catalog WHERE id = ?",
         [a],
     )
-    tool_name, name, package, docker, category, info = rows[0]
+    tool_name, name, package, docker, category, info, public, created_by = rows[0]
     assert package == docker == "ghcr.io/acme/a:1" and category == "mcp"
+    # Private, and owned by the user of the toolbox that first needed it (no toolbox: no owner).
+    assert not public and str(created_by) == owner
+    [(public_b, created_by_b)] = backend.raw("SELECT is_public, created_by FROM tool_catalog WHERE id = ?", [b])
+    assert not public_b and created_by_b is None
     assert "ghcr.io/acme/a:1" in tool_name and "ghcr.io/acme/a:1" in name
     info = info if isinstance(info, dict) else json.loads(info)
     assert info["managed_by"] == MANAGED_BY
@@ -133,7 +139,10 @@ def test_create_instance_records_a_pending_row_with_its_config(backend: Backend,
     )
     ports = ports if isinstance(ports, dict) else json.loads(ports)
     assert (server_type, path, transport) == ("mcp_server", "/sse", "sse")
-    assert ports == {"8080/tcp": [{"HostPort": "31001"}]}
+    # The shape port_mapping_json's column comment documents, not Docker's port map.
+    assert ports == {"container_port": 8080, "host_port": 31001}
+    [(version,)] = backend.raw("SELECT version FROM account_tool_instances WHERE id = ?", [iid])
+    assert version == "1.0.0"  # the image tag
 
 
 def test_create_instance_keeps_a_given_id(store: Any) -> None:
@@ -146,20 +155,68 @@ def test_create_instance_keeps_a_given_id(store: Any) -> None:
     )
 
 
-def test_streamable_http_leaves_the_transport_column_null_and_keeps_it_in_the_config(
+def test_streamable_http_is_written_as_the_closest_accepted_transport_and_kept_true_in_the_config(
     backend: Backend, store: Any
 ) -> None:
     env_id = _env(store)
     spec = server(transport="streamable-http", endpoint="/mcp")
     iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
-    [(transport, meta)] = backend.raw(
-        "SELECT mcp_transport_type, mcp_discovery_metadata FROM account_tool_instances WHERE id = ?", [iid]
+    [(server_type, transport, meta)] = backend.raw(
+        "SELECT mcp_server_type, mcp_transport_type, mcp_discovery_metadata FROM account_tool_instances "
+        "WHERE id = ?",
+        [iid],
     )
-    assert transport is None
+    # chk_mcp_server_required_fields: an mcp_server names a transport the column accepts.
+    assert (server_type, transport) == ("mcp_server", "sse")
     meta = meta if isinstance(meta, dict) else json.loads(meta)
-    assert meta["transport"] == "streamable-http"
+    assert meta["transport"] == "streamable-http" and meta["column_transport"] == "sse"
     [row] = store.observe().instances
     assert row.config["mcp"]["transport"] == "streamable-http"
+
+
+def test_a_port_without_host_port_and_no_port_at_all(backend: Backend, store: Any) -> None:
+    env_id = _env(store)
+    with_port = server("a", "ghcr.io/acme/a:2", port=8080)
+    no_port = server("b", "ghcr.io/acme/b@sha256:" + "a" * 64, port=None)
+    ids = [
+        store.create_instance(new_instance(env_id, store.ensure_catalog(s.image), s)) for s in (with_port, no_port)
+    ]
+    got = {}
+    for iid in ids:
+        [(ports, version)] = backend.raw(
+            "SELECT port_mapping_json, version FROM account_tool_instances WHERE id = ?", [iid]
+        )
+        got[iid] = (json.loads(ports) if isinstance(ports, str) else ports, version)
+    assert got[ids[0]] == ({"container_port": 8080, "host_port": None}, "2")
+    assert got[ids[1]] == (None, "sha256:" + "a" * 64)
+
+
+def test_an_image_change_moves_the_row_to_the_new_images_catalog_row(backend: Backend, store: Any) -> None:
+    env_id = _env(store)
+    old, new = server(image="ghcr.io/acme/ctx:1.0.0"), server(image="ghcr.io/acme/ctx:2.0.0")
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(old.image), old))
+    catalog = store.ensure_catalog(new.image, environment_id=env_id)
+    config, _ = config_for(new)
+    store.update_instance(iid, config=config, catalog_id=catalog)
+    [row] = store.observe().instances
+    assert row.catalog_id == catalog and row.image == new.image
+    [(version,)] = backend.raw("SELECT version FROM account_tool_instances WHERE id = ?", [iid])
+    assert version == "2.0.0"
+
+
+def test_heartbeats_are_written_for_listed_instances_at_most_once_a_minute(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    first = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert store.record_heartbeats([iid, str(uuid.uuid4())], first) == 1
+    assert store.record_heartbeats([iid], first + timedelta(seconds=30)) == 0  # too soon: not rewritten
+    [row] = store.observe().instances
+    assert row.last_heartbeat_from_dtma == first
+    later = first + timedelta(seconds=61)
+    assert store.record_heartbeats([iid], later) == 1
+    assert store.observe().instances[0].last_heartbeat_from_dtma == later
+    assert store.record_heartbeats([], later) == 0
 
 
 def test_image_falls_back_to_the_catalog_for_rows_the_reconciler_did_not_make(

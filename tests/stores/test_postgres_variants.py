@@ -110,7 +110,7 @@ def test_an_agentopia_database_is_read_and_written_but_never_migrated_or_registe
     store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
     assert len(store.observe().instances) == 1
     forced = migrate_database(pg_backend.url, force=True)
-    assert forced.applied == (1,) and not forced.created
+    assert forced.applied == (1, 2) and not forced.created
     assert pg_backend.open().is_agentopia_database  # forcing the schema does not make it ours
 
 

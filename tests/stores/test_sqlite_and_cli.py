@@ -23,7 +23,7 @@ def test_the_default_database_is_created_with_its_directory(
     monkeypatch.delenv("RECONCILER_DATABASE_URL", raising=False)
     assert main(["db", "migrate"]) == 0
     assert (tmp_path / ".reconciler" / "state.db").is_file()
-    assert "applied migration(s) 0001" in capsys.readouterr().out
+    assert "applied migration(s) 0001, 0002" in capsys.readouterr().out
 
 
 def test_a_missing_sqlite_file_is_not_created_by_readers(tmp_path: Path) -> None:
