@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         saved_basis=basis,
         on_step=progress,
     )
-    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout)))
+    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout), result.observed))
     applied = result.applied.results if result.applied else ()
     failed = [r for r in applied if r.outcome == "failed"]
     for r in failed:

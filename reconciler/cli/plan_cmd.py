@@ -48,10 +48,12 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
-def render(plan: Any, fmt: str, color: bool) -> str:
+def render(plan: Any, fmt: str, color: bool, observed: Any = None) -> str:
+    """The plan in ``fmt``; ``observed`` names each uncovered toolbox's address in the incomplete verdict."""
+    from reconciler.core.verdict import verdict_of
     from reconciler.presentation.render import render_plan
 
-    return render_plan(plan, fmt, color=color)
+    return render_plan(plan, fmt, color=color, verdict=verdict_of(plan, observed))
 
 
 def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
             sys.stdout.write(render_failure(exc, args.format))
         raise  # and the one-line error on stderr, exit 1
-    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout)))
+    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout), result.observed))
     if args.out and result.basis is not None:
         data = saved_plan_dict(result.plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Notice, NoticeKind, Plan
+from reconciler.core.verdict import GAP_KINDS, Verdict, verdict_of
 from reconciler.model.spec import SourceRef
 from reconciler.presentation.escape import printable
-from reconciler.presentation.summary import counts_line
+from reconciler.presentation.summary import gap_text, incomplete_headline, summary_line
 
 # Notices that stop part of the plan from happening: shown as errors.
 ERROR_KINDS = frozenset({NoticeKind.REFUSED, NoticeKind.CONFLICT, NoticeKind.UNKNOWN_ENVIRONMENT})
@@ -29,15 +30,20 @@ def _where(source: SourceRef | None) -> str:
 
 
 def _notice_level(n: Notice) -> str:
-    if n.kind in ERROR_KINDS:
+    if n.kind in ERROR_KINDS or n.kind in GAP_KINDS:  # a gap in the plan is an error, not a warning
         return "error"
     if n.kind in WARNING_KINDS:
         return "warning"
     return "notice"
 
 
-def render_github(plan: Plan) -> str:
+def render_github(plan: Plan, *, verdict: Verdict | None = None) -> str:
+    verdict = verdict_of(plan) if verdict is None else verdict
     lines: list[str] = []
+    if not verdict.complete:  # said first, as an error: what this plan does not cover, and why
+        gaps = "; ".join(gap_text(g) for g in verdict.gaps if g.environment is not None)
+        headline = escape_data(f"{incomplete_headline(verdict)} {gaps}".strip())
+        lines.append(f"::error title=Incomplete plan::{headline}")
     for err in plan.errors:
         lines.append(f"::error::{escape_data(err)}")
     for s in plan.steps:
@@ -48,5 +54,5 @@ def render_github(plan: Plan) -> str:
         who = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
         text = f"{n.kind.value} {who}: {n.message}"
         lines.append(f"::{_notice_level(n)}{_where(n.source)}::{escape_data(text)}")
-    lines.append(counts_line(plan))
+    lines.append(summary_line(plan, verdict))
     return "\n".join(lines) + "\n"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Plan
+from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
-from reconciler.presentation.summary import SUMMARY_KEYS, summary_counts
+from reconciler.presentation.summary import SUMMARY_KEYS, gap_text, incomplete_headline, summary_counts
 
 
 def cell(text: object) -> str:
@@ -13,10 +14,16 @@ def cell(text: object) -> str:
     return printable(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "\\`")
 
 
-def render_markdown(plan: Plan) -> str:
+def render_markdown(plan: Plan, *, verdict: Verdict | None = None) -> str:
     counts = summary_counts(plan)
+    verdict = verdict_of(plan) if verdict is None else verdict
     lines = ["### mcp-reconciler plan", ""]
-    if not plan.steps:
+    if not verdict.complete:  # said first: what this plan does not cover, and why
+        lines.append(f"> :x: **{cell(incomplete_headline(verdict))}**")
+        lines += [f"> - {cell(gap_text(g))}" for g in verdict.gaps if g.environment is not None]
+        if not plan.steps:
+            lines += ["", "No changes planned for what was observed; the toolboxes named above were not covered."]
+    elif not plan.steps:
         lines.append("**No changes.** The toolboxes match the manifests.")
     lines += ["", "| " + " | ".join(k for k, _ in SUMMARY_KEYS) + " |"]
     lines.append("|" + "---:|" * len(SUMMARY_KEYS))

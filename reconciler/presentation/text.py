@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
+from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
-from reconciler.presentation.summary import counts_line
+from reconciler.presentation.summary import gap_text, incomplete_headline, summary_line
 
 SYMBOLS: dict[Action, str] = {
     Action.CREATE: "+",
@@ -31,12 +32,6 @@ def _paint(text: str, code: str | None, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
 
 
-def summary_line(plan: Plan) -> str:
-    if not plan.steps:
-        return "No changes. The toolboxes match the manifests."
-    return counts_line(plan)
-
-
 def _value(value: str | None) -> str:
     return "(none)" if value is None else printable(value)
 
@@ -50,8 +45,14 @@ def _step_lines(step: Step, color: bool) -> list[str]:
     return lines
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
+def render_text(plan: Plan, *, color: bool = False, verdict: Verdict | None = None) -> str:
+    """``verdict`` (with the toolboxes' addresses) when the caller has one; else it is judged from the plan."""
+    verdict = verdict_of(plan) if verdict is None else verdict
     lines: list[str] = []
+    if not verdict.complete:  # said first: what this plan does not cover, and why
+        lines.append(_paint(incomplete_headline(verdict), "1;31", color))
+        lines += [f"  ! {gap_text(g)}" for g in verdict.gaps if g.environment is not None]
+        lines.append("")
     for err in plan.errors:
         lines.append(_paint(f"Error: {printable(err)}", "31", color))
     current: tuple[str, str] | None = None
@@ -70,5 +71,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
                 f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: "
                 f"{printable(n.message)}{where}"
             )
-    lines += ["", _paint(summary_line(plan), "1", color)]
-    return "\n".join(lines).lstrip("\n") + "\n"
+    lines += ["", _paint(summary_line(plan, verdict), "1" if verdict.complete else "1;31", color)]
+    text = "\n".join(lines).strip("\n")
+    while "\n\n\n" in text:  # one blank line between blocks, whichever blocks are present
+        text = text.replace("\n\n\n", "\n\n")
+    return text + "\n"

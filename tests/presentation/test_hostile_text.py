@@ -47,8 +47,8 @@ def test_no_renderer_prints_a_raw_control_character_or_a_forged_line(fmt: str) -
     assert not [c for c in RAW if c in out]
     lines = out.splitlines()
     assert not [line for line in lines if line.startswith(("::notice::No changes", "No changes"))]
-    if fmt == "github":  # one annotation per error, step and notice, and the summary: nothing more
-        assert len(lines) == 4 and all(line.startswith("::") for line in lines[:3])
+    if fmt == "github":  # the incomplete headline, one annotation per error, step and notice, the summary
+        assert len(lines) == 5 and all(line.startswith("::") for line in lines[:4])
     if fmt == "json":  # JSON escapes them itself; the values survive intact
         data = json.loads(out)
         assert data["steps"][0]["changes"][0]["new"] == HOSTILE
