@@ -75,6 +75,11 @@ def parse_ports(raw: Any) -> tuple[LivePort, ...]:
     ports: set[LivePort] = set()
     if raw is None:
         return ()
+    if type(raw) is list:
+        fast = [_docker_port(p) for p in raw]
+        if None not in fast:  # Docker's own form with well-typed values: the common case, read directly
+            found = cast(list[LivePort], fast)
+            return tuple(found) if len(found) < 2 else tuple(sorted(set(found), key=_port_order))
     if isinstance(raw, Mapping):
         # {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "31001"}]} (deploy answer / Docker inspect)
         for key, bindings in raw.items():
@@ -107,7 +112,24 @@ def parse_ports(raw: Any) -> tuple[LivePort, ...]:
             ports.add(LivePort(container_port, public, str(proto), None if ip is None else str(ip)))
     else:
         raise DtmaResponseError("DTMA ports are neither a list nor a port map")
-    return tuple(sorted(ports, key=lambda p: (p.container_port, p.host_port or 0, p.protocol, p.host_ip or "")))
+    return tuple(sorted(ports, key=_port_order))
+
+
+def _port_order(p: LivePort) -> tuple[int, int, str, str]:
+    return (p.container_port, p.host_port or 0, p.protocol, p.host_ip or "")
+
+
+def _docker_port(p: Any) -> LivePort | None:
+    """A port entry in Docker's raw form (``PrivatePort``, ``PublicPort``, ``Type``, ``IP``) whose values have
+    the expected types, else None (the general reader below then handles, or refuses, it)."""
+    if type(p) is not dict:
+        return None
+    private, public, proto, ip = p.get("PrivatePort"), p.get("PublicPort"), p.get("Type", "tcp"), p.get("IP")
+    if type(private) is not int or (public is not None and type(public) is not int):
+        return None
+    if type(proto) is not str or not proto or (ip is not None and type(ip) is not str):
+        return None
+    return LivePort(private, public, proto, ip)
 
 
 def _opt_str(value: Any) -> str | None:
