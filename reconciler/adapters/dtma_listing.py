@@ -23,6 +23,12 @@ from reconciler.core.observed import (
 )
 from reconciler.errors import DtmaDockerUnavailableError, DtmaResponseError
 
+_SHOWN = 80  # characters of an agent's value kept in a message or a raw state
+
+
+def _shown(value: Any) -> str:
+    return bounded(repr(value), _SHOWN)
+
 
 def detect_shape(body: Any) -> ListingShape:
     """Which of the shapes a, b, c this listing body is."""
@@ -56,18 +62,18 @@ def parse_state(raw: Any) -> tuple[ContainerState, str | None]:
     text = raw.strip().lower() if isinstance(raw, str) else None
     if text is not None and text in CONTAINER_STATES:
         return cast(ContainerState, text), None
-    return "unknown", None if raw is None else str(raw)
+    return "unknown", None if raw is None else bounded(str(raw), _SHOWN)
 
 
 def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise DtmaResponseError(f"DTMA port value {value!r} is not a number")
+        raise DtmaResponseError(f"DTMA port value {_shown(value)} is not a number")
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise DtmaResponseError(f"DTMA port value {value!r} is not a number") from exc
+        raise DtmaResponseError(f"DTMA port value {_shown(value)} is not a number") from exc
 
 
 def parse_ports(raw: Any) -> tuple[LivePort, ...]:
@@ -86,15 +92,15 @@ def parse_ports(raw: Any) -> tuple[LivePort, ...]:
             port_text, _, proto = str(key).partition("/")
             container_port = _int_or_none(port_text)
             if container_port is None:
-                raise DtmaResponseError(f"DTMA port key {key!r} has no port number")
+                raise DtmaResponseError(f"DTMA port key {_shown(key)} has no port number")
             if not bindings:
                 ports.add(LivePort(container_port, None, proto or "tcp", None))
                 continue
             if not isinstance(bindings, list):
-                raise DtmaResponseError(f"DTMA port bindings for {key!r} are not a list")
+                raise DtmaResponseError(f"DTMA port bindings for {_shown(key)} are not a list")
             for b in bindings:
                 if not isinstance(b, Mapping):
-                    raise DtmaResponseError(f"DTMA port binding for {key!r} is not an object")
+                    raise DtmaResponseError(f"DTMA port binding for {_shown(key)} is not an object")
                 ports.add(
                     LivePort(container_port, _int_or_none(b.get("HostPort")), proto or "tcp", b.get("HostIp"))
                 )

@@ -126,3 +126,16 @@ def test_docker_raw_ports_fast_and_general_forms_agree() -> None:
     assert parse_ports(as_text) == expected
     with pytest.raises(DtmaResponseError):
         parse_ports([{"PrivatePort": True}])
+
+
+def test_agent_values_in_messages_and_raw_states_are_bounded() -> None:
+    huge = "9" * 5000 + "x"
+    with pytest.raises(DtmaResponseError) as caught:
+        parse_ports([{"PrivatePort": huge}])
+    assert len(str(caught.value)) < 200
+    body = {
+        "dtma_version": "1",
+        "tool_instances": [{"instance_name_on_toolbox": "a", "status": "z" * 5000 + "\n"}],
+    }
+    (c,) = parse_listing("env", body).containers
+    assert c.state == "unknown" and c.raw_state is not None and len(c.raw_state) <= 80 and "\n" not in c.raw_state
