@@ -189,6 +189,8 @@ def deploy_call(request: DeployRequest) -> Call:
     override: dict[str, Any] = {"Env": [f"{k}={v if isinstance(v, str) else v.reveal()}" for k, v in request.env]}
     if request.port is not None:
         binding = {} if request.host_port is None else {"HostPort": str(request.host_port)}
+        if request.host_port is not None and request.host_ip is not None:
+            binding["HostIp"] = request.host_ip
         override["HostConfig"] = {"PortBindings": {f"{request.port}/tcp": [binding]}}
     body = {
         "dockerImageUrl": request.image,

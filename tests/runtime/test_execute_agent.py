@@ -29,6 +29,10 @@ from reconciler.ports import DeployRequest, DeployResult, DtmaTarget
 from tests.runtime.test_execute import CANARY, World, outcomes, spec, step
 
 
+async def _no_wait(_seconds: float) -> None:
+    return None
+
+
 @contextmanager
 def _world(tmp_path: Path, attempts: int) -> Iterator[World]:
     with running_simulator(toolboxes=2) as sim:
@@ -37,7 +41,7 @@ def _world(tmp_path: Path, attempts: int) -> Iterator[World]:
         for i, address in enumerate(sim.addresses):
             row = store.add_environment(f"tb{i}", address.rsplit(":", 1)[0])
             targets[row.id] = DtmaTarget(row.id, f"http://{address}", Secret(sim.token))
-        dtma = DtmaClient(retry=RetryPolicy(attempts=attempts, base_delay=0.0), sleep=lambda _s: None)
+        dtma = DtmaClient(retry=RetryPolicy(attempts=attempts, base_delay=0.0), sleep=_no_wait)
         journal = Journal(tmp_path / "journal.db", secrets=[CANARY])
         try:
             yield World(sim, store, journal, dtma, targets)
