@@ -234,7 +234,7 @@ def test_read_timeout_is_bounded_and_retried_with_backoff() -> None:
 
 def test_server_errors_are_retried_then_returned() -> None:
     sleeps: list[float] = []
-    with running_simulator() as sim:
+    with running_simulator(shape="a") as sim:  # the agent read on /status
         sim.sim.set_faults(0, error_rate={"GET /status": 1.0})
         c = DtmaClient(
             retry=RetryPolicy(attempts=3, base_delay=0.1), sleep=recording(sleeps), rng=random.Random(1)
@@ -266,7 +266,7 @@ def test_oversize_bodies_are_refused(form: str) -> None:
 
 def test_tls_trusted_and_untrusted() -> None:
     with Simulator(
-        toolboxes=1, token=TOKEN, tls_cert=str(TLS / "server.pem"), tls_key=str(TLS / "server.key")
+        toolboxes=1, shape="a", token=TOKEN, tls_cert=str(TLS / "server.pem"), tls_key=str(TLS / "server.key")
     ) as sim:
         target = DtmaTarget("env-0", sim.base_url(0), Secret(TOKEN))
         assert target.base_url.startswith("https://")
