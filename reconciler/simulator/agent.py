@@ -122,7 +122,7 @@ class AgentToolbox(Toolbox):
         ExposedPorts); a binding without HostPort gets a random host port on every interface."""
         c.exposed = self.images.exposes(c.image, c.port_bindings)
         c.published = []
-        taken = self._host_ports()
+        taken: set[int] | None = None  # worked out only when a random port is needed (a scan of the host)
         for key, bindings in c.port_bindings.items():
             if port_key(key) not in c.exposed:
                 continue
@@ -130,6 +130,7 @@ class AgentToolbox(Toolbox):
                 b = given if isinstance(given, Mapping) else {}
                 host_port = str(b.get("HostPort") or "").strip()
                 if not host_port:
+                    taken = self._host_ports() if taken is None else taken
                     host_port = str(self._random_port(taken))
                     taken.add(int(host_port))
                 c.published.append(

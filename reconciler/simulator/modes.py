@@ -7,15 +7,16 @@
   ``not_found`` for a container removed behind its back), no ``/tools/status``, Docker's status codes passed
   through (a stop of a stopped container is a bare 304).
 - ``kind``: the simulator's original, kinder agent: one listing shape chosen by ``shape``, stop of a stopped
-  container is fine, no pull delay, every bound port published. Kept for tests that are about something
-  else and want the old answers; never the default once the real lineages are in place.
+  container is fine, no pull delay, every bound port published. Kept, under this name, for tests about
+  something else that want the old answers; never the default.
 """
 
 from __future__ import annotations
 
 MODES = ("newer", "older", "kind")
-# The simulator's default agent. Tests and `reconciler sim` pick another with `mode=` / `--mode`.
-DEFAULT_MODE = "kind"
+# The simulator's default agent: the real newer one, so that the suite meets what deployed toolboxes answer.
+# Tests and `reconciler sim` pick another with `mode=` / `--mode`.
+DEFAULT_MODE = "newer"
 SHAPES = ("a", "b", "c")
 # The listing shapes each real lineage serves: the older agent's /status is shape a; the newer agent serves
 # shape b on /status and shape c on /tools/status.

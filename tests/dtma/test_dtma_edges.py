@@ -19,6 +19,7 @@ from reconciler.errors import (
     ConfigError,
     DtmaAlreadyStoppedError,
     DtmaDeployTimeoutError,
+    DtmaDockerUnavailableError,
     DtmaNameTakenError,
     DtmaServerError,
     DtmaTokenError,
@@ -130,7 +131,7 @@ def test_an_echoing_agent_leaks_no_secret_and_is_bounded(dtma: DtmaClient) -> No
     exc = caught.value
     texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
     assert not [t for t in texts if SECRET in t or TOKEN in t]
-    assert "API_KEY=***" in str(exc) and "LOG=info" in str(exc)
+    assert "API_KEY=[redacted]" in str(exc) and "LOG=info" in str(exc)
     where = "POST /tools on environment env-loop: 500: "
     assert str(exc).startswith(where) and len(str(exc)) <= len(where) + ANSWER_TEXT_LIMIT
 
@@ -181,3 +182,19 @@ def test_the_timeouts_are_settings() -> None:
     assert (from_environ({}).dtma_deploy_timeout, from_environ({}).dtma_call_deadline) == (600.0, 60.0)
     with pytest.raises(ConfigError, match="RECONCILER_DTMA_DEPLOY_TIMEOUT"):
         from_environ({"RECONCILER_DTMA_DEPLOY_TIMEOUT": "soon"})
+
+
+def docker_down(req: Request, conn: socket.socket, stop: threading.Event) -> None:
+    body = {
+        "status": "healthy",
+        "version": "0.1.0",
+        "tool_instances": [{"error": "connect ENOENT /var/run/docker.sock"}],
+    }
+    conn.sendall(answer(200, body))
+
+
+def test_an_agent_that_cannot_reach_docker_is_unobserved_never_empty(dtma: DtmaClient) -> None:
+    with loopback(docker_down) as agent:
+        with pytest.raises(DtmaDockerUnavailableError, match="cannot reach Docker"):
+            dtma.list(agent.target())
+        assert isinstance(dtma.list_many([agent.target()])["env-loop"], DtmaDockerUnavailableError)

@@ -192,7 +192,7 @@ def test_agent_text_is_redacted_then_bounded() -> None:
     echo = {"success": False, "error": "bad body " + (call.body or b"").decode() + " x" * 400}
     got = meaning(call, 500, echo)
     assert got is not None and secret not in str(got) and "s3cr3t" not in str(got)
-    assert "KEY=***" in str(got) and "LOG=info" in str(got)
+    assert "KEY=[redacted]" in str(got) and "LOG=info" in str(got)
     assert len(agent_text(json.dumps(echo).encode(), call.secrets)) <= ANSWER_TEXT_LIMIT
     # a secret cut in half by the bound must not leave its first half behind: redaction comes first
     late = {"error": "x" * (ANSWER_TEXT_LIMIT - 10) + secret}

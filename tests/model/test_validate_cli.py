@@ -92,9 +92,10 @@ def test_github_format_prints_error_annotations(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["validate"], ["validate", "x", "--format", "xml"]])
-def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
+def test_usage_errors_exit_1(tmp_path: Path, args: list[str]) -> None:
+    # Not argparse's 2, which a --detailed-exitcode caller would read as "changes".
     result = reconciler(*args, cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "usage: reconciler validate" in result.stderr
 
 
