@@ -340,7 +340,7 @@ class _EnvPlanner:
                 instance_id=row.id,
                 status_from=row.status,
                 status_to=mapped,
-                spec_hash=wanted_hash,
+                spec_hash=_comparable(row, wanted_hash),
             )
 
     def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:

@@ -232,6 +232,8 @@ class Executor:
             if step.instance_id and step.status_to:
                 with self._store_lock:
                     self.store.update_instance(step.instance_id, status=step.status_to, clear_error=True)
+            if step.desired is not None:  # a server found stopped as the manifest wants it: remember that
+                self._record_desired(step, step.desired.state)
             return StepOutcome.OK, ""
         target = self.targets.get(step.environment_id)
         if target is None:
