@@ -243,6 +243,17 @@ class MemoryStore:
                     )
             row.update(sets)
 
+    def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
+        with self._use():
+            row = self.database.instances.get(instance_id)
+            if row is None:
+                raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+            config = row.get("base_config_override_json")
+            row["base_config_override_json"] = {
+                **(copy.deepcopy(config) if isinstance(config, dict) else {}),
+                **copy.deepcopy(dict(values)),
+            }
+
     def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
         older = at - timedelta(seconds=min_interval)
         written = 0

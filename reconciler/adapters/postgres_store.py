@@ -420,6 +420,19 @@ class PostgresStore:
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
 
+    def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
+        if not rows.is_uuid(instance_id):
+            raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
+        with self._guard(f"updating the config of instance {instance_id}") as conn, conn.transaction():
+            cursor = self._execute(
+                conn,
+                "UPDATE account_tool_instances SET base_config_override_json = "
+                "coalesce(base_config_override_json, '{}'::jsonb) || %s WHERE id = %s",
+                [Jsonb(dict(values)), instance_id],
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+
     def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
         """``last_heartbeat_from_dtma = at`` on the instances an agent has just listed, in one statement;
         rows beaten less than ``min_interval`` seconds before ``at`` are left as they are (a daemon cycling

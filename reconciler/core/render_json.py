@@ -23,7 +23,7 @@ SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
     ("restart", (Action.RESTART, Action.START)),
     ("stop", (Action.STOP,)),
     ("delete", (Action.DELETE,)),
-    ("repair", (Action.SYNC_STATUS,)),
+    ("repair", (Action.SYNC_STATUS, Action.SYNC_CONFIG)),
 )
 
 

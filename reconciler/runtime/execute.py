@@ -142,6 +142,11 @@ class Executor:
                 with self._store_lock:
                     self.store.update_instance(step.instance_id, status=step.status_to, clear_error=True)
             return "ok", ""
+        if step.action is Action.SYNC_CONFIG:  # protect: stored, no DTMA call
+            if step.instance_id and step.desired is not None:
+                with self._store_lock:
+                    self.store.merge_config(step.instance_id, {"protect": step.desired.protect})
+            return "ok", ""
         target = self.targets.get(step.environment_id)
         if target is None:
             raise StepFailed(f"{step.environment_name}: no DTMA address known")

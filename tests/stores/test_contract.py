@@ -382,3 +382,21 @@ def test_observe_takes_two_queries_for_a_thousand_environments(backend: Backend,
     assert store.observe_instances() == recorded.instances
     assert store.query_count - before == 2
     print(f"\n{backend.kind}: observe of 1,000 environments x 10 instances took {elapsed * 1000:.0f} ms")
+
+
+def test_merge_config_sets_keys_of_the_stored_config_and_nothing_else(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    [before] = store.observe().instances
+    store.merge_config(iid, {"protect": True})
+    [after] = store.observe().instances
+    assert after.protect and not before.protect
+    assert after.spec_hash == before.spec_hash and after.status == before.status
+    assert {k: v for k, v in after.config.items() if k != "protect"} == {
+        k: v for k, v in before.config.items() if k != "protect"
+    }
+    store.merge_config(iid, {"protect": False})
+    assert not store.observe().instances[0].protect
+    with pytest.raises(StoreError, match="does not exist"):
+        store.merge_config(str(uuid.uuid4()), {"protect": True})
