@@ -26,7 +26,8 @@ class ReconcilerError(Exception):
 
 @dataclass(frozen=True)
 class ManifestIssue:
-    """One problem found in a manifest, located as precisely as the source allows."""
+    """One problem found in a manifest, located as precisely as the source allows; line 0 when there is
+    no line to point at (a directory, a missing path)."""
 
     file: str
     line: int
@@ -35,6 +36,8 @@ class ManifestIssue:
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
 
 
@@ -159,3 +162,8 @@ class PlanError(ReconcilerError):
 
 class ConfigError(ReconcilerError):
     """Settings or command-line options that do not fit together."""
+
+
+class DtmaTokenError(DtmaAuthError, ConfigError):
+    """The bearer token cannot be sent at all (characters outside Latin-1): a configuration error, and for
+    the toolbox an auth failure, so it is unobserved rather than read as empty."""

@@ -37,6 +37,8 @@ class Settings:
     dtma_ca_bundle: str | None = None  # PEM file of the CA that signed the agents' certificates
     dtma_connect_timeout: float = 3.0
     dtma_read_timeout: float = 30.0
+    dtma_call_deadline: float = 60.0  # overall limit of one call, retries included (a trickling agent)
+    dtma_deploy_timeout: float = 600.0  # POST /tools answers only after pulling the image
     dtma_concurrency: int = 64
     apply_concurrency: int = 16
     secret_key: Secret | None = field(default=None, repr=False)  # HMAC key for secret fingerprints
@@ -60,7 +62,13 @@ class Settings:
 
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    token = env.get("BACKEND_TO_DTMA_API_KEY") or env.get("DTMA_BEARER_TOKEN")
+    token_setting = "BACKEND_TO_DTMA_API_KEY" if env.get("BACKEND_TO_DTMA_API_KEY") else "DTMA_BEARER_TOKEN"
+    token = env.get(token_setting)
+    if token and not _latin1(token):
+        raise ConfigError(
+            f"{token_setting} holds characters outside Latin-1, which no HTTP header can carry; "
+            "use the token the agents were given"
+        )
     key = env.get("RECONCILER_SECRET_KEY")
     ca_bundle = env.get("RECONCILER_DTMA_CA_BUNDLE") or None
     if ca_bundle and not os.path.isfile(ca_bundle):
@@ -81,12 +89,22 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         dtma_ca_bundle=ca_bundle,
         dtma_connect_timeout=_number(env, "RECONCILER_DTMA_CONNECT_TIMEOUT", 3.0, float),
         dtma_read_timeout=_number(env, "RECONCILER_DTMA_READ_TIMEOUT", 30.0, float),
+        dtma_call_deadline=_number(env, "RECONCILER_DTMA_CALL_DEADLINE", 60.0, float),
+        dtma_deploy_timeout=_number(env, "RECONCILER_DTMA_DEPLOY_TIMEOUT", 600.0, float),
         dtma_concurrency=_number(env, "RECONCILER_DTMA_CONCURRENCY", 64, int),
         apply_concurrency=_number(env, "RECONCILER_APPLY_CONCURRENCY", 16, int),
         secret_key=Secret(key) if key else None,
         journal_max_age_days=_number(env, "RECONCILER_JOURNAL_MAX_AGE_DAYS", 90.0, float),
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
     )
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 N = TypeVar("N", int, float)

@@ -25,3 +25,20 @@ def test_every_command_is_in_the_readme_table_and_no_placeholder_is_left() -> No
     assert commands is not None
     assert sorted(c for c in commands if f"| `reconciler {c}" not in README) == []
     assert not re.search(r"\b[A-Z]+_SECTION\b", README)
+
+
+def readme_test_command() -> str:
+    section = README.split("## Run the tests", 1)[1]
+    block = re.search(r"```sh\n(.*?)\n```", section, re.S)
+    assert block is not None, "the Run the tests section has no sh block"
+    lines = [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_ci_runs_the_readme_test_command_as_written_without_activating_anything() -> None:
+    command = readme_test_command()
+    assert "pytest" in command and ".venv/bin/" in command  # it runs through the project's venv, not PATH
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert any(line.startswith(command) for line in ci.splitlines())  # a line of its own, not a comment
+    assert not re.search(r"^\s*(source|\.)\s+\S*activate", ci, re.M)

@@ -3,6 +3,8 @@
 Tolerant where it reads: unknown Docker states become ``unknown`` (keeping what the agent said), ports come
 in Docker's raw capitalised form, in snake_case, or as the deploy answer's port map. A body that is not one
 of the shapes raises ``DtmaResponseError``: a listing we cannot read is never taken as "no containers".
+An agent that cannot reach Docker answers ``tool_instances: [{"error": ...}]``: that raises
+``DtmaDockerUnavailableError``, so the toolbox is unobserved, never empty.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+from reconciler.adapters.dtma_protocol import bounded
 from reconciler.core.observed import (
     CONTAINER_STATES,
     ContainerState,
@@ -18,7 +21,7 @@ from reconciler.core.observed import (
     LiveListing,
     LivePort,
 )
-from reconciler.errors import DtmaResponseError
+from reconciler.errors import DtmaDockerUnavailableError, DtmaResponseError
 
 
 def detect_shape(body: Any) -> ListingShape:
@@ -161,11 +164,29 @@ def _parse_item(item: Any, shape: ListingShape) -> LiveContainer:
     )
 
 
+def _docker_error(items: list[Any]) -> str | None:
+    """The agent's error text when the listing stands for "Docker unreachable" instead of containers."""
+    for item in items:
+        if (
+            isinstance(item, Mapping)
+            and "error" in item
+            and not any(k in item for k in ("names", "instance_name_on_toolbox", "id", "container_id"))
+        ):
+            return str(item["error"])
+    return None
+
+
 def parse_listing(environment_id: str, body: Any, shape: ListingShape | None = None) -> LiveListing:
     """Parse a listing body (already decoded JSON) of any shape into a ``LiveListing``."""
-    detected = shape or detect_shape(body)
     if not isinstance(body, Mapping) or not isinstance(body.get("tool_instances"), list):
         raise DtmaResponseError(f"DTMA listing of environment {environment_id} has no 'tool_instances' list")
+    docker_error = _docker_error(body["tool_instances"])
+    if docker_error is not None:
+        raise DtmaDockerUnavailableError(
+            f"DTMA listing of environment {environment_id}: the agent cannot reach Docker on the toolbox "
+            f"({bounded(docker_error)})"
+        )
+    detected = shape or detect_shape(body)
     containers = tuple(_parse_item(i, detected) for i in body["tool_instances"])
     version = body.get("dtma_version") if detected == "a" else body.get("version")
     return LiveListing(

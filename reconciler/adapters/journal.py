@@ -19,7 +19,7 @@ from typing import Any
 import sqlite_utils
 
 INTERRUPTED = "interrupted"
-OUTCOMES = ("ok", "failed", "skipped", INTERRUPTED)
+OUTCOMES = ("ok", "failed", "skipped", INTERRUPTED, "pending")  # "pending": a deploy sent, not yet confirmed
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
 """The ``reconciler`` command: parsing and exit codes only. Each command lives in its own module here,
-which exposes ``register(subparsers)``; the work itself is one call into the library."""
+which exposes ``register(subparsers)``; the work itself is one call into the library.
+
+Start-up is paid on every call (a pre-commit hook, a CI step), so only the chosen command's module is
+imported: the others appear in ``--help`` as one line each from ``COMMANDS``, and each module imports what
+its work needs inside its handler.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,65 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from reconciler import __version__
-from reconciler.errors import ReconcilerError
-from reconciler.logs import setup_logging
 
-# Order here is the order in `reconciler --help`.
-COMMAND_MODULES = ("validate", "plan", "apply", "status", "run", "journal", "db", "sim", "demo")
+# name -> one-line help, in the order of `reconciler --help`; each module's register() uses the same line.
+COMMANDS: dict[str, str] = {
+    "validate": "check manifests (schema and semantics), offline",
+    "plan": "show what apply would change",
+    "apply": "apply the changes a plan shows",
+    "status": "show recorded and live state per server",
+    "run": "run the reconciler as a daemon",
+    "journal": "read the journal of plan and apply runs",
+    "db": "create the schema; register toolboxes in a database the reconciler owns",
+    "sim": "start the DTMA simulator (loopback only)",
+    "demo": "try it: simulated toolboxes, embedded state and the reconcile loop on the examples",
+}
+COMMAND_MODULES = tuple(COMMANDS)
+# Global options that take a value: the word after them is never the command.
+_VALUED_OPTIONS = frozenset({"--log-format"})
+USAGE_ERROR = 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which ``plan --detailed-exitcode`` means as "changes": exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command word in argv, found the way argparse will find it (the first word that is not an option)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--":
+            return None
+        elif word in _VALUED_OPTIONS:
+            skip = True
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None, *, full: bool = True) -> argparse.ArgumentParser:
+    """The parser; with ``full=False`` only ``only`` is registered for real, the rest are one-line stubs."""
+    parser = Parser(  # subparsers inherit the class, so every level exits 1 on a usage error
         prog="reconciler",
         description="Keep the MCP servers on Agentopia toolboxes as the manifests say.",
     )
     parser.add_argument("--version", action="version", version=f"mcp-reconciler {__version__}")
     _add_global_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"reconciler.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"reconciler.cli.{name}_cmd":
-                raise
-            continue
-        module.register(sub)
+    for name, help_line in COMMANDS.items():
+        if full or name == only:
+            importlib.import_module(f"reconciler.cli.{name}_cmd").register(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     for command in sub.choices.values():
         # Accepted after the command too (`reconciler apply m/ --log-format json`); SUPPRESS keeps a value
         # given before the command from being reset by the subparser's default.
@@ -56,8 +95,12 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(chosen_command(words), full=False)
+    args = parser.parse_args(words)
+    from reconciler.errors import ReconcilerError
+    from reconciler.logs import setup_logging
+
     setup_logging(fmt=args.log_format, verbosity=args.verbose)
     try:
         code: int = args.handler(args)

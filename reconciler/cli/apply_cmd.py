@@ -49,6 +49,7 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.core.plan import Policy
+    from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.reconcile import reconcile_once, step_line
     from reconciler.runtime.saved_plan import Basis
@@ -89,4 +90,4 @@ def run(args: argparse.Namespace) -> int:
     for err in result.plan.errors:
         print(f"error: {err}", file=sys.stderr)
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)
-    return result.exit_code_apply
+    return apply_exit_code(result.outcome)

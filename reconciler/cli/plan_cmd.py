@@ -49,32 +49,20 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def render(plan: Any, fmt: str, color: bool) -> str:
-    """The plan in the chosen format (the renderers live in the core; this only picks one)."""
-    from reconciler.core import render_github, render_json, render_markdown, render_text
+    from reconciler.presentation.render import render_plan
 
-    if fmt == "json":
-        return json.dumps(render_json.plan_to_dict(plan), indent=2, sort_keys=True) + "\n"
-    if fmt == "markdown":
-        return render_markdown.render_markdown(plan)
-    if fmt == "github":
-        return render_github.render_github(plan)
-    return render_text.render_text(plan, color=color)
+    return render_plan(plan, fmt, color=color)
 
 
 def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
-    from reconciler.core import render_json
+    from reconciler.presentation.plan_json import plan_to_dict
 
     basis_data = {**basis.to_dict(), "paths": [str(Path(p).resolve()) for p in paths]}
-    return dict(render_json.plan_to_dict(plan, basis=basis_data))
-
-
-def exit_code(plan: Any, detailed: bool) -> int:
-    from reconciler.core import render_json
-
-    return render_json.exit_code_for(plan, detailed)
+    return dict(plan_to_dict(plan, basis=basis_data))
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.presentation.exit_codes import plan_exit_code
     from reconciler.runtime.reconcile import reconcile_once
 
     settings = settings_from(args)
@@ -83,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out and result.basis is not None:
         data = saved_plan_dict(result.plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return exit_code(result.plan, args.detailed_exitcode)
+    return plan_exit_code(result.plan, args.detailed_exitcode)
 
 
 def use_color(stream: Any) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli.plan_cmd import add_common, settings_from
 from reconciler.errors import ConfigError
-from reconciler.runtime.execute import StepResult
+
+if TYPE_CHECKING:
+    from reconciler.runtime.execute import StepResult
 
 log = logging.getLogger("reconciler.run")
 

@@ -24,8 +24,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "validate",
         help="check manifests (schema and semantics), offline",
-        description="Check manifest files or directories (*.yaml and *.yml, sorted) without any database or "
-        "network access. Prints one OK line and exits 0, or prints every issue as "
+        description="Check manifest files or directories (*.yaml and *.yml, subdirectories included, sorted) "
+        "without any database or network access. A YAML file found in a directory with none of the keys "
+        "apiVersion, kind, environment and servers (a CI workflow) is not a manifest and is skipped. Prints one "
+        "OK line and exits 0, or prints every issue as "
         "file:line:column: path: message on stdout and exits 1.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,11 +58,15 @@ def _prop(text: str) -> str:
 def render_issues(issues: Iterable[ManifestIssue], fmt: str = "text") -> str:
     """One line per issue: ``file:line:column: path: message``, or a GitHub ``::error`` annotation."""
     if fmt == "github":
-        return "\n".join(
-            f"::error file={_prop(i.file)},line={i.line},col={i.column}::{_escape(f'{i.path}: {i.message}')}"
-            for i in issues
-        )
+        return "\n".join(_annotation(i) for i in issues)
     return "\n".join(str(i) for i in issues)
+
+
+def _annotation(issue: ManifestIssue) -> str:
+    if issue.line <= 0:
+        return f"::error file={_prop(issue.file)}::{_escape(issue.message)}"
+    where = f"file={_prop(issue.file)},line={issue.line},col={issue.column}"
+    return f"::error {where}::{_escape(f'{issue.path}: {issue.message}')}"
 
 
 def _count(n: int, word: str) -> str:

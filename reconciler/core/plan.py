@@ -31,6 +31,30 @@ class NoticeKind(StrEnum):
     FORGOTTEN = "forgotten"  # the agent restarted and no longer manages a running container
     STALLED = "stalled"  # flap guard: left alone until manifest or live state changes
     CONFLICT = "conflict"  # e.g. two servers of one image on a toolbox with the unique constraint
+    NAME_HELD = "name-held"  # the agent holds a name no container has: only an agent restart frees it
+    PENDING = "pending"  # a deploy was sent and not yet confirmed: not re-sent until it shows or times out
+    PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
+
+
+# Notice kinds that mean "this server (or toolbox) is not as declared and the reconciler cannot fix it now":
+# a run that meets one has not converged, whatever its steps did.
+UNSETTLED_KINDS: frozenset[NoticeKind] = frozenset({
+    NoticeKind.UNREACHABLE, NoticeKind.UNKNOWN_ENVIRONMENT, NoticeKind.REFUSED, NoticeKind.UNKNOWN_STATE,
+    NoticeKind.FORGOTTEN, NoticeKind.STALLED, NoticeKind.CONFLICT, NoticeKind.NAME_HELD, NoticeKind.PENDING,
+    NoticeKind.PORT_UNPUBLISHED,
+})  # fmt: skip
+
+
+class BlockReason(StrEnum):
+    """Why the executor left a create unfinished; kept in the row's stored config under ``blocked`` so that
+    the planner holds the create back for ``Policy.blocked_retry_after`` instead of re-sending it every cycle."""
+
+    NAME_HELD = "name-held"  # 409 "already exists" while no such container is listed
+    NAME_TAKEN = "name-taken"  # Docker's name conflict: the agent forgot its containers, or one made by hand
+    DEPLOY_PENDING = "deploy-pending"  # the deploy timed out; the agent may still be pulling the image
+
+
+BLOCKED_KEY = "blocked"  # {"reason": BlockReason, "since": ISO time, "message": redacted agent text}
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,21 @@ class Policy:
     allow_mass_delete: str | None = None  # the reason, when the operator allowed it
     # Agentopia's unique (environment, catalog) pair: two servers of one image on a toolbox cannot coexist.
     one_instance_per_image: bool = True
+    # How long a create the executor found blocked (BlockReason) is held back before it is tried again.
+    blocked_retry_after: float = 600.0
+
+
+# Summary buckets, in the order the summaries name them. A start (a server stopped on purpose, wanted
+# running) is counted apart from a restart (a server found not running).
+SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
+    ("create", (Action.CREATE,)),
+    ("replace", (Action.REPLACE,)),
+    ("restart", (Action.RESTART,)),
+    ("start", (Action.START,)),
+    ("stop", (Action.STOP,)),
+    ("delete", (Action.DELETE,)),
+    ("repair", (Action.SYNC_STATUS, Action.SYNC_CONFIG)),
+)
 
 
 @dataclass(frozen=True)
@@ -104,3 +143,10 @@ class Plan:
     @property
     def has_destructive(self) -> bool:
         return any(s.destructive for s in self.steps)
+
+    def summary_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys((k for k, _ in SUMMARY_KEYS), 0)
+        bucket = {a: k for k, actions in SUMMARY_KEYS for a in actions}
+        for s in self.steps:
+            counts[bucket[s.action]] += 1
+        return counts

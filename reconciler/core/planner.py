@@ -19,7 +19,17 @@ from reconciler.core.observed import (
     RecordedInstance,
     Unreachable,
 )
-from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Policy, Step
+from reconciler.core.plan import (
+    BLOCKED_KEY,
+    Action,
+    BlockReason,
+    Change,
+    Notice,
+    NoticeKind,
+    Plan,
+    Policy,
+    Step,
+)
 from reconciler.core.safety import guard_mass_delete, refuse_empty
 from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
 from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
@@ -56,6 +66,7 @@ def plan(
         rows_by_env.setdefault(row.environment_id, []).append(row)
 
     notices: list[Notice] = []
+    errors: list[str] = []
     steps_by_env: dict[str, list[Step]] = {}
     managed_by_env: dict[str, int] = {}
     names: dict[str, str] = {}
@@ -87,9 +98,12 @@ def plan(
             reason = live.reason if isinstance(live, Unreachable) else "no listing was taken"
             notices.append(_unreachable(env, name, f"DTMA listing failed: {reason}", spec))
             continue
-        env_plan = _EnvPlanner(env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints)
+        env_plan = _EnvPlanner(
+            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now
+        )
         env_steps = env_plan.run()
         notices.extend(env_plan.notices)
+        errors.extend(env_plan.errors)
         managed = env_plan.managed_count
         managed_by_env[env.id] = managed
         if not spec.servers and managed and not spec.policy.allow_empty:
@@ -103,7 +117,13 @@ def plan(
     for env_id in sorted(guarded, key=lambda e: (names[e], e)):
         steps.extend(sorted(guarded[env_id], key=lambda s: (ACTION_ORDER[s.action], s.server)))
     notices.sort(key=_notice_key)
-    return Plan(steps=tuple(steps), notices=tuple(notices), created_at=now, manifest_digest=desired.digest)
+    return Plan(
+        steps=tuple(steps),
+        notices=tuple(notices),
+        created_at=now,
+        manifest_digest=desired.digest,
+        errors=tuple(errors),
+    )
 
 
 def _notice_key(n: Notice) -> tuple[str, str, str, str, str]:
@@ -123,6 +143,7 @@ class _EnvPlanner:
     listing: LiveListing
     policy: Policy
     fingerprints: Mapping[str, str]
+    now: datetime
 
     def __post_init__(self) -> None:
         self.notices: list[Notice] = []
@@ -139,6 +160,8 @@ class _EnvPlanner:
             if c.state != "not_found":
                 self.live_by_name.setdefault(c.name, c)
         self.managed_count = len(self.managed_by_id)
+        self.errors: list[str] = []
+        self.forgotten: list[str] = []  # servers whose create waits because the agent forgot its containers
 
     def notice(self, server: str | None, kind: NoticeKind, message: str, spec: ServerSpec | None = None) -> None:
         self.notices.append(
@@ -186,6 +209,16 @@ class _EnvPlanner:
             self.notice(
                 name, NoticeKind.UNMANAGED, f"container {name} ({c.state}) is not managed by the reconciler"
             )
+        if self.forgotten:
+            listed = ", ".join(sorted(self.forgotten))
+            self.notice(
+                None,
+                NoticeKind.FORGOTTEN,
+                f"the DTMA agent on {self.name} answered a create with Docker's name conflict: it probably "
+                f"restarted and forgot its containers, which may still run. Not created again for now: {listed}. "
+                f"Restart or re-register the DTMA agent on {self.name}, or remove those containers on the host "
+                "(docker rm -f NAME); the create is tried again later",
+            )
         return self.steps
 
     def _image_conflicts(self) -> set[str]:
@@ -199,15 +232,16 @@ class _EnvPlanner:
             if len(servers) < 2:
                 continue
             listed = ", ".join(sorted(s.name for s in servers))
+            message = (
+                f"servers {listed} on {self.name} share image {image}; the database allows one instance per "
+                "image (catalog row) per toolbox"
+            )
+            first = min(servers, key=lambda s: (s.source.file, s.source.line, s.name)).source
+            where = f"{first}: " if first.line > 0 else ""
+            self.errors.append(f"{where}{message}")
             for s in sorted(servers, key=lambda s: s.name):
                 out.add(s.name)
-                self.notice(
-                    s.name,
-                    NoticeKind.CONFLICT,
-                    f"error: servers {listed} on {self.name} share image {image}; the database allows one "
-                    "instance per image (catalog row) per toolbox",
-                    s,
-                )
+                self.notice(s.name, NoticeKind.CONFLICT, f"error: {message}", s)
         return out
 
     def _server(self, server: ServerSpec) -> None:
@@ -307,7 +341,7 @@ class _EnvPlanner:
                 changes=(Change("state", live.state, "running"),),
                 instance_id=row.id if row is not None else None,
                 status_to="running",
-                spec_hash=wanted_hash,
+                spec_hash=_comparable(row, wanted_hash),
             )
             return
         if server.state == "stopped" and live.state == "running":
@@ -319,9 +353,11 @@ class _EnvPlanner:
                 changes=(Change("state", "running", "stopped"),),
                 instance_id=row.id if row is not None else None,
                 status_to="stopped",
-                spec_hash=wanted_hash,
+                spec_hash=_comparable(row, wanted_hash),
             )
             return
+        if live.state == "running":
+            self._check_ports(server, live)
         mapped = status_for(live.state, server.state)
         if row is not None and mapped is not None and row.status != mapped:
             self.step(
@@ -335,6 +371,25 @@ class _EnvPlanner:
                 status_to=mapped,
                 spec_hash=wanted_hash,
             )
+
+    def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:
+        """A declared hostPort the listing does not show published. The agent sets no ExposedPorts, so Docker
+        publishes a binding only for a port the image EXPOSEs; a new container would not change that, so no
+        step is planned, only a notice (and the run does not claim convergence). Shape (a) lists no ports:
+        nothing can be checked there."""
+        if server.host_port is None or server.port is None or self.listing.shape == "a":
+            return
+        published = {p.host_port for p in live.ports if p.host_port is not None}
+        if server.host_port in published:
+            return
+        self.notice(
+            server.name,
+            NoticeKind.PORT_UNPUBLISHED,
+            f"hostPort {server.host_port} of {server.name} is not published on {self.name} (the listing shows "
+            f"{_ports_text(live)}): the image probably does not EXPOSE port {server.port}, and the DTMA agent "
+            f"sets no ExposedPorts; add EXPOSE {server.port} to the image (or use a port it exposes)",
+            server,
+        )
 
     def _drift(
         self, server: ServerSpec, row: RecordedInstance | None, live: LiveContainer, wanted: str
@@ -351,6 +406,8 @@ class _EnvPlanner:
         return None
 
     def _create(self, server: ServerSpec, row: RecordedInstance | None, wanted: str) -> None:
+        if row is not None and self._held_back(server, row):
+            return
         if row is None:
             reason = f"{server.name} is declared and not deployed"
             changes = create_changes(server)
@@ -369,6 +426,35 @@ class _EnvPlanner:
             status_to=_target_status(server),
             spec_hash=wanted,
         )
+
+    def _held_back(self, server: ServerSpec, row: RecordedInstance) -> bool:
+        """Level-triggered backoff of a create the executor found blocked (BlockReason in the row's stored
+        config): while the container is not listed, the same spec is wanted and the block is younger than
+        ``Policy.blocked_retry_after``, no create is planned and one notice says why and what fixes it. After
+        that time (or once the manifest changes the spec) the create is planned again, once."""
+        block = blocked(row, self.policy, self.now)
+        if block is None or row.spec_hash != spec_hash(server, self.fingerprints):
+            return False
+        reason, message = block
+        if reason is BlockReason.NAME_TAKEN:
+            self.forgotten.append(server.name)
+        elif reason is BlockReason.NAME_HELD:
+            self.notice(
+                server.name,
+                NoticeKind.NAME_HELD,
+                f"the DTMA agent on {self.name} holds the name {server.name} although no such container is "
+                f"listed; restart the DTMA agent on {self.name} to release the name (create held back: {message})",
+                server,
+            )
+        else:
+            self.notice(
+                server.name,
+                NoticeKind.PENDING,
+                f"a deploy of {server.name} was sent and is not listed yet (the agent may still be pulling the "
+                "image); it is not sent again until the hold expires",
+                server,
+            )
+        return True
 
     def _leftover(self, row: RecordedInstance) -> None:
         name = row.name or row.id
@@ -399,8 +485,37 @@ class _EnvPlanner:
             f"{name} is no longer declared and prune is on",
             changes=(Change("image", row.image, None),),
             instance_id=row.id,
+            status_from=row.status,  # the executor reads a 404 as "gone" only for a row never deployed
             source=self.spec.source,  # the document whose prune: true asked for it
         )
+
+
+def blocked(row: RecordedInstance, policy: Policy, now: datetime) -> tuple[BlockReason, str] | None:
+    """The block the executor recorded on this row, while it holds (younger than blocked_retry_after)."""
+    mark = row.config.get(BLOCKED_KEY) if isinstance(row.config, Mapping) else None
+    if not isinstance(mark, Mapping):
+        return None
+    try:
+        reason = BlockReason(str(mark.get("reason")))
+        since = datetime.fromisoformat(str(mark.get("since")))
+    except ValueError:
+        return None
+    if since.tzinfo is None or now.tzinfo is None:
+        since, now = since.replace(tzinfo=None), now.replace(tzinfo=None)
+    if (now - since).total_seconds() >= policy.blocked_retry_after:
+        return None
+    return reason, str(mark.get("message") or reason.value)
+
+
+def _comparable(row: RecordedInstance | None, wanted: str) -> str | None:
+    """The spec hash a start or stop may store with the row's desired state: only when the row's hash is of
+    this algorithm version (and so was compared), else the stored config is left as it is."""
+    return wanted if row is not None and row.hash_version == HASH_VERSION else None
+
+
+def _ports_text(live: LiveContainer) -> str:
+    shown = [f"{p.host_port}->{p.container_port}" for p in live.ports if p.host_port is not None]
+    return ", ".join(shown) if shown else "no published port"
 
 
 def _managed(row: RecordedInstance) -> bool:

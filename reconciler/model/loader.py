@@ -18,7 +18,7 @@ from reconciler.errors import ManifestError, ManifestIssue
 from reconciler.model.json_path import JsonPath, format_path
 from reconciler.model.schema_check import SchemaIssue, check_document
 from reconciler.model.secrets_resolve import resolve_secrets, secret_fingerprints
-from reconciler.model.semantic import check_servers
+from reconciler.model.semantic import check_names, check_servers
 from reconciler.model.spec import (
     Desired,
     DesiredState,
@@ -36,6 +36,7 @@ __all__ = ["MAX_FILE_BYTES", "load_manifests", "manifest_files", "resolve_secret
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MANIFEST_KEYS = frozenset({"apiVersion", "kind", "environment", "servers"})
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_MESSAGE = 300
 
@@ -48,6 +49,8 @@ class ManifestFile:
     digest_name: str
     """Name entering the digest: relative to the directory given, or the file's own name, so that
     ``manifests/`` and ``./manifests`` (or another checkout) give the same digest."""
+    found: bool = False
+    """Found in a directory rather than named: skipped when it is not a manifest at all."""
 
 
 def _clean(message: str) -> str:
@@ -60,35 +63,49 @@ def _issue(file: str, line: int, column: int, path: JsonPath, message: str) -> M
     return ManifestIssue(file, line, column, format_path(path), _clean(message))
 
 
+def _yaml_files_under(folder: Path) -> list[Path]:
+    """``*.yaml``/``*.yml`` in ``folder`` and its subdirectories (one per environment, say), relative to it,
+    sorted by path; dotfiles and dot directories (``.git``, ``.reconciler``) skipped, symlinked directories
+    not followed (no loops)."""
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        here = Path(root)
+        for name in names:
+            child = here / name
+            if child.suffix in MANIFEST_SUFFIXES and not name.startswith(".") and child.is_file():
+                found.append(child.relative_to(folder))
+    return sorted(found, key=lambda p: p.parts)
+
+
 def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[ManifestFile], list[ManifestIssue]]:
-    """Files named, and ``*.yaml``/``*.yml`` in directories named (not recursive, sorted, no dotfiles)."""
+    """Files named, and ``*.yaml``/``*.yml`` in directories named and their subdirectories (sorted, no
+    dotfiles)."""
     files: list[ManifestFile] = []
     issues: list[ManifestIssue] = []
     seen: set[Path] = set()
 
-    def add(path: Path, display: str, digest_name: str) -> None:
+    def add(path: Path, display: str, digest_name: str, found: bool = False) -> None:
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            files.append(ManifestFile(path, display, digest_name))
+            files.append(ManifestFile(path, display, digest_name, found))
 
     for given in paths:
         path = Path(given)
         display = os.fspath(given)
+        # A directory or a missing path has no line to point at: such issues carry no position.
         if path.is_dir():
-            entries = sorted(
-                child.name
-                for child in path.iterdir()
-                if child.suffix in MANIFEST_SUFFIXES and not child.name.startswith(".") and child.is_file()
-            )
+            entries = _yaml_files_under(path)
             if not entries:
-                issues.append(_issue(display, 1, 1, (), "directory holds no *.yaml or *.yml file"))
-            for name in entries:
-                add(path / name, str(path / name), name)
+                message = "directory holds no *.yaml or *.yml file, nor do its subdirectories"
+                issues.append(_issue(display, 0, 0, (), message))
+            for relative in entries:
+                add(path / relative, str(path / relative), relative.as_posix(), found=True)
         elif path.is_file():
             add(path, display, path.name)
         else:
-            issues.append(_issue(display, 1, 1, (), "no such file or directory"))
+            issues.append(_issue(display, 0, 0, (), "no such file or directory"))
     return files, issues
 
 
@@ -119,19 +136,26 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> Desired:
     environments: list[EnvironmentSpec] = []
     declared: dict[str, SourceRef] = {}
 
+    skipped: list[str] = []
+    read: list[str] = []
+
     for file in files:
         raw, problem = _read(file)
         if raw is None:
             issues.append(cast(ManifestIssue, problem))
             continue
+        text, problem = _decode(raw, file.display)
+        parsed = parse_yaml(text) if text is not None else None
+        if file.found and parsed is not None and _not_a_manifest(parsed.documents):
+            skipped.append(file.display)
+            continue
+        read.append(file.display)
         name = file.digest_name.encode()
         digest.update(b"%d:%s\n%d\n" % (len(name), name, len(raw)))
         digest.update(raw)
-        text, problem = _decode(raw, file.display)
-        if text is None:
+        if parsed is None:
             issues.append(cast(ManifestIssue, problem))
             continue
-        parsed = parse_yaml(text)
         issues.extend(_issue(file.display, i.line, i.column, i.path, i.message) for i in parsed.issues)
         if not parsed.documents and not parsed.issues:
             issues.append(_issue(file.display, 1, 1, (), "the file holds no manifest document"))
@@ -147,7 +171,16 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> Desired:
     return Desired(
         environments=tuple(environments),
         digest="sha256:" + digest.hexdigest(),
-        files=tuple(f.display for f in files),
+        files=tuple(read),
+        skipped=tuple(skipped),
+    )
+
+
+def _not_a_manifest(documents: Sequence[YamlDocument]) -> bool:
+    """Mappings none of which holds a manifest key: a CI workflow or a compose file beside the manifests.
+    A manifest with a typo still has some of the four keys, so it is checked, not skipped."""
+    return bool(documents) and all(
+        isinstance(d.data, dict) and not (MANIFEST_KEYS & d.data.keys()) for d in documents
     )
 
 
@@ -190,7 +223,12 @@ def _document(document: YamlDocument, file: str) -> tuple[EnvironmentSpec | None
         message = "a manifest document must be a mapping with apiVersion, kind, environment and servers"
         return None, [_issue(file, line, column, (), message)]
 
-    found: list[SchemaIssue] = [i for i in check_document(data) if not _under(i.path, document.invalid)]
+    names = check_names(data)
+    named = {i.path for i in names}  # one clear message per name, not also the pattern's
+    found: list[SchemaIssue] = [
+        i for i in check_document(data) if not _under(i.path, document.invalid) and i.path not in named
+    ]
+    found.extend(names)
     found.extend(check_servers(data, lambda path: document.locate(path)[0]))
     issues = []
     for item in found:

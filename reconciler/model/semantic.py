@@ -6,11 +6,16 @@ run even on documents with schema errors and every problem is reported in one go
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from reconciler.model.image_ref import image_reference_problem
 from reconciler.model.schema_check import SchemaIssue
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Control and format characters, line separators: in a name printed by a renderer or a log they could
+forge lines or colours (``ESC[31m``, CR, a bidi override)."""
 
 DTMA_PORT = 30000
 """The DTMA agent's own port on every toolbox."""
@@ -74,4 +79,46 @@ def check_servers(document: Any, line_of: Callable[[tuple[str | int, ...]], int]
                             f"host port {host_port} is already used by servers[{first}] (line {line})",
                         )
                     )
+    return issues
+
+
+def _control_character(text: str) -> str | None:
+    for c in text:
+        if unicodedata.category(c) in _UNPRINTABLE:
+            return f"U+{ord(c):04X}"
+    return None
+
+
+def _names(document: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], Any, bool]]:
+    """(path, value, is a key) of every name in the document: the environment, server names, env variable
+    names, secretFromEnv references and capabilities."""
+    yield ("environment",), document.get("environment"), False
+    servers = document.get("servers")
+    for index, server in enumerate(servers if isinstance(servers, list) else ()):
+        if not isinstance(server, dict):
+            continue
+        yield ("servers", index, "name"), server.get("name"), False
+        env = server.get("env")
+        for key, value in env.items() if isinstance(env, dict) else ():
+            yield ("servers", index, "env", key), key, True
+            if isinstance(value, dict):
+                yield ("servers", index, "env", key, "secretFromEnv"), value.get("secretFromEnv"), False
+        capabilities = server.get("capabilities")
+        for position, capability in enumerate(capabilities if isinstance(capabilities, list) else ()):
+            yield ("servers", index, "capabilities", position), capability, False
+
+
+def check_names(document: Any) -> list[SchemaIssue]:
+    """Names holding a control character, which a pattern may miss (Python's ``$`` matches before a final
+    newline) or word vaguely."""
+    if not isinstance(document, dict):
+        return []
+    issues = []
+    for path, value, is_key in _names(document):
+        found = _control_character(value) if isinstance(value, str) else None
+        if found is not None:
+            what = "name" if is_key or path[-1] in ("environment", "name") else "value"
+            issues.append(
+                SchemaIssue(path, f"contains a control character ({found}); a {what} must be printable", is_key)
+            )
     return issues

@@ -91,3 +91,5 @@ class Desired:
     environments: tuple[EnvironmentSpec, ...]
     digest: str = ""
     files: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    """YAML files found in a directory that are not manifests (a CI workflow beside them)."""

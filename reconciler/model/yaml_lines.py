@@ -18,6 +18,9 @@ from reconciler.model.json_path import JsonPath
 
 MAX_DEPTH = 64
 """Manifests need 5 levels; anything deeper is a mistake or an attack on the parser."""
+MAX_INT_DIGITS = 100
+"""Manifests hold ports; a longer integer is refused before Python converts it (beyond 4,300 digits
+``int()`` raises, and printing a huge hexadecimal one in a message would too)."""
 MAX_ALIAS_EXPANSION = 1_000_000
 """Values reached through aliases, per file: bounds "billion laughs" documents."""
 
@@ -324,12 +327,16 @@ class _Builder:
             value = event.value
             # Plain decimals (ports) without the constructor; signs, 0x, 0o, 1_000... take the full path.
             if value.isdigit() and value.isascii() and (value == "0" or value[0] != "0"):
-                return int(value)
+                if len(value) <= MAX_INT_DIGITS:
+                    return int(value)
+                return self._too_large(pos, parent, document)
         path = self._child_path(parent)
         if tag not in _SCALAR_TAGS:
             self.issue(pos, path, f"unsupported YAML tag {_type_name(tag)}")
             document.invalid.append(path)
             return _INVALID
+        if tag == _INT and sum(c.isalnum() for c in event.value) > MAX_INT_DIGITS + 2:  # 0x, 0o, 0b
+            return self._too_large(pos, parent, document)
         try:
             return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value))
         except Exception:  # the constructors raise ValueError, KeyError... on values like `!!int abc`
@@ -339,6 +346,12 @@ class _Builder:
         finally:
             _CONSTRUCTOR.constructed_objects.clear()
             _CONSTRUCTOR.recursive_objects.clear()
+
+    def _too_large(self, pos: Position, parent: _Frame | None, document: YamlDocument) -> Any:
+        path = self._child_path(parent)
+        self.issue(pos, path, f"integer is too large (more than {MAX_INT_DIGITS} digits)")
+        document.invalid.append(path)
+        return _INVALID
 
     def _check_collection_tag(
         self,

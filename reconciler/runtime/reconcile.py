@@ -17,6 +17,7 @@ from typing import Any
 from reconciler.adapters.dtma_client import DtmaClient
 from reconciler.adapters.journal import Journal
 from reconciler.core.observed import LiveListing, Observed, Unreachable
+from reconciler.core.outcomes import RunOutcome
 from reconciler.core.plan import NoticeKind, Plan, Policy, Step
 from reconciler.errors import PlanError
 from reconciler.model.spec import Desired
@@ -48,17 +49,17 @@ class RunResult:
     applied: ApplyResult | None = None
 
     @property
-    def exit_code_apply(self) -> int:
-        """0 converged, 1 nothing applied (error or refused), 4 partially applied."""
+    def outcome(self) -> RunOutcome:
+        """Converged, partial, or nothing applied (an error or a refusal); the CLI maps it to an exit code."""
         if self.applied is None:
-            return 1
+            return RunOutcome.NOTHING_APPLIED
         results = self.applied.results
         if any(r.outcome == "failed" for r in results):
-            return 4 if self.applied.applied_any else 1
+            return RunOutcome.PARTIAL if self.applied.applied_any else RunOutcome.NOTHING_APPLIED
         refused = any(n.kind is NoticeKind.REFUSED for n in self.plan.notices)
         if self.plan.errors or (refused and not self.applied.applied_any):
-            return 1
-        return 4 if refused else 0
+            return RunOutcome.NOTHING_APPLIED
+        return RunOutcome.PARTIAL if refused else RunOutcome.CONVERGED
 
 
 def secret_key(settings: Settings) -> bytes:
@@ -83,6 +84,8 @@ def open_dtma(settings: Settings) -> DtmaClient:
     return DtmaClient(
         connect_timeout=settings.dtma_connect_timeout,
         read_timeout=settings.dtma_read_timeout,
+        call_deadline=settings.dtma_call_deadline,
+        deploy_timeout=settings.dtma_deploy_timeout,
         concurrency=settings.dtma_concurrency,
         verify=settings.dtma_verify,
     )
@@ -202,8 +205,7 @@ def reconcile_once(
             on_step=on_step,
         )
         result = RunResult(run_id, the_plan, observed, basis, applied)
-        outcome = {0: "converged", 1: "nothing-applied", 4: "partial"}[result.exit_code_apply]
-        journal.finish_run(run_id, clock.now(), outcome)
+        journal.finish_run(run_id, clock.now(), result.outcome)
         journal.prune(
             clock.now(),
             max_age=timedelta(days=settings.journal_max_age_days),

@@ -2,7 +2,7 @@
 
 python -m tests.benchmarks                     # the full sizes of DESIGN section 10
 python -m tests.benchmarks --quick             # small sizes, a few seconds (the normal suite runs this)
-python -m tests.benchmarks --only observe      # one scenario: observe, apply, core, steady
+python -m tests.benchmarks --only observe      # one scenario: observe, apply, core, steady, startup
 python -m tests.benchmarks --compare OLD.json  # deltas against an earlier run
 python -m tests.benchmarks --sim inprocess     # simulators in the worker process (disturbs CPU figures)
 python -m tests.benchmarks --sim-processes 1   # all simulated toolboxes in one process (default: 2)
@@ -23,7 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("observe", "apply", "core", "steady")
+SCENARIOS = ("observe", "apply", "core", "steady", "startup")
 WORKER_TIMEOUT = 900.0
 
 
@@ -44,6 +44,7 @@ def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
             {"kind": "core", "servers": 10_000, "per_env": 100, "cpu_limit": 0.2, "mb_limit": 500},
             {"kind": "steady", "toolboxes": 4, "servers": 5, "latency": 0.005, "cycles": 1},
             {"kind": "steady", "toolboxes": 10, "servers": 2, "latency": 0.005, "cycles": 1},
+            {"kind": "startup", "repeats": 3},
         ]
     else:
         out = [
@@ -60,6 +61,7 @@ def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
             {"kind": "core", "servers": 100_000, "per_env": 100, "cpu_limit": 2.0, "mb_limit": 500},
             {"kind": "steady", "toolboxes": 100, "servers": 100, "latency": 0.020, "cycles": 3},
             {"kind": "steady", "toolboxes": 1000, "servers": 10, "latency": 0.020, "cycles": 3},
+            {"kind": "startup", "repeats": 21},
         ]
     for i, job in enumerate(out):
         job["sim"] = sim

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.planner import plan
-from reconciler.core.render_json import plan_to_dict
+from reconciler.presentation.plan_json import plan_to_dict
 from tests.core.golden_io import load_case
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -33,13 +33,13 @@ from reconciler.core.observed import (
     RecordedEnvironment,
     RecordedState,
 )
-from reconciler.core.plan import Plan, Policy
+from reconciler.core.plan import NoticeKind, Plan, Policy
 from reconciler.core.planner import plan
-from reconciler.core.render_json import plan_from_dict, plan_to_dict
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import Desired, EnvironmentPolicy, EnvironmentSpec, SecretRef, ServerSpec, SourceRef
 from reconciler.model.spec_hash import spec_hash
 from reconciler.model.stored import stored_config
+from reconciler.presentation.plan_json import plan_from_dict, plan_to_dict
 from reconciler.resources import schema_path
 from reconciler.runtime.execute import ApplyResult, Executor, ExecutorConfig
 from reconciler.runtime.observe import observe, targets_for
@@ -247,7 +247,18 @@ def _apply(rig: Rig, store: MemoryStore, the_plan: Plan) -> ApplyResult:
 
 
 def _failures(result: ApplyResult) -> list[tuple[str, str, str]]:
-    return [(r.step.server, str(r.step.action), r.message) for r in result.results if r.outcome == "failed"]
+    """Failed steps, except those the executor reports as beyond its reach: a row whose container the agent
+    neither lists nor manages may still run on the host (an agent that restarted forgets its containers), so
+    the row is kept and a notice names the fix."""
+    return [
+        (r.step.server, str(r.step.action), r.message)
+        for r in result.results
+        if r.outcome == "failed" and r.notice is not NoticeKind.FORGOTTEN
+    ]
+
+
+def _unreachable_by_design(result: ApplyResult) -> set[tuple[str, str]]:
+    return {(r.step.server, str(r.step.action)) for r in result.results if r.notice is NoticeKind.FORGOTTEN}
 
 
 PROPERTY = settings(
@@ -267,7 +278,8 @@ def test_applying_a_plan_with_the_real_executor_converges(rig: Rig, case: Case) 
     applied = _apply(rig, store, first)
     assert not _failures(applied), _failures(applied)
     second = _plan(rig, store, case, policy)
-    assert second.steps == (), [(s.server, s.action, s.reason) for s in second.steps]
+    left = {(s.server, str(s.action)) for s in second.steps} - _unreachable_by_design(applied)
+    assert not left, [(s.server, s.action, s.reason) for s in second.steps]
 
 
 @settings(PROPERTY, max_examples=30)
@@ -280,9 +292,10 @@ def test_with_the_mass_delete_guard_only_refused_steps_remain(rig: Rig, case: Ca
     allowed = _plan(rig, store, case, replace(policy, allow_mass_delete="x"))
     first = _plan(rig, store, case, policy)
     refused = {(s.server, s.action) for s in allowed.steps} - {(s.server, s.action) for s in first.steps}
-    assert not _failures(_apply(rig, store, first))
+    applied = _apply(rig, store, first)
+    assert not _failures(applied), _failures(applied)
     second = _plan(rig, store, case, policy)
-    assert {(s.server, s.action) for s in second.steps} <= refused
+    assert {(s.server, s.action) for s in second.steps} - _unreachable_by_design(applied) <= refused
 
 
 # -- properties of the planner alone -----------------------------------------------------------------------

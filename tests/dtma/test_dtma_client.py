@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
-import time
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sim_helpers import FakeClock, RunningSimulator, running_simulator
+from sim_helpers import FakeClock, running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, DtmaForgottenError, RetryPolicy, is_forgotten
 from reconciler.errors import (
@@ -26,7 +28,7 @@ class Sleeps:
     def __init__(self) -> None:
         self.calls: list[float] = []
 
-    def __call__(self, seconds: float) -> None:
+    async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
 
 
@@ -64,7 +66,7 @@ def test_every_route_in_every_shape(client: DtmaClient, shape: str) -> None:
         assert result.state == "running" and result.container_id
         assert sim.sim.env_of(0, "context7") == ["LOG_LEVEL=info", "API_KEY=s3cr3t-value"]
         listing = client.list(t)
-        assert listing.shape == shape
+        assert listing.shape == ("c" if shape == "b" else shape)  # /tools/status wherever the agent has it
         c = listing.by_name()["context7"]
         assert c.state == "running"
         client.stop(t, "context7")
@@ -78,18 +80,21 @@ def test_every_route_in_every_shape(client: DtmaClient, shape: str) -> None:
         assert counts["POST /tools/{name}/stop"] == 1
         assert counts["POST /tools/{name}/start"] == 1
         assert counts["DELETE /tools/{name}"] == 1
-        if shape == "c":  # /status 404s, then the client falls back to /tools/status
-            assert counts["GET /status"] == 4 and counts["GET /tools/status"] == 4
-        else:
-            assert counts["GET /status"] == 4 and "GET /tools/status" not in counts
+        if shape == "a":  # no /tools/status: learnt on the first listing, /status from then on
+            assert counts["GET /tools/status"] == 1 and counts["GET /status"] == 4
+        else:  # the authenticated listing; the public /status is never read
+            assert counts["GET /tools/status"] == 4 and "GET /status" not in counts
 
 
-def test_shape_b_lists_the_agents_own_containers_and_ports(client: DtmaClient) -> None:
+def test_an_agent_with_both_listings_is_read_on_the_managed_one(client: DtmaClient) -> None:
     with running_simulator(shape="b") as sim:
         client.deploy(sim.target(0), deploy_req())
-        by = client.list(sim.target(0)).by_name()
-        assert {"dtma_manager", "agentopia_backend", "context7"} <= set(by)
+        listing = client.list(sim.target(0))
+        by = listing.by_name()
+        assert set(by) == {"context7"}  # the agent's own containers are on the public /status only
+        assert by["context7"].instance_id == "id-context7"  # ownership by id, not by name alone
         assert [(p.container_port, p.host_port) for p in by["context7"].ports] == [(8080, 31001)]
+        assert sim.counters(0)["GET /tools/status"] == 1 and "GET /status" not in sim.counters(0)
 
 
 def test_start_delay_moves_created_to_running(client: DtmaClient) -> None:
@@ -134,10 +139,11 @@ def test_auth_errors_say_which(client: DtmaClient) -> None:
         assert wrong.value.status_code == 403 and not wrong.value.retryable
         with pytest.raises(DtmaAuthError, match=r"401.*missing or malformed"):
             client.list(sim.target(0, token="two words"))
-        assert sim.counters(0)["GET /status"] == 2
+        # a rejected token is never retried, and never answered by falling back to another listing
+        assert sim.counters(0) == {"GET /tools/status": 2}
         with pytest.raises(DtmaAuthError, match="no usable bearer token"):
             client.list(sim.target(0, token=" "))
-        assert sim.counters(0)["GET /status"] == 2  # refused before sending  # auth failures are not retried
+        assert sim.counters(0) == {"GET /tools/status": 2}  # refused before sending
 
 
 def test_forgotten_names(client: DtmaClient) -> None:
@@ -158,24 +164,23 @@ def test_forgotten_names_still_listed_in_shape_b(client: DtmaClient) -> None:
     with running_simulator(shape="b") as sim:
         t = sim.target(0)
         client.deploy(t, deploy_req())
+        assert client.list(t).by_name()["context7"].state == "running"
         sim.sim.toolbox(0).forget()
-        listing = client.list(t)
-        assert listing.by_name()["context7"].state == "running"
         with pytest.raises(DtmaForgottenError):
             client.delete(t, "context7")
 
 
 def test_retry_after_5xx_then_success(client: DtmaClient, sleeps: Sleeps) -> None:
-    with running_simulator() as sim:
-        sim.sim.set_faults(0, error_rate={"GET /status": 1.0})
+    with running_simulator(shape="c") as sim:
+        sim.sim.set_faults(0, error_rate={"GET /tools/status": 1.0})
         with pytest.raises(DtmaServerError) as exc:
             client.list(sim.target(0))
         assert exc.value.retryable and exc.value.status_code == 500
-        assert sim.counters(0)["GET /status"] == 3
+        assert sim.counters(0)["GET /tools/status"] == 3
         assert len(sleeps.calls) == 2 and all(0 <= s <= 0.2 for s in sleeps.calls)
 
         # one 5xx, then the fault clears during the backoff sleep: the second attempt succeeds
-        def clear_then_sleep(seconds: float) -> None:
+        async def clear_then_sleep(seconds: float) -> None:
             sim.sim.clear_faults(0)
 
         c2 = DtmaClient(retry=RetryPolicy(attempts=3), sleep=clear_then_sleep)
@@ -184,7 +189,7 @@ def test_retry_after_5xx_then_success(client: DtmaClient, sleeps: Sleeps) -> Non
             assert c2.list(sim.target(0)).containers == ()
         finally:
             c2.close()
-        assert sim.counters(0)["GET /status"] == 5
+        assert sim.counters(0)["GET /tools/status"] == 5
 
 
 def test_deploy_5xx_is_not_retried(client: DtmaClient, sleeps: Sleeps) -> None:
@@ -199,15 +204,13 @@ def test_read_timeout_is_a_bounded_transport_error(sleeps: Sleeps) -> None:
     with running_simulator() as sim:
         sim.sim.set_faults(0, latency=0.5)
         c = DtmaClient(read_timeout=0.1, retry=RetryPolicy(attempts=2), sleep=sleeps)
-        started = time.monotonic()
         try:
             with pytest.raises(DtmaTransportError, match="timed out") as exc:
                 c.list(sim.target(0))
         finally:
             c.close()
         assert exc.value.retryable
-        assert time.monotonic() - started < 1.0
-        assert sim.counters(0)["GET /status"] == 2
+        assert sim.counters(0)["GET /tools/status"] == 2
 
 
 def test_hang_and_dropped_connection(sleeps: Sleeps) -> None:
@@ -254,7 +257,7 @@ def test_unparseable_listing_is_response_error(client: DtmaClient) -> None:
         sim.sim.toolbox(0).shape = "c"  # /status 404s and /tools/status serves shape c: still parseable
         assert client.list(sim.target(0)).shape == "c"
         sim.sim.toolbox(0).shape = "x"  # neither route exists: the 404 of the fallback is reported
-        with pytest.raises(DtmaNotFoundError, match="/tools/status"):
+        with pytest.raises(DtmaNotFoundError, match="GET /status"):
             client.list(sim.target(0))
 
 
@@ -265,29 +268,52 @@ def test_list_many_concurrently_returns_failures(client: DtmaClient) -> None:
         targets[3] = DtmaTarget("env-3", targets[3].base_url, Secret("wrong"))
         results = client.list_many(targets)
         assert set(results) == {"env-0", "env-1", "env-2", "env-3"}
-        assert results["env-0"].shape == "b"  # type: ignore[union-attr]
+        assert results["env-0"].shape == "c"  # type: ignore[union-attr]
         assert isinstance(results["env-2"], DtmaServerError)
         assert isinstance(results["env-3"], DtmaAuthError)
 
 
 def test_list_many_is_concurrent() -> None:
-    with running_simulator(toolboxes=20, faults={"latency": 0.1}) as sim:
-        c = DtmaClient(concurrency=20)
-        try:
-            started = time.monotonic()
-            results = c.list_many(sim.targets)
-            elapsed = time.monotonic() - started
-        finally:
-            c.close()
-        assert all(not isinstance(r, Exception) for r in results.values())
-        assert elapsed < 1.0  # 20 x 0.1 s one after another would take 2 s
+    # Every listing waits until all 20 are in flight at once: a client that lists one toolbox after another
+    # breaks the barrier (its first request waits in vain) and gets 503s instead of listings.
+    n = 20
+    barrier = threading.Barrier(n, timeout=10)
+    body = json.dumps({"dtma_version": "1.0.0", "tool_instances": []}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            try:
+                barrier.wait()
+                status = 200
+            except threading.BrokenBarrierError:
+                status = 503
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    c = DtmaClient(concurrency=n, read_timeout=30, retry=RetryPolicy(attempts=1), sleep=lambda s: None)
+    try:
+        results = c.list_many([DtmaTarget(f"env-{i}", url, Secret("t")) for i in range(n)])
+    finally:
+        c.close()
+        server.shutdown()
+        server.server_close()
+    assert all(not isinstance(r, Exception) for r in results.values()), results
+    assert len(results) == n and not barrier.broken
 
 
 def test_repr_has_no_token(client: DtmaClient) -> None:
     with running_simulator() as sim:
         assert sim.token not in repr(sim.target(0))
         assert sim.token not in repr(client)
-
-
-def test_unused_helper_types() -> None:
-    assert isinstance(RunningSimulator, type)

@@ -1,4 +1,4 @@
-"""The DTMA client's connection layer (http.client under httpx): keep-alive per toolbox, stale sockets."""
+"""The DTMA client's connection layer (dtma_http) under single calls: keep-alive per toolbox, stale sockets."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ from contextlib import contextmanager
 
 from sim_helpers import running_simulator
 
-from reconciler.adapters.dtma_client import DtmaClient, _readable, _StdlibTransport
+from reconciler.adapters.dtma_client import DtmaClient
+from reconciler.adapters.dtma_http import HttpTransport, _RawConn
 from reconciler.model.secrets import Secret
 from reconciler.ports import DtmaTarget
 
 
-def transport_of(client: DtmaClient) -> _StdlibTransport:
-    transport = client._http._transport
-    assert isinstance(transport, _StdlibTransport)
-    return transport
+def transport_of(client: DtmaClient) -> HttpTransport:
+    return client._http
 
 
 def test_one_kept_alive_connection_per_toolbox_is_reused() -> None:
@@ -25,15 +24,16 @@ def test_one_kept_alive_connection_per_toolbox_is_reused() -> None:
         client.list(sim.targets[0])
         idle = transport_of(client)._idle
         ((origin, conn),) = idle.items()
-        assert conn.sock is not None
+        assert isinstance(conn, _RawConn)
         local = conn.sock.getsockname()
         for _ in range(3):
             client.list(sim.targets[0])
-        assert list(idle) == [origin] and idle[origin].sock is not None
-        assert idle[origin].sock.getsockname() == local  # the same TCP connection served all four
+        assert list(idle) == [origin] and idle[origin] is conn
+        assert conn.sock.getsockname() == local  # the same TCP connection served all four
         client.list(sim.targets[1])
         assert len(idle) == 2
-        assert sim.counters() == {"GET /status": 5}
+        # shape a: the first listing learns that /tools/status is missing; the others go to /status at once
+        assert sim.counters() == {"GET /tools/status": 2, "GET /status": 5}
 
 
 def test_idle_connections_are_bounded_least_recently_used_first() -> None:
@@ -87,23 +87,12 @@ def test_a_connection_the_server_closed_is_not_reused() -> None:
     assert len(accepted) == 2
 
 
-def test_readable_sees_a_closed_peer() -> None:
-    a, b = socket.socketpair()
-    try:
-        assert _readable(a) is False
-        b.close()
-        assert _readable(a) is True
-    finally:
-        a.close()
-
-
 def test_tls_context_is_built_once_and_only_when_needed() -> None:
     import ssl
 
     with DtmaClient(verify=False) as client:
-        transport = transport_of(client)
-        assert transport._ssl is None  # plain http never loads the CA bundle
-        context = transport._context()
-        assert context.verify_mode == ssl.CERT_NONE and transport._context() is context
+        assert client._ssl is None  # plain http never loads the CA bundle
+        context = client._context()
+        assert context.verify_mode == ssl.CERT_NONE and client._context() is context
     with DtmaClient() as client:
-        assert transport_of(client)._context().verify_mode == ssl.CERT_REQUIRED
+        assert client._context().verify_mode == ssl.CERT_REQUIRED

@@ -95,9 +95,11 @@ def test_unreachable_toolbox_and_unmanaged_containers_are_untouched(world_factor
     assert steps_of(plan) == [("tb1", "srv-c", "create")]
     assert w.cli("apply", str(w.manifests)).returncode == 0
     assert w.sim.counters(0).get("POST /tools", 0) == 0
-    # shape b lists the agent's own containers: reported as unmanaged, never deleted even with prune on
+    # the agent's own containers are on its public /status only; the reconciler reads the authenticated
+    # /tools/status (managed containers), so they are neither listed nor deleted, even with prune on
     kinds = kinds_of(w.plan_json())
-    assert {("tb1", "dtma_manager", "unmanaged"), ("tb1", "agentopia_backend", "unmanaged")} <= set(kinds)
+    assert not [k for k in kinds if k[1] in ("dtma_manager", "agentopia_backend")]
+    assert w.sim.counters(1).get("GET /status", 0) == 0
     assert w.sim.counters(1).get("DELETE /tools/{name}", 0) == 0
     w.sim.sim.clear_faults(0)
     assert steps_of(w.plan_json()) == [("tb0", "srv-a", "create")]

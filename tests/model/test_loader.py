@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -105,11 +106,57 @@ def test_directory_is_read_in_sorted_order_yaml_and_yml_only(tmp_path: Path) -> 
     (tmp_path / "c.yaml").write_text(doc("c-env", "aa"))
     (tmp_path / "notes.txt").write_text("not a manifest")
     (tmp_path / ".hidden.yaml").write_text("broken: [")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "z.yaml").write_text("broken: [")
+    for hidden in (".git", ".reconciler"):
+        (tmp_path / hidden).mkdir()
+        (tmp_path / hidden / "z.yaml").write_text("broken: [")
     desired = load_manifests([tmp_path])
     assert [e.environment for e in desired.environments] == ["a-env", "b-env", "c-env"]
     assert desired.files == tuple(str(tmp_path / n) for n in ("a.yaml", "b.yml", "c.yaml"))
+
+
+def test_subdirectories_are_read_one_per_environment(tmp_path: Path) -> None:
+    (tmp_path / "research").mkdir()
+    (tmp_path / "research" / "toolbox.yaml").write_text(doc("research", "aa"))
+    (tmp_path / "coding" / "extra").mkdir(parents=True)
+    (tmp_path / "coding" / "extra" / "toolbox.yml").write_text(doc("coding", "aa"))
+    (tmp_path / "z.yaml").write_text(doc("zeta", "aa"))
+    desired = load_manifests([tmp_path])
+    assert [e.environment for e in desired.environments] == ["coding", "research", "zeta"]
+    assert desired.files == tuple(
+        str(tmp_path / n) for n in ("coding/extra/toolbox.yml", "research/toolbox.yaml", "z.yaml")
+    )
+    # The digest names files relative to the directory given: another checkout gives the same digest.
+    other = tmp_path.parent / (tmp_path.name + "-copy")
+    shutil.copytree(tmp_path, other)
+    assert load_manifests([other]).digest == desired.digest
+    (other / "research" / "toolbox.yaml").rename(other / "research" / "renamed.yaml")
+    assert load_manifests([other]).digest != desired.digest
+
+
+def test_yaml_that_is_not_a_manifest_is_skipped_in_a_directory_but_not_when_named(tmp_path: Path) -> None:
+    (tmp_path / "research.yaml").write_text(doc("research", "aa"))
+    (tmp_path / "ci").mkdir()
+    workflow = tmp_path / "ci" / "plan.yml"
+    workflow.write_text("name: plan\non: [pull_request]\njobs: {}\n")
+    (tmp_path / "compose.yaml").write_text("services: {}\n---\nversion: 3\n")
+    desired = load_manifests([tmp_path])
+    assert desired.files == (str(tmp_path / "research.yaml"),)
+    assert desired.skipped == (str(workflow), str(tmp_path / "compose.yaml"))
+    with pytest.raises(ManifestError):
+        load_manifests([workflow])
+    # A manifest with a typo still holds manifest keys: it is checked, not skipped.
+    (tmp_path / "ci" / "typo.yaml").write_text("apiVersoin: mcp-reconciler/v1\nkind: Toolbox\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([tmp_path])
+    assert {i.file for i in caught.value.issues} == {str(tmp_path / "ci" / "typo.yaml")}
+
+
+def test_a_broken_file_in_a_subdirectory_is_reported_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "research").mkdir()
+    (tmp_path / "research" / "toolbox.yaml").write_text("apiVersion: v1\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([tmp_path])
+    assert {i.file for i in caught.value.issues} == {str(tmp_path / "research" / "toolbox.yaml")}
 
 
 def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
@@ -213,9 +260,10 @@ def test_missing_paths_and_empty_directories_are_issues(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError) as caught:
         load_manifests([tmp_path / "nope.yaml", tmp_path / "empty"])
+    # No made-up 1:1 position: a directory or a missing path has no line.
     assert [str(i) for i in caught.value.issues] == [
-        f"{tmp_path / 'empty'}:1:1: $: directory holds no *.yaml or *.yml file",
-        f"{tmp_path / 'nope.yaml'}:1:1: $: no such file or directory",
+        f"{tmp_path / 'empty'}: directory holds no *.yaml or *.yml file, nor do its subdirectories",
+        f"{tmp_path / 'nope.yaml'}: no such file or directory",
     ]
 
 

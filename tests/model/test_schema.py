@@ -75,7 +75,7 @@ _anything = st.recursive(
 @st.composite
 def server_like(draw: st.DrawFn) -> dict[str, Any]:
     server: dict[str, Any] = {
-        "name": draw(st.sampled_from(["ctx", "a", "my srv", "fetch-1"])),
+        "name": draw(st.sampled_from(["ctx", "a", "my srv", "fetch-1", "ab\n", "é1"])),
         "image": draw(st.sampled_from(["mcp/x:1", "", "X"])),
         "transport": draw(st.sampled_from(["stdio", "sse", "http"])),
     }
@@ -131,6 +131,6 @@ def document_like(draw: st.DrawFn) -> Any:
 @given(document_like())
 def test_fast_path_agrees_with_jsonschema(document: Any) -> None:
     errors = list(Draft202012Validator(manifest_schema()).iter_errors(document))
-    if _fast_valid(manifest_schema(), document):
+    if _fast_valid(document):
         assert errors == []
     assert (check_document(document) == []) == (errors == [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def test_journal_command_lists_and_filters(tmp_path: Path) -> None:
     journal.close()
 
     def cli(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["reconciler", "journal", "--journal", str(path), *extra],
+        return subprocess.run([sys.executable, "-m", "reconciler", "journal", "--journal", str(path), *extra],
                               capture_output=True, text=True, check=False, timeout=30)  # fmt: skip
 
     data = json.loads(cli("--format", "json", "--env", "tb2").stdout)

@@ -4,7 +4,6 @@ advisory locks and connection failures."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -171,14 +170,12 @@ def test_a_dropped_main_connection_is_one_retryable_error_then_reconnects(
 
 def test_a_database_that_is_down_is_one_line_naming_the_url_without_its_password() -> None:
     url = "postgresql://reconciler:hunter2-pw@127.0.0.1:1/agentopia"
-    started = time.monotonic()
     with pytest.raises(StoreError) as info:
         PostgresStore(url, connect_timeout=2)
     message = str(info.value)
     assert "hunter2-pw" not in message and "reconciler:***@127.0.0.1:1/agentopia" in message
     assert "\n" not in message and info.value.retryable
     assert info.value.__cause__ is None  # the driver's exception, which may quote the DSN, is not chained
-    assert time.monotonic() - started < 10
 
 
 def test_a_password_given_as_a_parameter_is_masked_too() -> None:

@@ -1,4 +1,4 @@
-"""The plan as JSON (``schemas/plan.v1.schema.json``), back again, and the plan command's exit code.
+"""The plan as JSON (``schemas/plan.v1.schema.json``) and back again.
 
 A saved plan must be replayable: the desired ServerSpec is serialised with secret *references* only
 (by variable name), never values, so ``plan_from_dict`` rebuilds every step the executor needs.
@@ -13,33 +13,9 @@ from typing import Any
 from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Step
 from reconciler.errors import PlanError
 from reconciler.model.spec import TRANSPORTS, EnvValue, SecretRef, ServerSpec, SourceRef
+from reconciler.presentation.summary import summary_counts
 
 FORMAT_VERSION = 1
-
-# Summary buckets, in the order the text summary names them.
-SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
-    ("create", (Action.CREATE,)),
-    ("replace", (Action.REPLACE,)),
-    ("restart", (Action.RESTART, Action.START)),
-    ("stop", (Action.STOP,)),
-    ("delete", (Action.DELETE,)),
-    ("repair", (Action.SYNC_STATUS, Action.SYNC_CONFIG)),
-)
-
-
-def summary_counts(plan: Plan) -> dict[str, int]:
-    counts = dict.fromkeys((k for k, _ in SUMMARY_KEYS), 0)
-    bucket = {a: k for k, actions in SUMMARY_KEYS for a in actions}
-    for s in plan.steps:
-        counts[bucket[s.action]] += 1
-    return counts
-
-
-def exit_code_for(plan: Plan, detailed: bool) -> int:
-    """0 no changes (or not detailed), 2 changes, 3 changes that include a destructive step."""
-    if not detailed or not plan.steps:
-        return 0
-    return 3 if plan.has_destructive else 2
 
 
 def _source(src: SourceRef | None) -> dict[str, Any] | None:

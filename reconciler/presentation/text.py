@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
-from reconciler.core.render_github import render_github
-from reconciler.core.render_json import summary_counts
-from reconciler.core.render_markdown import render_markdown
-
-__all__ = ["SYMBOLS", "render_github", "render_markdown", "render_text", "summary_line"]
+from reconciler.presentation.summary import counts_line
 
 SYMBOLS: dict[Action, str] = {
     Action.CREATE: "+",
@@ -39,11 +35,7 @@ def _paint(text: str, code: str | None, color: bool) -> str:
 def summary_line(plan: Plan) -> str:
     if not plan.steps:
         return "No changes. The toolboxes match the manifests."
-    c = summary_counts(plan)
-    return (
-        f"Plan: {c['create']} to create, {c['replace']} to replace, {c['restart']} to restart, "
-        f"{c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
-    )
+    return counts_line(plan)
 
 
 def _step_lines(step: Step, color: bool) -> list[str]:

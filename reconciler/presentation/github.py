@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Notice, NoticeKind, Plan
-from reconciler.core.render_json import summary_counts
 from reconciler.model.spec import SourceRef
+from reconciler.presentation.summary import counts_line
 
 # Notices that stop part of the plan from happening: shown as errors.
 ERROR_KINDS = frozenset({NoticeKind.REFUSED, NoticeKind.CONFLICT, NoticeKind.UNKNOWN_ENVIRONMENT})
@@ -45,9 +45,5 @@ def render_github(plan: Plan) -> str:
     for n in plan.notices:
         who = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
         lines.append(f"::{_notice_level(n)}{_where(n.source)}::{_escape(f'{n.kind.value} {who}: {n.message}')}")
-    c = summary_counts(plan)
-    lines.append(
-        f"Plan: {c['create']} to create, {c['replace']} to replace, {c['restart']} to restart, "
-        f"{c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
-    )
+    lines.append(counts_line(plan))
     return "\n".join(lines) + "\n"

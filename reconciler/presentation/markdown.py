@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Plan
-from reconciler.core.render_json import SUMMARY_KEYS, summary_counts
+from reconciler.presentation.summary import SUMMARY_KEYS, summary_counts
 
 
 def _cell(text: str) -> str:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from reconciler.core.plan import Plan
 from reconciler.core.planner import plan
-from reconciler.core.render_json import exit_code_for
-from reconciler.core.render_text import render_github, render_markdown, render_text
+from reconciler.presentation.exit_codes import plan_exit_code
+from reconciler.presentation.github import render_github
+from reconciler.presentation.markdown import render_markdown
+from reconciler.presentation.text import render_text
 from tests.core.golden_io import load_case
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "core" / "golden"
 
 
 def planned(case: str) -> Plan:
@@ -27,7 +29,7 @@ def test_text_shows_symbols_reasons_changes_lines_and_summary() -> None:
     assert "      image: ghcr.io/example/mm-replace:1.0.0 -> ghcr.io/example/mm-replace:9" in out
     assert out.index("delete zz-delete") < out.index("stop yy-stop") < out.index("replace mm-replace")
     assert out.rstrip().endswith(
-        "Plan: 3 to create, 1 to replace, 1 to restart, 1 to stop, 1 to delete, 1 to repair."
+        "Plan: 3 to create, 1 to replace, 1 to restart, 0 to start, 1 to stop, 1 to delete, 1 to repair."
     )
     assert "\x1b[" not in out
 
@@ -51,8 +53,8 @@ def test_secrets_render_as_sensitive_changed_only() -> None:
 
 def test_markdown_puts_summary_table_before_collapsed_details() -> None:
     out = render_markdown(planned("35-ordering-mixed"))
-    assert "| create | replace | restart | stop | delete | repair |" in out
-    assert "| 3 | 1 | 1 | 1 | 1 | 1 |" in out
+    assert "| create | replace | restart | start | stop | delete | repair |" in out
+    assert "| 3 | 1 | 1 | 0 | 1 | 1 | 1 |" in out
     assert out.index("| 3 | 1 |") < out.index("<details>")
     assert ":warning: 4 destructive step(s)." in out
 
@@ -70,7 +72,7 @@ def test_github_annotations_by_severity() -> None:
 
 
 def test_exit_codes() -> None:
-    assert exit_code_for(planned("37-in-sync-no-changes"), detailed=True) == 0
-    assert exit_code_for(planned("36-env-by-id"), detailed=True) == 2
-    assert exit_code_for(planned("14-delete-prune-on"), detailed=True) == 3
-    assert exit_code_for(planned("14-delete-prune-on"), detailed=False) == 0
+    assert plan_exit_code(planned("37-in-sync-no-changes"), detailed=True) == 0
+    assert plan_exit_code(planned("36-env-by-id"), detailed=True) == 2
+    assert plan_exit_code(planned("14-delete-prune-on"), detailed=True) == 3
+    assert plan_exit_code(planned("14-delete-prune-on"), detailed=False) == 0

@@ -1,18 +1,19 @@
-"""A small HTTP/1.1 GET client on asyncio, for listing many toolboxes at once (``DtmaClient.list_many``).
+"""The DTMA client's one HTTP/1.1 transport, on asyncio: every call to every agent goes through it.
 
 Why not httpx: at 1,000 toolboxes the listing phase was bound by the client's CPU (about 0.7 ms per listing
 with 64 threads: request building, header parsing, thread hand-offs and GIL contention on 2 cores). Here one
-event-loop thread does every listing: plain HTTP to an IP address (what toolboxes have) on raw non-blocking
+event-loop thread does every call: plain HTTP to an IP address (what toolboxes have) on raw non-blocking
 sockets read by a loop reader callback (``_RawConn``: no resolver, no transport object, and no wait for
 writability when the connect finishes within the call), HTTPS and host names on ``asyncio.Protocol``
-connections (``_Conn``). The request bytes are built once per target and path, the response is parsed from
-one buffer (Content-Length, chunked or read-to-close bodies, gzip/deflate decoded), and a connection is kept
-alive per toolbox between calls (one the server closes leaves the idle pool at once).
+connections (``_Conn``). The response is parsed from one buffer (Content-Length, chunked or read-to-close
+bodies, gzip/deflate decoded), and a connection is kept alive per toolbox between calls (one the server
+closes leaves the idle pool at once). Synchronous callers hand their coroutine to the loop thread (``run``).
 
 This module knows nothing of DTMA error classes: it raises ``AioTimeout`` (connect or read) and
 ``AioTransportError`` (refused, reset, malformed HTTP, TLS failure) whose ``kind`` names the failure the
 way httpx does (``ConnectTimeout``, ``ReadTimeout``, ``ConnectError``, ``ReadError``,
-``RemoteProtocolError``), and ``AioBodyTooLarge``. Messages never contain request headers (the token).
+``RemoteProtocolError``), and ``AioBodyTooLarge``; ``dtma_client.map_transport_errors`` is the one place
+that turns them into the project's errors. Messages never contain request headers (the token).
 """
 
 from __future__ import annotations
@@ -58,16 +59,22 @@ class AioBodyTooLarge(Exception):
     pass
 
 
+CONNECT_KINDS = frozenset({"ConnectError", "ConnectTimeout", "UnsupportedProtocol"})  # nothing was sent
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a GET goes: the origin and the request bytes (which carry the token: never shown)."""
+    """Where a request goes: the origin and the request bytes (which carry the token: never shown)."""
 
     origin: Origin
     request: bytes = field(repr=False)
 
 
-def endpoint(base_url: str, path: str, headers: list[tuple[str, str]]) -> Endpoint:
-    """The request bytes of ``GET base_url + path`` with ``headers`` (plus Host), built once."""
+def endpoint(
+    base_url: str, path: str, headers: list[tuple[str, str]], *, method: str = "GET", body: bytes | None = None
+) -> Endpoint:
+    """The request bytes of ``method base_url + path`` with ``headers`` (plus Host and, with a body,
+    Content-Length). Header values must be Latin-1: the caller checks what it puts there."""
     url = urlsplit(base_url.rstrip("/") + path)
     scheme = url.scheme
     if scheme not in ("http", "https"):
@@ -79,9 +86,12 @@ def endpoint(base_url: str, path: str, headers: list[tuple[str, str]]) -> Endpoi
     if not default:
         host_header += f":{port}"
     target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}", "Accept-Encoding: gzip, deflate"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", "Accept-Encoding: gzip, deflate"]
     lines += [f"{k}: {v}" for k, v in headers]
-    return Endpoint((scheme, host, port), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return Endpoint((scheme, host, port), head + (body or b""))
 
 
 @dataclass(frozen=True)
@@ -234,8 +244,8 @@ def _expire(fut: asyncio.Future[None]) -> None:
         fut.set_exception(AioTimeout("ReadTimeout", "read timed out"))
 
 
-class AioGetter:
-    """GET requests on one event loop (a daemon thread started on first use), bounded concurrency,
+class HttpTransport:
+    """HTTP/1.1 requests on one event loop (a daemon thread started on first use), bounded concurrency,
     at most ``max_idle`` kept-alive connections (least recently used closed first)."""
 
     def __init__(
@@ -260,7 +270,7 @@ class AioGetter:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"AioGetter(concurrency={self._concurrency}, idle={len(self._idle)})"
+        return f"HttpTransport(concurrency={self._concurrency}, idle={len(self._idle)})"
 
     # -- the loop thread -------------------------------------------------------------------------------
 
@@ -403,25 +413,30 @@ class AioGetter:
             sock.close()
             raise
 
-    async def get(self, ep: Endpoint, max_body: int) -> Response:
-        """One GET; a kept-alive connection that turns out closed before any answer is retried once fresh."""
-        conn = self._take(ep.origin)
+    async def request(
+        self, ep: Endpoint, max_body: int, *, read_timeout: float | None = None, reuse: bool = True
+    ) -> Response:
+        """One request and its answer. With ``reuse`` (idempotent requests only) a kept-alive connection is
+        used, and one that turns out closed before any answer is replaced once by a fresh one; without it the
+        request always goes on a fresh connection, so it is sent at most once."""
+        timeout = self._read_timeout if read_timeout is None else read_timeout
+        conn = self._take(ep.origin) if reuse else None
         if conn is not None:
             try:
-                return await self._exchange(conn, ep, max_body)
+                return await self._exchange(conn, ep, max_body, timeout)
             except _StaleConnection:
                 pass
         conn = await self._connect(ep.origin)
         try:
-            return await self._exchange(conn, ep, max_body)
+            return await self._exchange(conn, ep, max_body, timeout)
         except _StaleConnection as exc:
             raise AioTransportError("RemoteProtocolError", str(exc)) from None
 
-    async def _exchange(self, conn: _Conn, ep: Endpoint, max_body: int) -> Response:
+    async def _exchange(self, conn: _Conn, ep: Endpoint, max_body: int, timeout: float | None) -> Response:
         ok = False
         try:
             conn.write(ep.request)
-            status, headers, body, keep = await self._read_response(conn, max_body)
+            status, headers, body, keep = await self._read_response(conn, max_body, timeout)
             ok = keep
             return Response(status, headers, body)
         finally:
@@ -430,8 +445,9 @@ class AioGetter:
             else:
                 conn.close()
 
-    async def _read_response(self, conn: _Conn, max_body: int) -> tuple[int, dict[str, str], bytes, bool]:
-        timeout = self._read_timeout
+    async def _read_response(
+        self, conn: _Conn, max_body: int, timeout: float | None
+    ) -> tuple[int, dict[str, str], bytes, bool]:
         buf = conn.buf
         while True:
             end = buf.find(b"\r\n\r\n")
@@ -460,7 +476,7 @@ class AioGetter:
             value = value.strip()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         if 100 <= status < 200:  # an interim answer: the real one follows
-            return await self._read_response(conn, max_body)
+            return await self._read_response(conn, max_body, timeout)
         connection = headers.get("connection", "").lower()
         keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
         if status in (204, 304):

@@ -1,0 +1,30 @@
+"""The exit codes of ``plan`` and ``apply``: the one place that turns a plan or a run outcome into a number.
+
+plan: 0 no changes (or not ``--detailed-exitcode``), 2 changes, 3 changes including a destructive step,
+1 error. apply (and ``run --once``, ``demo --once``): 0 converged, 4 partially applied, 1 anything else.
+"""
+
+from __future__ import annotations
+
+from reconciler.core.outcomes import RunOutcome
+from reconciler.core.plan import Plan
+
+OK = 0
+ERROR = 1
+CHANGES = 2
+DESTRUCTIVE_CHANGES = 3
+PARTIAL = 4
+
+
+def plan_exit_code(plan: Plan, detailed: bool) -> int:
+    if not detailed or not plan.steps:
+        return OK
+    return DESTRUCTIVE_CHANGES if plan.has_destructive else CHANGES
+
+
+def apply_exit_code(outcome: RunOutcome) -> int:
+    if outcome is RunOutcome.CONVERGED:
+        return OK
+    if outcome is RunOutcome.PARTIAL:
+        return PARTIAL
+    return ERROR

@@ -1,0 +1,27 @@
+"""Pick a plan format by name: the one entry point the CLI calls."""
+
+from __future__ import annotations
+
+import json
+
+from reconciler.core.plan import Plan
+
+FORMATS = ("text", "json", "markdown", "github")
+
+
+def render_plan(plan: Plan, fmt: str, *, color: bool = False) -> str:
+    if fmt == "json":
+        from reconciler.presentation.plan_json import plan_to_dict
+
+        return json.dumps(plan_to_dict(plan), indent=2, sort_keys=True) + "\n"
+    if fmt == "markdown":
+        from reconciler.presentation.markdown import render_markdown
+
+        return render_markdown(plan)
+    if fmt == "github":
+        from reconciler.presentation.github import render_github
+
+        return render_github(plan)
+    from reconciler.presentation.text import render_text
+
+    return render_text(plan, color=color)
