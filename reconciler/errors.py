@@ -61,6 +61,10 @@ class LockHeldError(StoreError):
     """Another reconciler holds the lock this one needs."""
 
 
+class JournalError(ReconcilerError):
+    """The journal could not be opened, read or written; the message names the file and the fix."""
+
+
 class DtmaError(ReconcilerError):
     """A call to a toolbox's DTMA agent failed."""
 

@@ -121,6 +121,7 @@ class DeployRequest:
     env: tuple[tuple[str, Secret | str], ...] = field(default=(), repr=False)  # resolved values
     port: int | None = None
     host_port: int | None = None
+    host_ip: str | None = None  # Docker's HostIp for host_port
 
 
 @dataclass(frozen=True)

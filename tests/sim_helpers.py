@@ -1,6 +1,7 @@
 """Run the DTMA simulator in-process for tests (imported as ``sim_helpers``; tests/ is on sys.path).
 
-with running_simulator(toolboxes=3, shape="b", token="t") as sim:
+with running_simulator(toolboxes=3, mode="newer", token="t") as sim:   # mode: newer, older or kind
+    # (default: the simulator's DEFAULT_MODE; a shape alone picks the lineage serving it when that is real)
     sim.addresses            # ["127.0.0.1:41001", ...]
     sim.targets              # DtmaTarget per toolbox, environment ids "env-0", "env-1", ...
     sim.admin(0, "POST", "/__sim/faults", {"latency": 0.05})   # over real HTTP, admin token header
@@ -11,6 +12,7 @@ with running_simulator(toolboxes=3, shape="b", token="t") as sim:
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,13 +65,14 @@ class RunningSimulator:
 @contextmanager
 def running_simulator(
     toolboxes: int = 1,
-    shape: str = "a",
+    shape: str | None = None,
     token: str = DEFAULT_TOKEN,
     *,
     start_delay: float = 0.0,
     clock: Callable[[], float] | None = None,
     per: str = "port",
     host: str = "127.0.0.1",
+    mode: str | None = None,
     **kwargs: Any,
 ) -> Iterator[RunningSimulator]:
     extra: dict[str, Any] = dict(kwargs)
@@ -77,6 +80,7 @@ def running_simulator(
         extra["clock"] = clock
     sim = Simulator(
         toolboxes=toolboxes,
+        mode=mode,
         shape=shape,
         token=token,
         admin_token=ADMIN_TOKEN,
@@ -100,3 +104,33 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def call(
+    address: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = DEFAULT_TOKEN,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+) -> tuple[int, Any]:
+    """One agent call over real HTTP with urllib (no reconciler client): (status, JSON body, text, or None
+    for an empty body)."""
+    data = None if body is None else json.dumps(body).encode()
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://{address}{path}", data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    if not raw:
+        return status, None
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()

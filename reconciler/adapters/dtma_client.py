@@ -63,7 +63,7 @@ ROUTE_MEMORY_S = 600.0  # how long an agent without /tools/status is listed on /
 _MAX_ENDPOINTS = 100_000
 _PENDING = DtmaTransportError("listing not run")  # a placeholder every result slot replaces
 
-Sleep = Callable[[float], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None] | None]  # a plain function (a test's no-op) may stand in
 
 
 class DtmaForgottenError(DtmaNotFoundError):
@@ -220,7 +220,9 @@ class DtmaClient:
                     raise
                 log.info("DTMA %s failed (%s), retry %d in %.2fs", where, exc.status_code or "transport",
                          attempt + 1, delay)  # fmt: skip
-                await self._sleep(delay)
+                pause = self._sleep(delay)
+                if pause is not None:
+                    await pause
                 attempt += 1
 
     def _run(self, target: DtmaTarget, call: Call) -> tuple[int, bytes]:

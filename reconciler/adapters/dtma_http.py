@@ -319,6 +319,7 @@ class HttpTransport:
 
     async def _shutdown(self) -> None:
         self._idle.clear()
+        self._sem = None  # bound to this loop; a later call starts a new loop and makes a new one
         conns = list(self._open)
         for conn in conns:
             conn.close()

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.core.redact import redact
 from reconciler.errors import (
     DtmaAlreadyStoppedError,
     DtmaAuthError,
@@ -84,16 +85,6 @@ def bearer(token: Secret, where: str) -> str:
     return "Bearer " + text
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret value (as sent, and as escaped inside JSON) replaced by ``***``."""
-    for value in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(value, "***")
-        escaped = json.dumps(value)[1:-1]
-        if escaped != value:
-            text = text.replace(escaped, "***")
-    return text
-
-
 def bounded(text: str, limit: int = ANSWER_TEXT_LIMIT) -> str:
     """At most ``limit`` characters, control characters shown escaped (an agent's text cannot forge lines)."""
     text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
@@ -133,6 +124,8 @@ def is_missing_route(status: int, body: bytes) -> bool:
 
 def classify(call: Call, status: int, body: bytes, where: str) -> DtmaError | None:
     """What an answer means: None for success, else the error of the project's tree that says why."""
+    if 200 <= status < 300:
+        return None  # the common case, decided without reading the body as JSON (listings are large)
     action = call.path.rsplit("/", 1)[-1] if call.path.startswith("/tools/") else ""
     text = agent_text(body, call.secrets)
     said = f"{where}: {status}" + (f": {text}" if text else "")
@@ -196,6 +189,8 @@ def deploy_call(request: DeployRequest) -> Call:
     override: dict[str, Any] = {"Env": [f"{k}={v if isinstance(v, str) else v.reveal()}" for k, v in request.env]}
     if request.port is not None:
         binding = {} if request.host_port is None else {"HostPort": str(request.host_port)}
+        if request.host_port is not None and request.host_ip is not None:
+            binding["HostIp"] = request.host_ip
         override["HostConfig"] = {"PortBindings": {f"{request.port}/tcp": [binding]}}
     body = {
         "dockerImageUrl": request.image,

@@ -35,6 +35,7 @@ from reconciler.adapters.migrations import (
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.state_dir import make_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SqliteStore:
                 raise SchemaMissingError(
                     f"SQLite database {self.path} does not exist; create it with `{migrate_command(self.url)}`"
                 )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_state_dir(self.path.parent)  # .reconciler/ gets its .gitignore
         try:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
             self._db = sqlite_utils.Database(conn, recursive_triggers=False, tracer=self._count)

@@ -84,9 +84,12 @@ def run(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(render(result.plan, "text", use_color(sys.stdout)))
     applied = result.applied.results if result.applied else ()
-    failed = [r for r in applied if r.outcome == "failed"]
+    # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
+    # mid-apply, a held name, a deploy still pulling): one line each.
+    failed = [r for r in applied if r.outcome == "failed" or r.notice is not None]
     for r in failed:
-        print(f"failed: {r.step.action} {r.step.environment_name}/{r.step.server}: {r.message}", file=sys.stderr)
+        where = f"{r.step.environment_name}/{r.step.server}"
+        print(f"{r.outcome}: {r.step.action} {where}: {r.message}", file=sys.stderr)
     for err in result.plan.errors:
         print(f"error: {err}", file=sys.stderr)
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)

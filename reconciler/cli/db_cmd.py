@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from reconciler.core.observed import ENVIRONMENT_STATUSES
+from reconciler.errors import StoreError
 
 EXAMPLE = """examples:
   reconciler db migrate                                   # creates .reconciler/state.db
@@ -74,12 +78,35 @@ def database_url(args: argparse.Namespace) -> str:
     return url
 
 
+@contextmanager
+def _database_path(url: str) -> Iterator[None]:
+    """A file-system failure on the SQLite database's path becomes one line naming the path and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        if not url.startswith("sqlite:///"):
+            raise
+        path = Path(url.removeprefix("sqlite:///"))
+        fix = "choose another path with --database (RECONCILER_DATABASE_URL)"
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise StoreError(
+                f"cannot create the directory of SQLite database {path}: {blocker} is a file, not a directory; "
+                + fix
+            ) from None
+        raise StoreError(
+            f"cannot create SQLite database {path} ({exc.strerror or exc}): make its directory writable by this "
+            f"user, or {fix}"
+        ) from None
+
+
 def run_migrate(args: argparse.Namespace) -> int:
     from reconciler.adapters.store_rows import mask
     from reconciler.runtime.stores import migrate_database
 
     url = database_url(args)
-    result = migrate_database(url, force=args.force)
+    with _database_path(url):
+        result = migrate_database(url, force=args.force)
     if result.applied:
         versions = ", ".join(f"{v:04d}" for v in result.applied)
         print(f"applied migration(s) {versions} to {mask(url)}; schema version {result.current}")
@@ -89,9 +116,19 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from reconciler.errors import ConfigError
+    from reconciler.model.semantic import control_character
     from reconciler.runtime.stores import open_store
 
-    store = open_store(database_url(args))
+    found = control_character(args.name)
+    if found is not None:
+        raise ConfigError(
+            f"environment name {args.name!r} holds a control character ({found}); use printable text"
+        )
+
+    url = database_url(args)
+    with _database_path(url):
+        store = open_store(url)
     try:
         row = store.add_environment(
             args.name, args.address, status=args.status, environment_id=args.environment_id, user_id=args.user_id
@@ -105,7 +142,9 @@ def run_add(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from reconciler.runtime.stores import open_store
 
-    store = open_store(database_url(args))
+    url = database_url(args)
+    with _database_path(url):
+        store = open_store(url)
     try:
         envs = store.list_environments()
     finally:
@@ -128,7 +167,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     from reconciler.runtime.stores import open_store
 
-    store = open_store(database_url(args))
+    url = database_url(args)
+    with _database_path(url):
+        store = open_store(url)
     try:
         removed = store.remove_environment(args.name)
     finally:

@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "journal",
         help="read the journal of plan and apply runs",
-        description="List journalled runs and their steps (intent, outcome, error), newest run first.",
+        description="List journalled runs and their steps (intent, outcome, error), newest run first. The "
+        "journal is opened read-only: this works on a journal this user cannot write.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -56,9 +57,12 @@ def run(args: argparse.Namespace) -> int:
     if not Path(path).exists():
         print(f"no journal at {path} yet", file=sys.stderr)
         return 0
-    journal = Journal(path)
+    # Read-only: reading never writes, so it works on a journal this user cannot modify.
+    journal = Journal(path, read_only=True)
     try:
         runs = journal.runs(since=_since(args.since), run_id=args.run, limit=args.limit)
+        if args.run is not None and not runs:
+            raise ConfigError(f"no run {args.run} in journal {path} (`reconciler journal` lists the runs)")
         out: list[dict[str, Any]] = []
         for r in runs:
             steps = journal.steps(run_id=r.id, environment=args.env, server=args.server)
@@ -77,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_run(r: dict[str, Any]) -> None:
     head = f"run {r['id']} {r['kind']} {r['started']} -> {r['outcome'] or 'running'}"
-    head += f"  digest={(r['manifest_digest'] or '-')[:19]} commit={(r['git_commit'] or '-')[:12]}"
+    commit = r["git_commit"] or "-"
+    short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    head += f"  digest={(r['manifest_digest'] or '-')[:19]} commit={short}"
     if r["note"]:
         head += f"  ({r['note']})"
     print(head)

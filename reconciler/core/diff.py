@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.core.plan import Change
-from reconciler.model.spec import SecretRef, ServerSpec
+from reconciler.model.spec import DEFAULT_HOST_IP, SecretRef, ServerSpec
 from reconciler.model.stored import read_stored
 
 SENSITIVE = "(sensitive)"
@@ -23,6 +23,19 @@ def _text(value: object) -> str | None:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def _stored_binding(config: Mapping[str, Any], port: object) -> Mapping[str, Any]:
+    bindings = config.get("HostConfig", {})
+    if not isinstance(bindings, Mapping):
+        return {}
+    ports = bindings.get("PortBindings", {})
+    if not isinstance(ports, Mapping):
+        return {}
+    entries = ports.get(f"{port}/tcp")
+    if isinstance(entries, list) and entries and isinstance(entries[0], Mapping):
+        return entries[0]
+    return {}
 
 
 def _stored_host_port(config: Mapping[str, Any], port: object) -> object:
@@ -69,6 +82,10 @@ def spec_changes(
         old_host = _stored_host_port(config, old_port)
         if _text(old_host) != _text(spec.host_port):
             changes.append(Change("host_port", _text(old_host), _text(spec.host_port)))
+        if spec.host_port is not None and old_host is not None:
+            old_ip = _stored_binding(config, old_port).get("HostIp") or DEFAULT_HOST_IP
+            if old_ip != spec.effective_host_ip:
+                changes.append(Change("host_ip", str(old_ip), spec.effective_host_ip))
     if "Env" in config:
         changes.extend(_env_changes(spec, view.plain_env, view.secret_fingerprints, secret_fingerprints))
     return changes
@@ -107,6 +124,8 @@ def create_changes(spec: ServerSpec) -> list[Change]:
         changes.append(Change("port", None, str(spec.port)))
     if spec.host_port is not None:
         changes.append(Change("host_port", None, str(spec.host_port)))
+        if spec.host_ip is not None:
+            changes.append(Change("host_ip", None, spec.host_ip))
     if spec.state != "running":
         changes.append(Change("state", None, spec.state))
     for key, value in spec.env:

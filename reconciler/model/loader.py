@@ -265,6 +265,7 @@ def _build(document: YamlDocument, file: str) -> EnvironmentSpec:
                 endpoint=raw.get("endpoint"),
                 port=_opt_int(raw.get("port")),
                 host_port=_opt_int(raw.get("hostPort")),
+                host_ip=raw.get("hostIp"),
                 capabilities=tuple(raw.get("capabilities", ())),
                 state=cast(DesiredState, raw.get("state", "running")),
                 env=tuple(env),

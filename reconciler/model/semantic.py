@@ -82,7 +82,8 @@ def check_servers(document: Any, line_of: Callable[[tuple[str | int, ...]], int]
     return issues
 
 
-def _control_character(text: str) -> str | None:
+def control_character(text: str) -> str | None:
+    """The first control or format character of ``text`` as ``U+XXXX``, or None."""
     for c in text:
         if unicodedata.category(c) in _UNPRINTABLE:
             return f"U+{ord(c):04X}"
@@ -115,7 +116,7 @@ def check_names(document: Any) -> list[SchemaIssue]:
         return []
     issues = []
     for path, value, is_key in _names(document):
-        found = _control_character(value) if isinstance(value, str) else None
+        found = control_character(value) if isinstance(value, str) else None
         if found is not None:
             what = "name" if is_key or path[-1] in ("environment", "name") else "value"
             issues.append(

@@ -43,6 +43,12 @@ class SecretRef:
 EnvValue = str | SecretRef
 
 
+# The host address a hostPort is published on when the manifest names none. Agentopia's backend reaches an MCP
+# server at the toolbox's own address, so the default must serve that address: every interface, said out loud
+# (Docker's own default when no HostIp is sent) rather than left implicit. See README, "Host address".
+DEFAULT_HOST_IP = "0.0.0.0"
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """One MCP server as the manifest wants it."""
@@ -53,11 +59,16 @@ class ServerSpec:
     endpoint: str | None = None
     port: int | None = None
     host_port: int | None = None
+    host_ip: str | None = None  # Docker's HostIp for hostPort; None: DEFAULT_HOST_IP
     capabilities: tuple[str, ...] = ()
     state: DesiredState = "running"
     env: tuple[tuple[str, EnvValue], ...] = ()
     protect: bool = False
     source: SourceRef = field(default=SourceRef("<memory>", 0), compare=False)
+
+    @property
+    def effective_host_ip(self) -> str:
+        return self.host_ip or DEFAULT_HOST_IP
 
     @property
     def env_map(self) -> Mapping[str, EnvValue]:

@@ -12,7 +12,7 @@ import hmac
 import json
 from collections.abc import Mapping
 
-from reconciler.model.spec import SecretRef, ServerSpec
+from reconciler.model.spec import DEFAULT_HOST_IP, SecretRef, ServerSpec
 
 HASH_VERSION = 1
 # One encoder for every hash: json.dumps with options builds a new JSONEncoder per call. The output is
@@ -34,7 +34,7 @@ def hashed_fields(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> d
             env[key] = "secret:" + secret_fingerprints.get(value.env_var, "unresolved")
         else:
             env[key] = "plain:" + value
-    return {
+    fields: dict[str, object] = {
         "image": spec.image,
         "transport": spec.transport,
         "endpoint": spec.endpoint,
@@ -43,6 +43,11 @@ def hashed_fields(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> d
         "capabilities": sorted(spec.capabilities),
         "env": env,
     }
+    # Added after the first release: hashed only when it differs from the default, so the hash of every
+    # server that does not name one stays what it was (no replace of every server on upgrade).
+    if spec.host_port is not None and spec.effective_host_ip != DEFAULT_HOST_IP:
+        fields["host_ip"] = spec.effective_host_ip
+    return fields
 
 
 def spec_hash(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> str:

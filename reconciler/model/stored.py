@@ -43,7 +43,10 @@ def stored_config(spec: ServerSpec, spec_hash: str, secret_fingerprints: Mapping
     if spec.port is not None:
         config["port"] = spec.port
         if spec.host_port is not None:
-            config["HostConfig"] = {"PortBindings": {f"{spec.port}/tcp": [{"HostPort": str(spec.host_port)}]}}
+            binding = {"HostPort": str(spec.host_port)}
+            if spec.host_ip is not None:
+                binding["HostIp"] = spec.host_ip
+            config["HostConfig"] = {"PortBindings": {f"{spec.port}/tcp": [binding]}}
     return config
 
 

@@ -388,6 +388,7 @@ class Executor:
             # make Docker publish a random port on every interface.
             port=spec.port if spec.host_port is not None else None,
             host_port=spec.host_port,
+            host_ip=spec.effective_host_ip if spec.host_port is not None else None,
         )
         where = f"{step.environment_name}/{spec.name}"
         attempt = 0

@@ -13,7 +13,8 @@ from reconciler.settings import mask_url
 def manifest_commit(paths: Sequence[str | Path]) -> str | None:
     """``git rev-parse HEAD`` in the folder of the first manifest path; None outside a work tree, and None
     when git does not track that path (an ignored or untracked copy inside some checkout was not asked for
-    by that checkout's commit)."""
+    by that checkout's commit). ``<commit>-dirty`` when a manifest file under the paths differs from it
+    (modified, added, deleted or untracked)."""
     if not paths:
         return None
     first = Path(paths[0])
@@ -22,7 +23,13 @@ def manifest_commit(paths: Sequence[str | Path]) -> str | None:
     if head is None or len(head) < 40:
         return None
     tracked = _git(folder, "ls-files", "--", first.name if first.is_file() else ".")
-    return head if tracked else None
+    if not tracked:
+        return None
+    changes = _git(
+        folder, "status", "--porcelain", "--untracked-files=all", "--", *(str(Path(p).absolute()) for p in paths)
+    )
+    dirty = any(line.rstrip('"').endswith((".yaml", ".yml")) for line in (changes or "").splitlines())
+    return f"{head}-dirty" if dirty else head
 
 
 def _git(folder: Path, *args: str) -> str | None:

@@ -27,6 +27,7 @@ from reconciler.runtime.git_info import manifest_commit
 from reconciler.runtime.observe import listed_instance_ids, observe, targets_for
 from reconciler.runtime.saved_plan import Basis, basis_of, check_basis
 from reconciler.settings import Settings
+from reconciler.state_dir import make_state_dir
 
 DEFAULT_POLICY = Policy()
 DEFAULT_EXECUTOR = ExecutorConfig()
@@ -68,7 +69,7 @@ def secret_key(settings: Settings) -> bytes:
         return settings.secret_key.reveal().encode()
     path = Path(settings.journal_path).parent / "secret.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(path.parent)  # .reconciler/ gets its .gitignore
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -245,7 +246,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
     last: dict[tuple[str, str], str] = {}
     path = Path(journal_path or settings.journal_path)
     if path.exists():
-        journal = Journal(path)
+        journal = Journal(path, read_only=True)
         try:
             for s in journal.steps():
                 last[(s.environment, s.server)] = f"{s.action} {s.outcome or 'pending'} at {s.intent_at}"

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import random
-import re
 import selectors
 import socket
 import socketserver
@@ -26,12 +25,15 @@ from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from reconciler.simulator.toolbox import SHAPES, ApiError, Faults, Toolbox
+from reconciler.simulator.agent import AgentToolbox, OlderAgentToolbox
+from reconciler.simulator.images import ImageRegistry, ImageSpec
+from reconciler.simulator.modes import ModeError, resolve_mode
+from reconciler.simulator.toolbox import _NAMED, ApiError, Faults, Toolbox
 
 log = logging.getLogger(__name__)
 
 ADMIN_HEADER = "X-Sim-Admin-Token"
-_NAMED = re.compile(r"^/tools/([^/]+)(/start|/stop)?$")
+_TOOLBOXES: dict[str, type[Toolbox]] = {"kind": Toolbox, "newer": AgentToolbox, "older": OlderAgentToolbox}
 
 
 class SimulatorError(Exception):
@@ -203,6 +205,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any, *, text: bool = False) -> None:
         if self._route is not None:
             self.server.toolbox.answered(self._route, status)
+        if status == 304:
+            # Express answers a 304 with no body and no entity headers (the older agent's stop of a stopped
+            # container).
+            data = b""
+            self.log_request(status, 0)
+            head = (
+                f"HTTP/1.1 304 Not Modified\r\nServer: {self.version_string()}\r\nDate: {_http_date()}\r\n"
+                + ("Connection: close\r\n" if self.close_connection else "")
+                + "\r\n"
+            )
+            self.wfile.write(head.encode("latin-1"))
+            return
         data = body.encode() if text else json.dumps(body).encode()
         self.log_request(status, len(data))
         reason = self.responses.get(status, ("",))[0]
@@ -258,35 +272,18 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/health":
             self._send(200, "OK", text=True)
             return
-        auth = self.headers.get("Authorization") or ""
-        if not auth.startswith("Bearer ") or not auth[7:].strip() or len(auth[7:].split()) != 1:
-            self._send(401, {"error": "Unauthorized: Missing or invalid token format"})
-            return
-        if not hmac.compare_digest(auth[7:].strip().encode(), sim.token.encode()):
-            self._send(403, {"error": "Forbidden: Invalid token"})
-            return
+        if not tb.is_public(method, path):
+            auth = self.headers.get("Authorization") or ""
+            if not auth.startswith("Bearer ") or not auth[7:].strip() or len(auth[7:].split()) != 1:
+                self._send(401, {"error": "Unauthorized: Missing or invalid token format"})
+                return
+            if not hmac.compare_digest(auth[7:].strip().encode(), sim.token.encode()):
+                self._send(403, {"error": "Forbidden: Invalid token"})
+                return
         try:
-            self._send(*self._agent(method, path, tb))
+            self._send(*tb.handle(method, path, self._body()))
         except ApiError as exc:
             self._send(exc.status, exc.body)
-
-    def _agent(self, method: str, path: str, tb: Toolbox) -> tuple[int, Any]:
-        if method == "GET" and path == "/status" and tb.shape in ("a", "b"):
-            return 200, tb.listing(tb.shape)
-        if method == "GET" and path == "/tools/status" and tb.shape in ("b", "c"):
-            return 200, tb.listing("c")
-        if method == "POST" and path == "/tools":
-            return 201, tb.deploy(self._body())
-        m = _NAMED.match(path)
-        if m:
-            name, action = m.group(1), m.group(2)
-            if method == "DELETE" and not action:
-                return 200, tb.delete(name)
-            if method == "POST" and action == "/start":
-                return 200, tb.start(name)
-            if method == "POST" and action == "/stop":
-                return 200, tb.stop(name)
-        return 404, {"error": "Not Found"}
 
     def _admin(self, method: str, path: str) -> None:
         sim, tb = self.server.sim, self.server.toolbox
@@ -312,9 +309,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, tb.faults.as_dict())
             elif method == "POST" and path == "/__sim/seed":
                 self._send(200, {"success": True, "seeded": tb.seed(body.get("containers"))})
-            elif method == "POST" and path == "/__sim/forget":
+            elif method == "POST" and path in ("/__sim/forget", "/__sim/restart-agent"):
                 tb.forget()
                 self._send(200, {"success": True})
+            elif method == "POST" and path == "/__sim/docker/run":
+                self._send(200, tb.docker_run(body))
+            elif method == "POST" and path == "/__sim/docker/rm":
+                tb.docker_rm(str(body.get("name")))
+                self._send(200, {"success": True})
+            elif method == "POST" and path == "/__sim/docker/stop":
+                tb.docker_stop(str(body.get("name")))
+                self._send(200, {"success": True})
+            elif method == "POST" and path == "/__sim/images":
+                sim.images.update(body)
+                self._send(200, sim.images.as_dict())
+            elif method == "GET" and path == "/__sim/images":
+                self._send(200, sim.images.as_dict())
+            elif method == "POST" and path == "/__sim/pull-delay":
+                tb.pull_delay = float(body.get("seconds", 0))
+                self._send(200, {"success": True, "pull_delay": tb.pull_delay})
             elif method == "POST" and path == "/__sim/exit-after":
                 tb.exit_after(str(body.get("name")), float(body.get("seconds", 0)))
                 self._send(200, {"success": True})
@@ -367,8 +380,13 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         per: str = "port",
-        shape: str = "a",
+        mode: str | None = None,
+        modes: Mapping[int, str] | None = None,
+        shape: str | None = None,
         shapes: Mapping[int, str] | None = None,
+        images: Mapping[str, ImageSpec] | None = None,
+        unknown_images_expose: str = "bound",
+        pull_delay: float = 0.0,
         token: str | None = None,
         admin_token: str | None = None,
         start_delay: float = 0.0,
@@ -383,8 +401,13 @@ class Simulator:
             raise SimulatorError(
                 "simulator needs a bearer token: set BACKEND_TO_DTMA_API_KEY or DTMA_BEARER_TOKEN"
             )
-        if shape not in SHAPES:
-            raise SimulatorError(f"unknown listing shape {shape!r} (a, b or c)")
+        try:
+            chosen = [
+                resolve_mode((modes or {}).get(i, mode), (shapes or {}).get(i, shape)) for i in range(toolboxes)
+            ]
+            self.images = ImageRegistry(images, unknown_images_expose)
+        except (ModeError, ValueError) as exc:
+            raise SimulatorError(str(exc)) from None
         if per not in ("address", "port"):
             raise SimulatorError(f"unknown layout {per!r} (address or port)")
         self.scheme = "https" if tls_cert else "http"
@@ -406,12 +429,15 @@ class Simulator:
                 else:
                     ip = str(base)
                     bind_port = port + i if port else 0
-                tb = Toolbox(
+                tb_mode, tb_shape = chosen[i]
+                tb = _TOOLBOXES[tb_mode](
                     "",
-                    shape=(shapes or {}).get(i, shape),
+                    shape=tb_shape,
                     start_delay=start_delay,
                     clock=clock,
                     faults=Faults(**dict(faults or {})),
+                    images=self.images,
+                    pull_delay=pull_delay,
                 )
                 try:
                     srv = _Server((ip, bind_port), self, tb, tls)
@@ -461,6 +487,7 @@ class Simulator:
         self._stopping.set()
         for tb in self._by_address.values():
             tb.unhang.set()
+            tb.stopping.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
         if self._thread is not None:
@@ -530,3 +557,31 @@ class Simulator:
         tb = self.toolbox(which)
         with tb.lock:
             return list(tb.containers[name].env)
+
+    def set_image(
+        self,
+        image: str,
+        *,
+        exposes: list[str | int] | None = None,
+        pull_delay: float | None = None,
+        missing: bool = False,
+    ) -> None:
+        """Declare a simulated image for every toolbox: the container ports it EXPOSEs (``[]``: none), its
+        pull time, or that the registry has no such image."""
+        self.images.declare(image, exposes=exposes, pull_delay=pull_delay, missing=missing)
+
+    def restart_agent(self, which: int | str) -> None:
+        """The agent restarts: it forgets the names it managed; the containers keep running."""
+        self.toolbox(which).forget()
+
+    def docker_rm(self, which: int | str, name: str) -> None:
+        """``docker rm -f NAME`` on the toolbox, behind the agent's back."""
+        self.toolbox(which).docker_rm(name)
+
+    def docker_stop(self, which: int | str, name: str) -> None:
+        """``docker stop NAME`` on the toolbox, behind the agent's back."""
+        self.toolbox(which).docker_stop(name)
+
+    def docker_run(self, which: int | str, name: str, image: str = "example/hand-made:1", **extra: Any) -> None:
+        """A hand-made container on the toolbox (``extra``: ``ports``, ``state``, ``command``)."""
+        self.toolbox(which).docker_run({"name": name, "image": image, **extra})

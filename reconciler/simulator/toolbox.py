@@ -1,22 +1,27 @@
 """One simulated toolbox: its containers, its faults and its call counters (no HTTP here).
 
-Every method takes the lock; container states are computed from the injected clock when read, so a test
-that advances its clock sees created -> running (or a planned exit) without any thread doing work.
+``Toolbox`` plays the kinder agent (mode ``kind``); ``reconciler.simulator.agent`` subclasses it for the two
+real lineages. Every method takes the lock; container states are computed from the injected clock when read,
+so a test that advances its clock sees created -> running (or a planned exit) without any thread doing work.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.simulator.images import ImageRegistry
+from reconciler.simulator.modes import SHAPES
+
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 AGENT_PORT = 30000
-SHAPES = ("a", "b", "c")
+_NAMED = re.compile(r"^/tools/([^/]+)(/start|/stop)?$")
 
 
 @dataclass
@@ -30,12 +35,13 @@ class Faults:
     hang_max: float = 60.0
     hang_routes: list[str] = field(default_factory=list)  # route keys that hang; empty: every route
     drop: bool = False
+    docker_down: bool = False  # the Docker engine does not answer the agent (socket gone, daemon stopped)
 
     def update(self, data: Mapping[str, Any]) -> None:
         for key in ("latency", "jitter", "hang_max"):
             if key in data:
                 setattr(self, key, float(data[key]))
-        for key in ("hang", "drop"):
+        for key in ("hang", "drop", "docker_down"):
             if key in data:
                 setattr(self, key, bool(data[key]))
         if "error_rate" in data:
@@ -55,6 +61,7 @@ class Faults:
             "hang_max": self.hang_max,
             "hang_routes": list(self.hang_routes),
             "drop": self.drop,
+            "docker_down": self.docker_down,
         }
 
 
@@ -71,6 +78,14 @@ class SimContainer:
     stopped: bool = False
     exit_at: float | None = None
     command: str = ""
+    # Real lineages only: what Docker published ({"key": "8080/tcp", "HostIp": "", "HostPort": "31001"}),
+    # the container ports the image EXPOSEs, and whether the container ever started (a failed start leaves
+    # it "created").
+    published: list[dict[str, str]] = field(default_factory=list)
+    exposed: set[str] = field(default_factory=set)
+    started: bool = True
+    started_at: float | None = None
+    finished_at: float | None = None
 
     def host_ports(self) -> set[int]:
         out: set[int] = set()
@@ -84,13 +99,18 @@ class SimContainer:
 class ApiError(Exception):
     """An answer other than success, with the agent's status code and body."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any] | None) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
 
 
 class Toolbox:
+    """The kinder agent (mode ``kind``): one listing shape, every route behind the token, a stop of a
+    stopped container is fine, an unmanaged name is refused with a plain 500, no pull delay."""
+
+    mode = "kind"
+
     def __init__(
         self,
         address: str,
@@ -99,6 +119,8 @@ class Toolbox:
         start_delay: float = 0.0,
         clock: Callable[[], float],
         faults: Faults | None = None,
+        images: ImageRegistry | None = None,
+        pull_delay: float = 0.0,
     ) -> None:
         if shape not in SHAPES:
             raise ValueError(f"unknown listing shape {shape!r} (a, b or c)")
@@ -107,6 +129,8 @@ class Toolbox:
         self.start_delay = start_delay
         self.clock = clock
         self.faults = faults or Faults()
+        self.images = images or ImageRegistry()
+        self.pull_delay = pull_delay
         self.lock = threading.RLock()
         self.containers: dict[str, SimContainer] = {}
         self.counters: Counter[str] = Counter()  # calls per route, counted when the request is read
@@ -114,6 +138,7 @@ class Toolbox:
         # a POST /tools answered 409 created nothing, one answered 201 created a container.
         self.answers: Counter[str] = Counter()
         self.unhang = threading.Event()
+        self.stopping = threading.Event()  # set when the simulator stops: a pull in progress ends at once
         now = clock()
         # The agent's own containers, visible only in shape b (every container on the host).
         self._host = [
@@ -141,6 +166,31 @@ class Toolbox:
             ),
         ]
 
+    # -- routing (the HTTP side calls these) ------------------------------------------------------------
+
+    def is_public(self, method: str, path: str) -> bool:
+        """Whether the agent answers this route without checking the token (``/health`` always is)."""
+        return False
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """The agent's answer (status, JSON body or None for an empty one); raises ApiError for errors."""
+        if method == "GET" and path == "/status" and self.shape in ("a", "b"):
+            return 200, self.listing(self.shape)
+        if method == "GET" and path == "/tools/status" and self.shape in ("b", "c"):
+            return 200, self.listing("c")
+        if method == "POST" and path == "/tools":
+            return 201, self.deploy(body)
+        m = _NAMED.match(path)
+        if m:
+            name, action = m.group(1), m.group(2)
+            if method == "DELETE" and not action:
+                return 200, self.delete(name)
+            if method == "POST" and action == "/start":
+                return 200, self.start(name)
+            if method == "POST" and action == "/stop":
+                return 200, self.stop(name)
+        return 404, {"error": "Not Found"}
+
     def count(self, route: str) -> None:
         with self.lock:
             self.counters[route] += 1
@@ -151,6 +201,8 @@ class Toolbox:
 
     def state_of(self, c: SimContainer) -> str:
         now = self.clock()
+        if not c.started:
+            return "created"
         if c.stopped:
             return "exited"
         if c.exit_at is not None and now >= c.exit_at:
@@ -291,6 +343,59 @@ class Toolbox:
                 raise ApiError(404, {"error": f"no container '{name}'"})
             c.exit_at = self.clock() + seconds
 
+    # -- Docker used behind the agent's back (admin path) ---------------------------------------------
+
+    def docker_run(self, body: Any) -> dict[str, Any]:
+        """A hand-made container the agent never deployed (``docker run --name ...`` on the droplet).
+
+        ``body``: ``{"name", "image", "ports": {"8080/tcp": [{"HostPort": "8080"}]}, "state": "running"}``;
+        the image is taken to EXPOSE the ports it is bound to unless the image registry says otherwise."""
+        if not isinstance(body, Mapping) or not NAME_RE.match(str(body.get("name", ""))):
+            raise ApiError(400, {"error": f"a hand-made container needs a valid name: {body!r}"})
+        name = str(body["name"])
+        bindings = dict(body.get("ports") or {})
+        state = str(body.get("state") or "running")
+        if state not in ("running", "exited", "created"):
+            raise ApiError(400, {"error": f"state must be running, exited or created, not {state!r}"})
+        with self.lock:
+            if name in self.containers:
+                raise ApiError(409, {"error": f'Conflict. The container name "/{name}" is already in use'})
+            c = SimContainer(
+                name,
+                str(body.get("image") or "example/hand-made:1"),
+                None,
+                _cid(),
+                self.clock() - self.start_delay,
+                [],
+                bindings,
+                managed=False,
+                stopped=state == "exited",
+                command=str(body.get("command") or "sh"),
+            )
+            self.containers[name] = c
+            self._place(c, start=state != "created")
+            c.stopped = state == "exited"
+        return {"success": True, "container_id": c.container_id}
+
+    def _place(self, c: SimContainer, *, start: bool) -> None:
+        """Publish a new container's ports (the real lineages work out what Docker would publish)."""
+        c.started = start
+
+    def docker_rm(self, name: str) -> None:
+        """``docker rm -f`` behind the agent's back: the container is gone, the agent is not told."""
+        with self.lock:
+            if self.containers.pop(name, None) is None:
+                raise ApiError(404, {"error": f"no container '{name}'"})
+
+    def docker_stop(self, name: str) -> None:
+        """``docker stop`` behind the agent's back: with restart policy unless-stopped it stays exited."""
+        with self.lock:
+            c = self.containers.get(name)
+            if c is None:
+                raise ApiError(404, {"error": f"no container '{name}'"})
+            c.stopped = True
+            c.finished_at = time.time()
+
     # -- listings --------------------------------------------------------------------------------------
 
     def listing(self, kind: str) -> dict[str, Any]:
@@ -376,20 +481,34 @@ class Toolbox:
             "created": int(c.created_at),
         }
 
+    def is_managed(self, c: SimContainer) -> bool:
+        return c.managed
+
+    def instance_id_of(self, c: SimContainer) -> str | None:
+        return c.instance_id
+
+    def managed_names(self) -> list[str]:
+        """The names the agent manages (the real lineages' in-memory registry)."""
+        with self.lock:
+            return [c.name for c in self.containers.values() if c.managed]
+
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "address": self.address,
+                "mode": self.mode,
                 "shape": self.shape,
+                "pull_delay": self.pull_delay,
                 "faults": self.faults.as_dict(),
                 "counters": dict(self.counters),
+                "managed_names": self.managed_names(),
                 "containers": [
                     {
                         "name": c.name,
                         "image": c.image,
-                        "instance_id": c.instance_id,
+                        "instance_id": self.instance_id_of(c),
                         "state": self.state_of(c),
-                        "managed": c.managed,
+                        "managed": self.is_managed(c),
                         "env_keys": sorted(e.partition("=")[0] for e in c.env),
                         "port_bindings": c.port_bindings,
                     }

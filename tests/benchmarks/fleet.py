@@ -30,6 +30,7 @@ from reconciler.simulator import ADMIN_HEADER, Simulator
 TOKEN = "bench-dtma-token-7c1e5a"
 ADMIN_TOKEN = "bench-sim-admin-token"
 SIM_START_TIMEOUT = 60.0
+SHAPE = "c"  # the newer agent: the reconciler lists its authenticated /tools/status with one call
 
 
 class SimFleet:
@@ -60,6 +61,7 @@ class SimFleet:
                 per="address",
                 token=TOKEN,
                 admin_token=ADMIN_TOKEN,
+                shape=SHAPE,
                 faults={"latency": self.latency},
             ).start()
             self.addresses = self._sim.addresses
@@ -92,6 +94,8 @@ class SimFleet:
                 str(count),
                 "--latency",
                 str(self.latency),
+                "--shape",
+                SHAPE,
                 "--addresses-json",
                 str(out),
             ],

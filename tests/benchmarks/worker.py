@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from tests.benchmarks.fleet import Fleet, SimFleet, build_fleet
 
+LISTING_ROUTES = ("GET /tools/status", "GET /status")
+
 T = TypeVar("T")
 STEADY_INTERVAL = 30.0
 STEADY_TARGET_SHARE = 0.02
@@ -141,7 +143,7 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             m_base, _ = measure(lambda: [client.list(t) for t in targets])
         scale = n / subset
         base = Measured(m_base.wall * scale, m_base.cpu * scale)
-    calls = n  # one GET /status per toolbox (listing shape a)
+    calls = n  # one GET /tools/status per toolbox (the newer agent's authenticated listing)
     bound = calls * latency / s.dtma_concurrency
     bound_note = f"{calls} calls x {latency * 1000:g} ms / concurrency {s.dtma_concurrency}"
     base_note = (
@@ -202,7 +204,7 @@ def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
         raise RuntimeError(f"{deploys} deploys for {n * servers} creates")
     per_box = [sum(c.values()) for c in counters]
     total = sum(per_box)
-    listing_calls = n  # the observation before planning: one GET /status per toolbox, at dtma_concurrency
+    listing_calls = n  # the observation before planning: one GET /tools/status per toolbox, at dtma_concurrency
     apply_calls = total - listing_calls
     chain = max(per_box) * latency
     spread = listing_calls * latency / s.dtma_concurrency + apply_calls * latency / s.apply_concurrency
@@ -345,9 +347,10 @@ def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
         cycle()  # warm-up: imports, key file, journal tables
         runs = [measure(cycle)[0] for _ in range(job["cycles"])]
         counters = sim.counters()
-    changes = sum(v for c in counters for k, v in c.items() if k != "GET /status")
+    changes = sum(v for c in counters for k, v in c.items() if not k.startswith("GET "))
     if changes:
         raise RuntimeError(f"steady state made {changes} changing calls")
+    listings = sum(v for c in counters for k, v in c.items() if k in LISTING_ROUTES)
     cpu = statistics.mean(r.cpu for r in runs)
     wall = statistics.mean(r.wall for r in runs)
     share = cpu / STEADY_INTERVAL
@@ -362,7 +365,10 @@ def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             met=share < STEADY_TARGET_SHARE,
             note=f"CPU share {share:.2%} = CPU per cycle / {STEADY_INTERVAL:g} s; mean of {job['cycles']} "
             f"cycles @ {latency * 1000:g} ms; ratio is share / 2%",
-            facts={"changing_calls": changes, "listings": sum(c.get("GET /status", 0) for c in counters)},
+            facts={
+                "changing_calls": changes,
+                "listings": listings,
+            },
         )
     ]
 

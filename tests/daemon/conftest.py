@@ -91,9 +91,10 @@ class DaemonWorld:
         return self.sim.counters(index).get("POST /tools", 0)
 
 
-def make_world(tmp: Path, url: str, toolboxes: int) -> Iterator[DaemonWorld]:
+def make_world(tmp: Path, url: str, toolboxes: int, **sim_kwargs: Any) -> Iterator[DaemonWorld]:
+    """``sim_kwargs`` go to the simulator, e.g. ``mode="older"`` for the older agent lineage."""
     host = f"127.0.{next(_hosts) % 250 + 2}.1"
-    with running_simulator(toolboxes=toolboxes, token=TOKEN, per="address", host=host) as sim:
+    with running_simulator(toolboxes=toolboxes, token=TOKEN, per="address", host=host, **sim_kwargs) as sim:
         store = open_store(url, create=True)
         names = [f"tb{i}" for i in range(toolboxes)]
         try:

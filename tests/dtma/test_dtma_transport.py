@@ -96,3 +96,16 @@ def test_tls_context_is_built_once_and_only_when_needed() -> None:
         assert context.verify_mode == ssl.CERT_NONE and client._context() is context
     with DtmaClient() as client:
         assert client._context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_a_closed_client_can_be_used_again() -> None:
+    with running_simulator(toolboxes=2, shape="c") as sim:
+        client = DtmaClient()
+        try:
+            for _ in range(2):
+                assert all(not isinstance(r, Exception) for r in client.list_many(sim.targets).values())
+                assert client.list(sim.targets[0]).shape == "c"
+                client.close()  # a new loop thread (and a new listing semaphore) on the next call
+        finally:
+            client.close()
+        assert sim.counters() == {"GET /tools/status": 6}

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 from tests.e2e.conftest import CANARY, World, all_containers, kinds_of, require_every_part, server, steps_of
 from tests.e2e.test_plan_apply import _dump_postgres
@@ -18,18 +21,10 @@ require_every_part()
 SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}}
 
 
-def _rows(w: World) -> list[dict[str, Any]]:
-    status = json.loads(w.cli("status", "--format", "json").stdout or "{}")
-    out: list[dict[str, Any]] = []
-    for env in status.get("environments", []) if isinstance(status, dict) else status:
-        out.extend(env.get("servers", []))
-    return out
-
-
 def test_one_stop_against_an_agent_answering_500_makes_at_most_3_calls(
     world_factory: Callable[..., World],
 ) -> None:
-    w = world_factory(1)
+    w = world_factory(1, mode="newer")
     w.write({"tb0": [server("srv-a")]})
     assert w.cli("apply", str(w.manifests)).returncode == 0
     w.sim.sim.set_faults(0, error_rate={"POST /tools/{name}/stop": 1.0})
@@ -39,23 +34,26 @@ def test_one_stop_against_an_agent_answering_500_makes_at_most_3_calls(
     assert w.sim.counters(0)["POST /tools/{name}/stop"] <= 3
 
 
+@pytest.mark.parametrize("mode", ["newer", "older"])
 def test_exited_container_gets_a_start_only_and_a_stopped_server_comes_back_with_start(
-    world_factory: Callable[..., World],
+    world_factory: Callable[..., World], mode: str
 ) -> None:
-    w = world_factory(1)
+    w = world_factory(1, mode=mode)
     w.write({"tb0": [server("srv-a"), server("srv-b")]})
     assert w.cli("apply", str(w.manifests)).returncode == 0
-    # docker stop behind the reconciler's back: the repair sends no stop, one start
-    w.sim.admin(0, "POST", "/__sim/exit-after", {"name": "srv-a", "seconds": 0})
+    # docker stop behind the reconciler's back: the repair sends no stop (the agent would answer 304), one start
+    w.sim.sim.docker_stop(0, "srv-a")
     assert steps_of(w.plan_json()) == [("tb0", "srv-a", "restart")]
     done = w.cli("apply", str(w.manifests))
     assert done.returncode == 0, done.stdout + done.stderr
     counters = w.sim.counters(0)
     assert counters.get("POST /tools/{name}/stop", 0) == 0 and counters["POST /tools/{name}/start"] == 1
     assert all_containers(w, 0)["srv-a"]["state"] == "running"
+    assert w.cli("plan", str(w.manifests), "--detailed-exitcode").returncode == 0
     # stopped on purpose through the manifest, then wanted running again: a start, counted as one
     w.write({"tb0": [server("srv-a"), server("srv-b", state="stopped")]})
     assert w.cli("apply", str(w.manifests)).returncode == 0
+    assert "tb0/srv-b: desired=stopped" in w.cli("status").stdout
     w.write({"tb0": [server("srv-a"), server("srv-b")]})
     plan = w.plan_json()
     assert steps_of(plan) == [("tb0", "srv-b", "start")]
@@ -66,26 +64,46 @@ def test_exited_container_gets_a_start_only_and_a_stopped_server_comes_back_with
     assert all_containers(w, 0)["srv-b"]["state"] == "running"
 
 
-def test_a_deploy_whose_pull_outlasts_the_read_timeout_is_sent_once(world_factory: Callable[..., World]) -> None:
-    w = world_factory(1)
-    # the agent answers POST /tools only after "pulling" for 2 s; the client gives up reading after 0.5 s
-    w.sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=2.0)
-    w.extra_env["RECONCILER_DTMA_READ_TIMEOUT"] = "0.5"
+def test_a_deploy_whose_pull_outlasts_the_deploy_timeout_is_sent_once(world_factory: Callable[..., World]) -> None:
+    w = world_factory(1, mode="newer")
+    # the agent answers POST /tools only after pulling for 2 s; the client gives up waiting after 0.5 s
+    w.sim.admin(0, "POST", "/__sim/pull-delay", {"seconds": 2.0})
     w.extra_env["RECONCILER_DTMA_DEPLOY_TIMEOUT"] = "0.5"
     w.write({"tb0": [server("srv-a")]})
     done = w.cli("apply", str(w.manifests), timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert w.sim.counters(0)["POST /tools"] == 1
     assert all_containers(w, 0)["srv-a"]["state"] == "running"
-    w.sim.sim.clear_faults(0)
     assert w.cli("plan", str(w.manifests), "--detailed-exitcode").returncode == 0
 
 
-def test_a_forgetful_agent_never_gets_a_row_dropped(world_factory: Callable[..., World]) -> None:
-    w = world_factory(1)
+def test_a_name_held_after_docker_rm_gives_one_notice_and_no_post_each_run(
+    world_factory: Callable[..., World],
+) -> None:
+    w = world_factory(1, mode="newer")
+    w.write({"tb0": [server("srv-a")]})
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    w.sim.sim.docker_rm(0, "srv-a")  # behind the agent's back: it keeps the name
+    assert steps_of(w.plan_json()) == [("tb0", "srv-a", "create")]
+    first = w.cli("apply", str(w.manifests))
+    assert first.returncode != 0
+    assert "restart the DTMA agent on tb0 to release the name" in first.stdout + first.stderr
+    posts = w.sim.counters(0)["POST /tools"]
+    for _ in range(2):  # later runs hold the create back: no POST, the same one notice
+        w.cli("apply", str(w.manifests))
+    assert w.sim.counters(0)["POST /tools"] == posts
+    plan = w.plan_json()
+    assert steps_of(plan) == []
+    held = [n for n in plan["notices"] if n["kind"] == "name-held"]
+    assert len(held) == 1 and "restart the DTMA agent on tb0" in held[0]["message"]
+
+
+@pytest.mark.parametrize("mode", ["newer", "older"])
+def test_a_forgetful_agent_never_gets_a_row_dropped(world_factory: Callable[..., World], mode: str) -> None:
+    w = world_factory(1, mode=mode)
     w.write({"tb0": [server("srv-a"), server("srv-b")]})
     assert w.cli("apply", str(w.manifests)).returncode == 0
-    w.sim.admin(0, "POST", "/__sim/forget")  # the agent restarted: its listing no longer shows them
+    w.sim.sim.restart_agent(0)  # it forgets the names it managed; the containers keep running
     w.write({"tb0": [server("srv-a")]}, prune=True)
     done = w.cli("apply", str(w.manifests))
     assert done.returncode != 0
@@ -93,8 +111,95 @@ def test_a_forgetful_agent_never_gets_a_row_dropped(world_factory: Callable[...,
     assert "srv-b" in w.cli("status", "--format", "json").stdout  # ...and its row is kept
 
 
+def test_the_older_agent_after_a_restart_gets_no_create_loop(world_factory: Callable[..., World]) -> None:
+    w = world_factory(1, mode="older")
+    w.write({"tb0": [server("srv-a"), server("srv-b"), server("srv-c")]})
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    w.sim.sim.restart_agent(0)  # its listing is now empty while every container keeps running
+    first = w.cli("apply", str(w.manifests))
+    assert first.returncode != 0
+    assert w.sim.counters(0)["POST /tools"] == 3 + 1  # one create met Docker's name conflict; the rest waited
+    assert "forgot its containers" in first.stdout + first.stderr
+    w.cli("apply", str(w.manifests))
+    assert w.sim.counters(0)["POST /tools"] == 4  # held back, not retried every run
+    plan = w.plan_json()
+    forgotten = [n for n in plan["notices"] if n["kind"] == "forgotten"]
+    assert len(forgotten) == 1 and "tb0" in forgotten[0]["message"]
+    status = w.cli("status", "--format", "json").stdout
+    assert all(name in status for name in ("srv-a", "srv-b", "srv-c"))
+
+
+def test_the_older_agents_not_found_entry_is_reported_at_once(world_factory: Callable[..., World]) -> None:
+    w = world_factory(1, mode="older")
+    w.write({"tb0": [server("srv-a")]})
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    w.sim.sim.docker_rm(0, "srv-a")  # the older agent lists it as not_found from now on
+    assert steps_of(w.plan_json()) == [("tb0", "srv-a", "create")]
+    listings = w.sim.counters(0)["GET /status"]
+    done = w.cli("apply", str(w.manifests), timeout=30)
+    assert done.returncode != 0
+    assert w.sim.counters(0)["GET /status"] - listings < 10  # no 60 s of polling
+    assert "restart the DTMA agent on tb0" in done.stdout + done.stderr
+
+
+def test_an_unpublished_host_port_is_drift_with_its_cause(world_factory: Callable[..., World]) -> None:
+    w = world_factory(1, mode="newer")
+    w.sim.sim.set_image("ghcr.io/acme/srv-a:1.0.0", exposes=[])  # the image EXPOSEs nothing
+    w.write({"tb0": [server("srv-a", hostPort=31001), server("srv-b", hostPort=31002)]})
+    w.cli("apply", str(w.manifests))
+    plan = w.plan_json()
+    unpublished = [n for n in plan["notices"] if n["kind"] == "port-unpublished"]
+    assert [n["server"] for n in unpublished] == ["srv-a"]
+    assert "does not EXPOSE port 8080" in unpublished[0]["message"]
+    assert steps_of(plan) == []
+
+
+def test_host_address_is_sent_and_a_port_without_host_port_is_not_published(
+    world_factory: Callable[..., World],
+) -> None:
+    w = world_factory(1, mode="newer")
+    w.write({"tb0": [server("srv-a", hostPort=31001), server("srv-b", hostPort=31002, hostIp="127.0.0.1"),
+                     server("srv-c")]})  # fmt: skip
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    bindings = {n: c["port_bindings"] for n, c in all_containers(w, 0).items() if n.startswith("srv-")}
+    assert bindings["srv-a"] == {"8080/tcp": [{"HostPort": "31001", "HostIp": "0.0.0.0"}]}
+    assert bindings["srv-b"] == {"8080/tcp": [{"HostPort": "31002", "HostIp": "127.0.0.1"}]}
+    assert not bindings["srv-c"]  # no random port on every interface
+    assert w.cli("plan", str(w.manifests), "--detailed-exitcode").returncode == 0
+    # moving a server to another host address needs a new container
+    w.write({"tb0": [server("srv-a", hostPort=31001, hostIp="127.0.0.1"), server("srv-b", hostPort=31002,
+                     hostIp="127.0.0.1"), server("srv-c")]})  # fmt: skip
+    plan = w.plan_json()
+    assert steps_of(plan) == [("tb0", "srv-a", "replace")]
+    assert {"field": "host_ip", "old": "0.0.0.0", "new": "127.0.0.1"} in plan["steps"][0]["changes"]
+
+
+def test_a_toolbox_failing_mid_apply_skips_its_remaining_steps_only(world_factory: Callable[..., World]) -> None:
+    w = world_factory(2, mode="newer")
+    w.write({"tb0": [server("srv-a"), server("srv-b"), server("srv-c")], "tb1": [server("srv-d")]})
+    w.extra_env["RECONCILER_DTMA_DEPLOY_TIMEOUT"] = "1"
+    w.sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=5.0)
+    proc = w.popen("apply", str(w.manifests))
+    try:
+        # the first POST on tb0 reaches the agent and hangs; then tb0 goes away entirely
+        deadline = time.monotonic() + 20
+        while w.sim.counters(0).get("POST /tools", 0) < 1:
+            assert time.monotonic() < deadline and proc.poll() is None, "the first deploy never arrived"
+            time.sleep(0.01)
+        w.sim.sim.set_faults(0, drop=True)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert w.sim.counters(0)["POST /tools"] == 1  # srv-b and srv-c were not tried
+    assert (out + err).count("failed mid-apply") >= 2
+    w.sim.sim.clear_faults(0)
+    assert all_containers(w, 1)["srv-d"]["state"] == "running"
+
+
 def test_two_servers_sharing_an_image_are_a_plan_error(world_factory: Callable[..., World]) -> None:
-    w = world_factory(1)
+    w = world_factory(1, mode="newer")
     w.write({"tb0": [server("srv-a", image="ghcr.io/acme/same:1"), server("srv-b", image="ghcr.io/acme/same:1")]})
     done = w.cli("plan", str(w.manifests), "--format", "json")
     plan = json.loads(done.stdout)
@@ -149,7 +254,7 @@ def test_an_agent_echoing_the_secret_leaks_it_nowhere(world_factory: Callable[..
     with _echoing_agent(echo_ip, int(port)):
         applied = w.cli("apply", str(w.manifests))
         assert applied.returncode != 0
-        assert "[redacted]" in applied.stdout + applied.stderr
+        assert "Failed to deploy tool" in applied.stdout + applied.stderr  # the agent's text is shown, redacted
         outputs = [applied.stdout, applied.stderr]
         outputs.append(w.cli("journal", "--format", "json").stdout)
         outputs.append(w.cli("status", "--format", "json").stdout)

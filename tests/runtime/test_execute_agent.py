@@ -29,6 +29,10 @@ from reconciler.ports import DeployRequest, DeployResult, DtmaTarget
 from tests.runtime.test_execute import CANARY, World, outcomes, spec, step
 
 
+async def _no_wait(_seconds: float) -> None:
+    return None
+
+
 @contextmanager
 def _world(tmp_path: Path, attempts: int) -> Iterator[World]:
     with running_simulator(toolboxes=2) as sim:
@@ -37,7 +41,7 @@ def _world(tmp_path: Path, attempts: int) -> Iterator[World]:
         for i, address in enumerate(sim.addresses):
             row = store.add_environment(f"tb{i}", address.rsplit(":", 1)[0])
             targets[row.id] = DtmaTarget(row.id, f"http://{address}", Secret(sim.token))
-        dtma = DtmaClient(retry=RetryPolicy(attempts=attempts, base_delay=0.0), sleep=lambda _s: None)
+        dtma = DtmaClient(retry=RetryPolicy(attempts=attempts, base_delay=0.0), sleep=_no_wait)
         journal = Journal(tmp_path / "journal.db", secrets=[CANARY])
         try:
             yield World(sim, store, journal, dtma, targets)
@@ -116,7 +120,7 @@ def test_a_deploy_whose_answer_times_out_is_never_sent_twice(tmp_path: Path) -> 
         env = store.add_environment("tb0", sim.addresses[0].rsplit(":", 1)[0])
         target = DtmaTarget(env.id, f"http://{sim.addresses[0]}", Secret(sim.token))
         sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=30)
-        dtma = DtmaClient(read_timeout=0.3, retry=RetryPolicy(attempts=1))
+        dtma = DtmaClient(read_timeout=0.3, deploy_timeout=0.3, retry=RetryPolicy(attempts=1))
         w = World(sim, store, Journal(tmp_path / "journal.db"), dtma, {env.id: target})
         released = threading.Event()
 
@@ -143,7 +147,7 @@ def test_a_deploy_not_listed_before_the_deadline_is_pending_then_ok(tmp_path: Pa
         env = store.add_environment("tb0", sim.addresses[0].rsplit(":", 1)[0])
         target = DtmaTarget(env.id, f"http://{sim.addresses[0]}", Secret(sim.token))
         sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=30)
-        dtma = DtmaClient(read_timeout=0.3, retry=RetryPolicy(attempts=1))
+        dtma = DtmaClient(read_timeout=0.3, deploy_timeout=0.3, retry=RetryPolicy(attempts=1))
         journal = Journal(tmp_path / "journal.db")
         w = World(sim, store, journal, dtma, {env.id: target})
         try:
@@ -193,7 +197,7 @@ class HeldName(DtmaClient):
     """The agent remembers a name whose container was removed behind its back (409 "already exists")."""
 
     def deploy(self, target: DtmaTarget, request: DeployRequest) -> DeployResult:
-        self._call(target, "GET", "/health", auth=False)  # a call the counters see, nothing created
+        self.health(target)  # a call the counters see, nothing created
         raise DtmaNameHeldError(f"POST /tools: 409: Instance with name '{request.name}' already exists.",
                                 status_code=409)  # fmt: skip
 

@@ -33,6 +33,30 @@ def test_commit_inside_a_work_tree_and_none_outside(tmp_path: Path) -> None:
     assert manifest_commit([repo / "manifests" / "new.yaml"]) is None
 
 
+def test_commit_is_marked_dirty_when_a_manifest_differs_from_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "manifests" / "research").mkdir(parents=True)
+    manifest = repo / "manifests" / "research" / "a.yaml"
+    manifest.write_text("x: 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "m"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    (repo / "manifests" / "notes.txt").write_text("not a manifest\n")
+    assert manifest_commit([repo / "manifests"]) == head
+    manifest.write_text("x: 2\n")
+    assert manifest_commit([repo / "manifests"]) == f"{head}-dirty"
+    assert manifest_commit([manifest]) == f"{head}-dirty"
+    manifest.write_text("x: 1\n")
+    (repo / "manifests" / "research" / "b.yml").write_text("x: 3\n")  # untracked manifest
+    assert manifest_commit([repo / "manifests"]) == f"{head}-dirty"
+    (repo / "manifests" / "research" / "b.yml").unlink()
+    manifest.unlink()
+    (repo / "manifests" / "research" / "keep.txt").write_text("")
+    assert manifest_commit([repo / "manifests"]) == f"{head}-dirty"  # deleted
+
+
 def test_secret_key_from_settings_else_a_private_file_made_once(tmp_path: Path) -> None:
     assert secret_key(Settings(secret_key=Secret("k1"))) == b"k1"
     settings = Settings(journal_path=str(tmp_path / ".reconciler" / "journal.db"))

@@ -23,6 +23,7 @@ def test_journal_command_lists_and_filters(tmp_path: Path) -> None:
         journal.intent(run, now, environment="tb2", server="b", action="stop", reason="desired"), now, "ok"
     )
     journal.finish_run(run, now, "converged")
+    journal.start_run("plan", now, git_commit="a" * 40 + "-dirty")
     journal.close()
 
     def cli(*extra: str) -> subprocess.CompletedProcess[str]:
@@ -30,9 +31,11 @@ def test_journal_command_lists_and_filters(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=False, timeout=30)  # fmt: skip
 
     data = json.loads(cli("--format", "json", "--env", "tb2").stdout)
+    assert data[0]["id"] == run
     assert [[s["server"] for s in r["steps"]] for r in data] == [["b"]]
     assert data[0]["note"] == "allow-mass-delete: cleanup"
     text = cli().stdout
     assert "tb1/a: absent" in text and "converged" in text
+    assert "commit=aaaaaaaaaaaa-dirty" in text
     assert json.loads(cli("--format", "json", "--since", "2026-03-02").stdout) == []
     assert cli("--since", "yesterday").returncode == 1

@@ -63,7 +63,7 @@ DEPLOY = {
 
 
 def test_error_bodies_match_the_samples() -> None:
-    with running_simulator(token=TOKEN) as sim:
+    with running_simulator(token=TOKEN, mode="older") as sim:
         a = sim.addresses[0]
         assert call(a, "GET", "/status", token=None) == (401, ERRORS["401"])
         assert call(a, "GET", "/status", token="wrong") == (403, ERRORS["403"])
@@ -82,17 +82,17 @@ def test_error_bodies_match_the_samples() -> None:
         assert call(a, "GET", "/health", token=None) == (200, "OK")
 
 
-def test_deploy_answer_looks_like_the_sample() -> None:
+def test_kind_deploy_answer_looks_like_the_invented_sample() -> None:
     sample = json.loads((SAMPLES / "deploy-201.json").read_text())
-    with running_simulator(token=TOKEN) as sim:
+    with running_simulator(token=TOKEN, mode="kind") as sim:
         status, body = call(sim.addresses[0], "POST", "/tools", DEPLOY)
     assert status == 201
     assert set(body) == set(sample) and set(body["data"]) == set(sample["data"])
     assert body["data"]["ports"] == sample["data"]["ports"]
 
 
-def test_bad_container_name_and_agent_port() -> None:
-    with running_simulator(token=TOKEN) as sim:
+def test_kind_bad_container_name_and_agent_port() -> None:
+    with running_simulator(token=TOKEN, mode="kind") as sim:
         a = sim.addresses[0]
         assert call(a, "POST", "/tools", {**DEPLOY, "instanceNameOnToolbox": "has space"})[0] == 500
         bindings = {"HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "30000"}]}}}
@@ -114,7 +114,7 @@ def test_refuses_non_loopback_and_missing_token(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_one_toolbox_per_address_routes_by_local_address() -> None:
-    with running_simulator(toolboxes=3, token=TOKEN, per="address", host="127.0.1.1") as sim:
+    with running_simulator(toolboxes=3, token=TOKEN, mode="older", per="address", host="127.0.1.1") as sim:
         hosts = [a.rsplit(":", 1)[0] for a in sim.addresses]
         ports = {a.rsplit(":", 1)[1] for a in sim.addresses}
         assert hosts == ["127.0.1.1", "127.0.1.2", "127.0.1.3"] and len(ports) == 1
@@ -148,7 +148,7 @@ def test_admin_path_needs_its_token_and_drives_faults() -> None:
 
 
 def test_admin_seed_adds_running_managed_containers_without_counting_calls() -> None:
-    with running_simulator(token=TOKEN, start_delay=30.0) as sim:
+    with running_simulator(token=TOKEN, mode="older", start_delay=30.0) as sim:
         a = sim.addresses[0]
         seeded = [{"name": "s0", "image": "img:0", "instance_id": "id-0"}, {"name": "s1", "image": "img:1"}]
         assert sim.admin(0, "POST", "/__sim/seed", {"containers": seeded}) == {"success": True, "seeded": 2}
@@ -167,15 +167,15 @@ def test_admin_seed_adds_running_managed_containers_without_counting_calls() -> 
         assert sim.counters(0) == {"GET /status": 1, "POST /tools/{name}/stop": 1}
 
 
-def test_shape_b_lists_host_containers_and_c_has_tools_status() -> None:
-    with running_simulator(token=TOKEN, shape="b") as sim:
+def test_kind_shape_b_lists_host_containers_and_c_has_tools_status() -> None:
+    with running_simulator(token=TOKEN, mode="kind", shape="b") as sim:
         a = sim.addresses[0]
         call(a, "POST", "/tools", DEPLOY)
         items = call(a, "GET", "/status")[1]["tool_instances"]
         assert [i["names"] for i in items] == [["/dtma_manager"], ["/agentopia_backend"], ["/context7"]]
         c_items = call(a, "GET", "/tools/status")[1]["tool_instances"]
         assert c_items[0]["ports"] == [{"IP": "0.0.0.0", "PrivatePort": 8080, "PublicPort": 31001, "Type": "tcp"}]
-    with running_simulator(token=TOKEN, shape="c") as sim:
+    with running_simulator(token=TOKEN, mode="kind", shape="c") as sim:
         assert call(sim.addresses[0], "GET", "/status") == (404, ERRORS["404_route"])
         assert call(sim.addresses[0], "GET", "/tools/status")[0] == 200
 
@@ -243,7 +243,7 @@ def test_a_post_cut_short_between_headers_and_body_is_no_call() -> None:
     """http.client writes a request's headers and its body separately: a client killed in between leaves the
     agent headers and part of a body. No HTTP server hands such a request to the agent's routes, so the
     simulator does not count it as a call and creates nothing; its answers note it as cut short."""
-    with running_simulator(token=TOKEN) as sim:
+    with running_simulator(token=TOKEN, mode="older") as sim:
         a = sim.addresses[0]
         host, port = a.rsplit(":", 1)
         body = json.dumps(DEPLOY).encode()
@@ -272,7 +272,7 @@ def test_a_post_cut_short_between_headers_and_body_is_no_call() -> None:
 
 
 def test_a_hang_can_hold_one_route_only() -> None:
-    with running_simulator(token=TOKEN) as sim:
+    with running_simulator(token=TOKEN, mode="older") as sim:
         a = sim.addresses[0]
         sim.admin(0, "POST", "/__sim/faults", {"hang": True, "hang_routes": ["POST /tools"], "hang_max": 10})
         assert sim.admin(0, "GET", "/__sim/state")["faults"]["hang_routes"] == ["POST /tools"]
@@ -285,3 +285,20 @@ def test_a_hang_can_hold_one_route_only() -> None:
         sim.sim.set_faults(0, hang=False)
         poster.join(timeout=5)
         assert got == [201]
+
+
+def test_kind_agent_also_takes_docker_behind_its_back() -> None:
+    with running_simulator(token=TOKEN, mode="kind", shape="b") as sim:
+        a = sim.addresses[0]
+        assert call(a, "POST", "/tools", DEPLOY)[0] == 201
+        sim.admin(0, "POST", "/__sim/docker/run", {"name": "hand-made", "image": "example/hand-made:1"})
+        sim.admin(0, "POST", "/__sim/docker/stop", {"name": "context7"})
+        states = {i["names"][0]: i["state"] for i in call(a, "GET", "/status")[1]["tool_instances"]}
+        assert states["/context7"] == "exited" and states["/hand-made"] == "running"
+        assert call(a, "POST", "/tools/context7/stop")[0] == 200  # the kind agent: stopping a stopped one is fine
+        sim.admin(0, "POST", "/__sim/docker/rm", {"name": "hand-made"})
+        names = [i["names"][0] for i in call(a, "GET", "/status")[1]["tool_instances"]]
+        assert "/hand-made" not in names
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            sim.admin(0, "POST", "/__sim/docker/rm", {"name": "hand-made"})
+        assert gone.value.code == 404
