@@ -400,3 +400,46 @@ def test_merge_config_sets_keys_of_the_stored_config_and_nothing_else(store: Any
     assert not store.observe().instances[0].protect
     with pytest.raises(StoreError, match="does not exist"):
         store.merge_config(str(uuid.uuid4()), {"protect": True})
+
+
+def test_migration_0002_brings_rows_written_before_it_to_the_new_shapes(sql_backend: Backend) -> None:
+    from reconciler.adapters.migrations import migrations
+    from reconciler.runtime.stores import migrate_database
+
+    backend = sql_backend
+    first = migrations(backend.kind)[0]
+    if backend.kind == "sqlite":
+        import sqlite3
+
+        assert backend.path is not None
+        with sqlite3.connect(backend.path) as conn:
+            conn.executescript(first.sql)
+    else:
+        backend.raw(first.sql)
+    backend.raw("INSERT INTO schema_migrations (version, name) VALUES (1, ?)", [first.name])
+    backend.raw("INSERT INTO mcp_reconciler_meta (key, value) VALUES ('created_by', 'mcp-reconciler')")
+    env_id, catalog, iid = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    backend.insert("account_tool_environments", [{
+        "id": env_id, "user_id": str(uuid.uuid4()), "name": "tb1", "public_ip_address": "127.0.0.2",
+        "status": "active", "region_slug": "r", "size_slug": "s", "image_slug": "i",
+    }])  # fmt: skip
+    backend.insert("tool_catalog", [{
+        "id": catalog, "tool_name": "mcp-reconciler: web:1", "name": "mcp-reconciler: web:1",
+        "package_identifier": "ghcr.io/acme/web:1", "docker_image_url": "ghcr.io/acme/web:1",
+        "version_info": {"managed_by": MANAGED_BY, "image": "ghcr.io/acme/web:1"},
+    }])  # fmt: skip
+    config = {"managed_by": MANAGED_BY, "image": "ghcr.io/acme/web:1", "port": 8080,
+              "HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "31001"}]}},
+              "mcp": {"server_type": "mcp_server", "transport": "streamable-http"}}  # fmt: skip
+    backend.insert("account_tool_instances", [{
+        "id": iid, "account_tool_environment_id": env_id, "tool_catalog_id": catalog,
+        "instance_name_on_toolbox": "web", "status_on_toolbox": "running", "base_config_override_json": config,
+        "port_mapping_json": config["HostConfig"]["PortBindings"], "mcp_server_type": "mcp_server",
+        "mcp_transport_type": None,
+    }])  # fmt: skip
+    assert migrate_database(backend.url).applied == (2,)
+    assert backend.values("tool_catalog", catalog, "is_public") == (False,)
+    assert backend.values("tool_catalog", GENERIC_CATALOG_ID, "is_public") == (True,)  # Agentopia's row
+    assert backend.values("account_tool_instances", iid, "mcp_transport_type", "port_mapping_json") == (
+        "sse", {"container_port": 8080, "host_port": 31001},
+    )  # fmt: skip
