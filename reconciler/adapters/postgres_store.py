@@ -1,7 +1,8 @@
 """The production store: Agentopia's tables in PostgreSQL, through psycopg 3.
 
-Deployed Agentopia databases differ, so the columns and the unique (environment, catalog) constraint are
-read once when the store opens, and only columns that exist are written. A database whose tables the
+Deployed Agentopia databases differ, so the columns, the instance table's CHECK constraints and the unique
+(environment, catalog) constraint are read once when the store opens: only columns that exist are written,
+and the MCP columns in a combination the CHECKs accept (``store_rows.mcp_values``). A database whose tables the
 reconciler did not create is Agentopia's: the store reads and writes instance rows there, but never
 migrates it (unless forced) and never registers or removes toolboxes in it.
 
