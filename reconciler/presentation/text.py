@@ -15,6 +15,7 @@ SYMBOLS: dict[Action, str] = {
     Action.STOP: "~",
     Action.DELETE: "-",
     Action.SYNC_STATUS: "~",
+    Action.SYNC_CONFIG: "~",
 }
 _COLOURS: dict[Action, str] = {
     Action.CREATE: "32",
@@ -24,6 +25,7 @@ _COLOURS: dict[Action, str] = {
     Action.STOP: "33",
     Action.DELETE: "31",
     Action.SYNC_STATUS: "36",
+    Action.SYNC_CONFIG: "36",
 }
 _NOTICE_COLOURS = {NoticeKind.REFUSED: "31", NoticeKind.CONFLICT: "31", NoticeKind.UNREACHABLE: "33"}
 

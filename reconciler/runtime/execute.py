@@ -235,6 +235,11 @@ class Executor:
             if step.desired is not None:  # a server found stopped as the manifest wants it: remember that
                 self._record_desired(step, step.desired.state)
             return StepOutcome.OK, ""
+        if step.action is Action.SYNC_CONFIG:  # protect: stored, no DTMA call
+            if step.instance_id and step.desired is not None:
+                with self._store_lock:
+                    self.store.merge_config(step.instance_id, {"protect": step.desired.protect})
+            return StepOutcome.OK, ""
         target = self.targets.get(step.environment_id)
         if target is None:
             raise StepFailed(f"{step.environment_name}: no DTMA address known")
