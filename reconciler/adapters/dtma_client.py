@@ -194,8 +194,9 @@ class DtmaClient:
         """Send ``call`` (again, while the protocol says so) and return the status and body of an answer
         that means success (or a missing route, where the call allows it)."""
         where = call.where(target.environment_id)
-        ep = self._endpoint(target, call, where)
         deadline = self._deploy_timeout if call.deploy else self._deadline
+        with map_transport_errors(call, where, deadline=deadline, max_body=self._max_body):
+            ep = self._endpoint(target, call, where)  # a URL no request can be made of fails here
         read_timeout = self._deploy_timeout if call.deploy else self._read_timeout
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline

@@ -24,6 +24,12 @@ from reconciler.core.observed import (
 )
 from reconciler.errors import DtmaDockerUnavailableError, DtmaResponseError
 
+_SHOWN = 80  # characters of an agent's value kept in a message or a raw state
+
+
+def _shown(value: Any) -> str:
+    return bounded(repr(value), _SHOWN)
+
 
 def detect_shape(body: Any) -> ListingShape:
     """Which of the shapes a, b, c this listing body is."""
@@ -57,18 +63,18 @@ def parse_state(raw: Any) -> tuple[ContainerState, str | None]:
     text = raw.strip().lower() if isinstance(raw, str) else None
     if text is not None and text in CONTAINER_STATES:
         return cast(ContainerState, text), None
-    return "unknown", None if raw is None else str(raw)
+    return "unknown", None if raw is None else bounded(str(raw), _SHOWN)
 
 
 def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise DtmaResponseError(f"DTMA port value {value!r} is not a number")
+        raise DtmaResponseError(f"DTMA port value {_shown(value)} is not a number")
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise DtmaResponseError(f"DTMA port value {value!r} is not a number") from exc
+        raise DtmaResponseError(f"DTMA port value {_shown(value)} is not a number") from exc
 
 
 def parse_ports(raw: Any) -> tuple[LivePort, ...]:
@@ -76,21 +82,26 @@ def parse_ports(raw: Any) -> tuple[LivePort, ...]:
     ports: set[LivePort] = set()
     if raw is None:
         return ()
+    if type(raw) is list:
+        fast = [_docker_port(p) for p in raw]
+        if None not in fast:  # Docker's own form with well-typed values: the common case, read directly
+            found = cast(list[LivePort], fast)
+            return tuple(found) if len(found) < 2 else tuple(sorted(set(found), key=_port_order))
     if isinstance(raw, Mapping):
         # {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "31001"}]} (deploy answer / Docker inspect)
         for key, bindings in raw.items():
             port_text, _, proto = str(key).partition("/")
             container_port = _int_or_none(port_text)
             if container_port is None:
-                raise DtmaResponseError(f"DTMA port key {key!r} has no port number")
+                raise DtmaResponseError(f"DTMA port key {_shown(key)} has no port number")
             if not bindings:
                 ports.add(LivePort(container_port, None, proto or "tcp", None))
                 continue
             if not isinstance(bindings, list):
-                raise DtmaResponseError(f"DTMA port bindings for {key!r} are not a list")
+                raise DtmaResponseError(f"DTMA port bindings for {_shown(key)} are not a list")
             for b in bindings:
                 if not isinstance(b, Mapping):
-                    raise DtmaResponseError(f"DTMA port binding for {key!r} is not an object")
+                    raise DtmaResponseError(f"DTMA port binding for {_shown(key)} is not an object")
                 ports.add(
                     LivePort(container_port, _int_or_none(b.get("HostPort")), proto or "tcp", b.get("HostIp"))
                 )
@@ -108,7 +119,24 @@ def parse_ports(raw: Any) -> tuple[LivePort, ...]:
             ports.add(LivePort(container_port, public, str(proto), None if ip is None else str(ip)))
     else:
         raise DtmaResponseError("DTMA ports are neither a list nor a port map")
-    return tuple(sorted(ports, key=lambda p: (p.container_port, p.host_port or 0, p.protocol, p.host_ip or "")))
+    return tuple(sorted(ports, key=_port_order))
+
+
+def _port_order(p: LivePort) -> tuple[int, int, str, str]:
+    return (p.container_port, p.host_port or 0, p.protocol, p.host_ip or "")
+
+
+def _docker_port(p: Any) -> LivePort | None:
+    """A port entry in Docker's raw form (``PrivatePort``, ``PublicPort``, ``Type``, ``IP``) whose values have
+    the expected types, else None (the general reader below then handles, or refuses, it)."""
+    if type(p) is not dict:
+        return None
+    private, public, proto, ip = p.get("PrivatePort"), p.get("PublicPort"), p.get("Type", "tcp"), p.get("IP")
+    if type(private) is not int or (public is not None and type(public) is not int):
+        return None
+    if type(proto) is not str or not proto or (ip is not None and type(ip) is not str):
+        return None
+    return LivePort(private, public, proto, ip)
 
 
 def _opt_str(value: Any) -> str | None:

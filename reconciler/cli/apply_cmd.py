@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.run_cmd import parse_duration
     from reconciler.core.outcomes import RunOutcome
     from reconciler.core.plan import Plan, Policy
+    from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.saved_plan import Basis
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         elif tty:
             mark = {"ok": "done", "skipped": "skip", "failed": "FAIL"}.get(result.outcome, result.outcome)
             tail = f": {line['message']}" if line["message"] else ""
-            print(f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}", file=sys.stderr)
+            text = f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}"
+            print(printable(text), file=sys.stderr)
 
     result = reconcile_once(
         settings,
@@ -95,19 +97,19 @@ def run(args: argparse.Namespace) -> int:
         lock_wait=parse_duration(args.lock_wait),
     )
     the_plan = result.plan or Plan(steps=())
-    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout)))
+    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout), result.observed))
     applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.
     failed = [r for r in applied if r.outcome == "failed" or r.notice is not None]
     for r in failed:
         where = f"{r.step.environment_name}/{r.step.server}"
-        print(f"{r.outcome}: {r.step.action} {where}: {r.message}", file=sys.stderr)
+        print(printable(f"{r.outcome}: {r.step.action} {where}: {r.message}"), file=sys.stderr)
     for err in the_plan.errors:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
     for gap in result.verdict.gaps:
         if gap.environment is not None:
-            print(f"incomplete: {gap}", file=sys.stderr)
+            print(printable(f"incomplete: {gap}"), file=sys.stderr)
     outcome = result.outcome or RunOutcome.NOTHING_APPLIED
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}", file=sys.stderr)
     return apply_exit_code(outcome)

@@ -198,3 +198,9 @@ def test_an_agent_that_cannot_reach_docker_is_unobserved_never_empty(dtma: DtmaC
         with pytest.raises(DtmaDockerUnavailableError, match="cannot reach Docker"):
             dtma.list(agent.target())
         assert isinstance(dtma.list_many([agent.target()])["env-loop"], DtmaDockerUnavailableError)
+
+
+def test_a_url_no_request_can_be_made_of_is_a_dtma_error(dtma: DtmaClient) -> None:
+    target = DtmaTarget("env-ftp", "ftp://127.0.0.1:1", Secret(TOKEN))
+    result = dtma.list_many([target])["env-ftp"]  # one toolbox's error, not the whole observation's
+    assert isinstance(result, DtmaTransportError) and "UnsupportedProtocol" in str(result)

@@ -235,7 +235,7 @@ def test_read_timeout_is_bounded_and_retried_with_backoff() -> None:
 def test_server_errors_are_retried_then_returned() -> None:
     sleeps: list[float] = []
     with running_simulator() as sim:
-        sim.sim.set_faults(0, error_rate={"GET /status": 1.0})
+        sim.sim.set_faults(0, error_rate={"GET /tools/status": 1.0})
         c = DtmaClient(
             retry=RetryPolicy(attempts=3, base_delay=0.1), sleep=recording(sleeps), rng=random.Random(1)
         )
@@ -244,7 +244,7 @@ def test_server_errors_are_retried_then_returned() -> None:
         finally:
             c.close()
         assert isinstance(result, DtmaServerError) and result.status_code == 500
-        assert sim.counters(0)["GET /status"] == 3 and len(sleeps) == 2
+        assert sim.counters(0)["GET /tools/status"] == 3 and len(sleeps) == 2
 
 
 @pytest.mark.parametrize("form", ["content-length", "chunked", "to-close"])
@@ -266,7 +266,7 @@ def test_oversize_bodies_are_refused(form: str) -> None:
 
 def test_tls_trusted_and_untrusted() -> None:
     with Simulator(
-        toolboxes=1, token=TOKEN, tls_cert=str(TLS / "server.pem"), tls_key=str(TLS / "server.key")
+        toolboxes=1, shape="a", token=TOKEN, tls_cert=str(TLS / "server.pem"), tls_key=str(TLS / "server.key")
     ) as sim:
         target = DtmaTarget("env-0", sim.base_url(0), Secret(TOKEN))
         assert target.base_url.startswith("https://")
@@ -282,7 +282,7 @@ def test_tls_trusted_and_untrusted() -> None:
             result = one(untrusting, target)
         finally:
             untrusting.close()
-        assert sim.counters(0)["GET /status"] == 2
+        assert sim.counters(0)["GET /status"] == 2  # the untrusting client never got a request through
     assert isinstance(result, DtmaTransportError) and not result.retryable
     assert "certificate is not trusted" in str(result)
     assert TOKEN not in str(result) and TOKEN not in repr(result) and TOKEN not in repr(result.__cause__)

@@ -107,3 +107,35 @@ def test_detect_shape_of_empty_envelopes() -> None:
     assert detect_shape({"dtma_version": "1", "tool_instances": []}) == "a"
     assert detect_shape({"version": "1", "service": "DTMA", "tool_instances": []}) in ("b", "c")
     assert parse_listing("e", {"version": "1", "tool_instances": []}).containers == ()
+
+
+def test_docker_raw_ports_fast_and_general_forms_agree() -> None:
+    raw = [
+        {"IP": "::", "PrivatePort": 8080, "PublicPort": 31001, "Type": "tcp"},
+        {"IP": "0.0.0.0", "PrivatePort": 8080, "PublicPort": 31001, "Type": "tcp"},
+        {"IP": "0.0.0.0", "PrivatePort": 8080, "PublicPort": 31001, "Type": "tcp"},  # a duplicate
+        {"PrivatePort": 9000, "Type": "udp"},  # exposed, not published
+    ]
+    expected = (
+        LivePort(8080, 31001, "tcp", "0.0.0.0"),
+        LivePort(8080, 31001, "tcp", "::"),
+        LivePort(9000, None, "udp", None),
+    )
+    assert parse_ports(raw) == expected
+    as_text = [{**p, "PrivatePort": str(p["PrivatePort"])} for p in raw]  # numbers as text: the general reader
+    assert parse_ports(as_text) == expected
+    with pytest.raises(DtmaResponseError):
+        parse_ports([{"PrivatePort": True}])
+
+
+def test_agent_values_in_messages_and_raw_states_are_bounded() -> None:
+    huge = "9" * 5000 + "x"
+    with pytest.raises(DtmaResponseError) as caught:
+        parse_ports([{"PrivatePort": huge}])
+    assert len(str(caught.value)) < 200
+    body = {
+        "dtma_version": "1",
+        "tool_instances": [{"instance_name_on_toolbox": "a", "status": "z" * 5000 + "\n"}],
+    }
+    (c,) = parse_listing("env", body).containers
+    assert c.state == "unknown" and c.raw_state is not None and len(c.raw_state) <= 80 and "\n" not in c.raw_state

@@ -20,7 +20,7 @@ def transport_of(client: DtmaClient) -> HttpTransport:
 
 
 def test_one_kept_alive_connection_per_toolbox_is_reused() -> None:
-    with running_simulator(toolboxes=2) as sim, DtmaClient() as client:
+    with running_simulator(toolboxes=2, shape="a") as sim, DtmaClient() as client:  # the older agent
         client.list(sim.targets[0])
         idle = transport_of(client)._idle
         ((origin, conn),) = idle.items()
