@@ -107,9 +107,6 @@ def run(args: argparse.Namespace) -> int:
         print(printable(f"{r.outcome}: {r.step.action} {where}: {r.message}"), file=sys.stderr)
     for err in the_plan.errors:
         print(f"error: {printable(err)}", file=sys.stderr)
-    for gap in result.verdict.gaps:
-        if gap.environment is not None:
-            print(printable(f"incomplete: {gap}"), file=sys.stderr)
     outcome = result.outcome or RunOutcome.NOTHING_APPLIED
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}", file=sys.stderr)
     return apply_exit_code(outcome)

@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         data = saved_plan_dict(the_plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     if not result.verdict.complete:
-        for gap in result.verdict.gaps:
-            print(printable(f"incomplete: {gap}"), file=sys.stderr)
+        if args.format != "text":  # the text output names them first already
+            for gap in result.verdict.gaps:
+                print(printable(f"incomplete: {gap}"), file=sys.stderr)
         if not args.allow_incomplete:
             return 1
     return plan_exit_code(the_plan, args.detailed_exitcode)

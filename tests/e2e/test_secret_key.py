@@ -43,7 +43,7 @@ def test_fingerprints_made_with_another_key_plan_no_replace(world: World) -> Non
     assert done.returncode == 1  # incomplete: srv-a cannot be compared
     plan = json.loads(done.stdout)
     assert plan["steps"] == []
-    assert "fingerprints were made with another key: set RECONCILER_SECRET_KEY" in done.stderr
+    assert "fingerprints were made with another key: set RECONCILER_SECRET_KEY" in done.stderr  # json: stderr
     world.extra_env["RECONCILER_SECRET_KEY"] = "key-one"
     assert world.cli("plan", str(world.manifests), "--detailed-exitcode").returncode == 0
 
