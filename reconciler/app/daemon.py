@@ -21,6 +21,7 @@ from reconciler.app import listeners
 from reconciler.app.stores import open_store, parse_database_url
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.backoff import BackoffState
+from reconciler.core.outcomes import RunOutcome
 from reconciler.core.plan import Policy
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.ports import Clock, Store
@@ -213,7 +214,7 @@ class Daemon:
             )
             scheduler.shutdown()
             if self._idle.wait(self.config.stop_timeout):
-                listeners.event(self._journal, self.clock, "daemon-stop", "stopped", "stopped by request")
+                listeners.event(self._journal, self.clock, "daemon-stop", RunOutcome.STOPPED, "stopped by request")
                 log.info("daemon stopped")
                 return 0
             self._interrupt("stop-timeout", f"a step ran past {self.config.stop_timeout:g}s")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.app.daemon import CycleReport, Daemon, DaemonConfig
+from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Plan
 from reconciler.errors import ConfigError
 from reconciler.model.secrets import Secret
@@ -161,7 +162,7 @@ class StepPrinter:
     def __call__(self, result: StepResult) -> None:
         s = result.step
         line = f"  {s.action} {s.environment_name}/{s.server} {result.outcome}"
-        if result.outcome != "ok" and result.message:
+        if result.outcome != StepOutcome.OK and result.message:
             line += f": {result.message}"
         with self._lock:
             self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1

@@ -59,7 +59,7 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import reconcile_once, step_line
     from reconciler.cli.run_cmd import parse_duration
-    from reconciler.core.outcomes import RunOutcome
+    from reconciler.core.outcomes import RunOutcome, StepOutcome
     from reconciler.core.plan import Plan, Policy
     from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         if json_lines:
             print(json.dumps({"event": "step", **line}, sort_keys=True), file=sys.stderr, flush=True)
         elif tty:
-            mark = {"ok": "done", "skipped": "skip", "failed": "FAIL"}.get(result.outcome, result.outcome)
+            marks = {StepOutcome.OK: "done", StepOutcome.SKIPPED: "skip", StepOutcome.FAILED: "FAIL"}
+            mark = marks.get(StepOutcome(result.outcome), str(result.outcome))
             tail = f": {line['message']}" if line["message"] else ""
             text = f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}"
             print(printable(text), file=sys.stderr)
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.
-    failed = [r for r in applied if r.outcome == "failed" or r.notice is not None]
+    failed = [r for r in applied if r.outcome == StepOutcome.FAILED or r.notice is not None]
     for r in failed:
         where = f"{r.step.environment_name}/{r.step.server}"
         print(printable(f"{r.outcome}: {r.step.action} {where}: {r.message}"), file=sys.stderr)

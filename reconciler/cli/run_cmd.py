@@ -122,5 +122,7 @@ def _log_step(result: StepResult) -> None:
     """One log line per applied step: under systemd, the journal of what changed and why it failed."""
     s = result.step
     detail = f": {result.message}" if result.message else ""
-    level = logging.WARNING if result.outcome == "failed" else logging.INFO
+    from reconciler.core.outcomes import StepOutcome
+
+    level = logging.WARNING if result.outcome == StepOutcome.FAILED else logging.INFO
     log.log(level, "%s %s/%s %s%s", s.action, s.environment_name, s.server, result.outcome, detail)
