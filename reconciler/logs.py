@@ -27,13 +27,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, sort_keys=True)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record: control characters in the message (a name from a manifest, an agent's answer)
+    are shown as escapes, so they cannot recolour the terminal or forge a log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from reconciler.presentation.escape import printable
+
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("reconciler")
     root.handlers[:] = [handler]
     root.setLevel(level)

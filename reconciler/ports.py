@@ -77,6 +77,11 @@ class Store(Protocol):
         row to another catalog row (an image change)."""
         ...
 
+    def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
+        """Set top-level keys of the stored config (``base_config_override_json``) and nothing else, e.g.
+        ``{"protect": True}``: a database-only change that leaves the spec hash as it was."""
+        ...
+
     def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
         """``last_heartbeat_from_dtma = at`` on instances an agent has just listed, skipping rows beaten
         less than ``min_interval`` seconds before; returns how many rows were written."""

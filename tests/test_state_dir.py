@@ -43,3 +43,11 @@ def test_git_add_all_commits_nothing_the_reconciler_wrote(tmp_path: Path) -> Non
     assert {p.name for p in (tmp_path / ".reconciler").iterdir()} >= {".gitignore", "state.db", "journal.db"}
     git("add", "-A")
     assert git("diff", "--cached", "--name-only").split() == ["m.yaml"]
+
+
+def test_the_demo_directory_is_ignored_too(tmp_path: Path) -> None:
+    from reconciler.runtime.demo import demo_lock
+
+    with demo_lock(tmp_path / ".reconciler" / "demo"):
+        pass
+    assert (tmp_path / ".reconciler" / ".gitignore").read_text() == "*\n"

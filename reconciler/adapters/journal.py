@@ -101,12 +101,16 @@ class Journal:
             make_state_dir(self.path.parent)
         except OSError as exc:
             raise _directory_error(self.path, exc) from None
-        with self._guard():
-            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=busy_timeout)
-            self._db = sqlite_utils.Database(conn)
-            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._ensure_schema()
+        try:
+            with self._guard():
+                conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=busy_timeout)
+                self._db = sqlite_utils.Database(conn)
+                self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._ensure_schema()
+        except JournalError:
+            self.close()
+            raise
 
     def _open_read_only(self) -> sqlite_utils.Database:
         """Opened with ``mode=ro``; a WAL journal in a directory this user cannot write (SQLite cannot make
@@ -114,6 +118,7 @@ class Journal:
         uri = "file:" + quote(str(self.path.absolute()))
         last: sqlite3.Error | None = None
         for options in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = None
             try:
                 conn = sqlite3.connect(
                     uri + options, uri=True, check_same_thread=False, timeout=self._busy_timeout
@@ -122,6 +127,8 @@ class Journal:
                 self._tables = {"runs", "steps"} <= set(db.table_names())
                 return db
             except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
                 last = exc
                 if _primary_code(exc) != sqlite3.SQLITE_READONLY:
                     break
@@ -386,8 +393,10 @@ class Journal:
         return out
 
     def close(self) -> None:
-        with suppress(sqlite3.Error):
-            self._db.close()
+        db = getattr(self, "_db", None)  # absent when opening failed before the connection
+        if db is not None:
+            with suppress(sqlite3.Error):
+                db.close()
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:

@@ -1,7 +1,8 @@
 """The production store: Agentopia's tables in PostgreSQL, through psycopg 3.
 
-Deployed Agentopia databases differ, so the columns and the unique (environment, catalog) constraint are
-read once when the store opens, and only columns that exist are written. A database whose tables the
+Deployed Agentopia databases differ, so the columns, the instance table's CHECK constraints and the unique
+(environment, catalog) constraint are read once when the store opens: only columns that exist are written,
+and the MCP columns in a combination the CHECKs accept (``store_rows.mcp_values``). A database whose tables the
 reconciler did not create is Agentopia's: the store reads and writes instance rows there, but never
 migrates it (unless forced) and never registers or removes toolboxes in it.
 
@@ -416,6 +417,19 @@ class PostgresStore:
                 conn,
                 f"UPDATE account_tool_instances SET {assignments} WHERE id = %s",
                 [*sets.values(), instance_id],
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+
+    def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
+        if not rows.is_uuid(instance_id):
+            raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
+        with self._guard(f"updating the config of instance {instance_id}") as conn, conn.transaction():
+            cursor = self._execute(
+                conn,
+                "UPDATE account_tool_instances SET base_config_override_json = "
+                "coalesce(base_config_override_json, '{}'::jsonb) || %s WHERE id = %s",
+                [Jsonb(dict(values)), instance_id],
             )
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")

@@ -312,6 +312,22 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
 
+    def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
+        with self._guard(f"updating the config of instance {instance_id}"), self._db.atomic():
+            found = list(
+                self._db.query(
+                    "SELECT base_config_override_json AS c FROM account_tool_instances WHERE id = ?", [instance_id]
+                )
+            )
+            if not found:
+                raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
+            config = rows.parse_json(found[0]["c"])
+            merged = {**(config if isinstance(config, dict) else {}), **values}
+            self._db.execute(
+                "UPDATE account_tool_instances SET base_config_override_json = ? WHERE id = ?",
+                [rows.dump_json(merged), instance_id],
+            )
+
     def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
         """``last_heartbeat_from_dtma = at`` on the instances an agent has just listed; rows beaten less than
         ``min_interval`` seconds before ``at`` are left alone. Returns how many rows were written."""

@@ -105,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ReconcilerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from reconciler.presentation.failure import error_lines
+
+        print("error: " + "\n".join(error_lines(exc)), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

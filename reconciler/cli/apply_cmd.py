@@ -49,6 +49,7 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.core.plan import Policy
+    from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.reconcile import reconcile_once, step_line
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         elif tty:
             mark = {"ok": "done", "skipped": "skip", "failed": "FAIL"}.get(result.outcome, result.outcome)
             tail = f": {line['message']}" if line["message"] else ""
-            print(f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}", file=sys.stderr)
+            text = f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}"
+            print(printable(text), file=sys.stderr)
 
     result = reconcile_once(
         settings,
@@ -82,15 +84,15 @@ def run(args: argparse.Namespace) -> int:
         saved_basis=basis,
         on_step=progress,
     )
-    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout)))
+    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout), result.observed))
     applied = result.applied.results if result.applied else ()
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.
     failed = [r for r in applied if r.outcome == "failed" or r.notice is not None]
     for r in failed:
         where = f"{r.step.environment_name}/{r.step.server}"
-        print(f"{r.outcome}: {r.step.action} {where}: {r.message}", file=sys.stderr)
+        print(printable(f"{r.outcome}: {r.step.action} {where}: {r.message}"), file=sys.stderr)
     for err in result.plan.errors:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)
     return apply_exit_code(result.outcome)

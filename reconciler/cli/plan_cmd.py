@@ -48,10 +48,12 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
-def render(plan: Any, fmt: str, color: bool) -> str:
+def render(plan: Any, fmt: str, color: bool, observed: Any = None) -> str:
+    """The plan in ``fmt``; ``observed`` names each uncovered toolbox's address in the incomplete verdict."""
+    from reconciler.core.verdict import verdict_of
     from reconciler.presentation.render import render_plan
 
-    return render_plan(plan, fmt, color=color)
+    return render_plan(plan, fmt, color=color, verdict=verdict_of(plan, observed))
 
 
 def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
@@ -62,12 +64,20 @@ def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.errors import ReconcilerError
     from reconciler.presentation.exit_codes import plan_exit_code
     from reconciler.runtime.reconcile import reconcile_once
 
-    settings = settings_from(args)
-    result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env, want_basis=bool(args.out))
-    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout)))
+    try:
+        settings = settings_from(args)
+        result = reconcile_once(settings, args.paths, apply=False, env_filter=args.env, want_basis=bool(args.out))
+    except ReconcilerError as exc:
+        if args.format != "text":  # a CI comment or annotation shows why, instead of nothing
+            from reconciler.presentation.failure import render_failure
+
+            sys.stdout.write(render_failure(exc, args.format))
+        raise  # and the one-line error on stderr, exit 1
+    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout), result.observed))
     if args.out and result.basis is not None:
         data = saved_plan_dict(result.plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

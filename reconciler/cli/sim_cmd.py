@@ -102,6 +102,13 @@ def register(subparsers: Any) -> None:
         help="declare a simulated image: the ports it EXPOSEs (none, 8080,9090/udp), ;pull=SECONDS, missing",
     )
     p.add_argument(
+        "--tools-status",
+        choices=("managed", "all"),
+        default="managed",
+        help="what the newer agent's GET /tools/status lists: the managed containers (as observed) or every "
+        "container, unmanaged ones with a null instance id (as one version of its code does)",
+    )
+    p.add_argument(
         "--images-expose",
         choices=UNKNOWN_EXPOSE,
         default="bound",
@@ -151,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             images=images,
             unknown_images_expose=args.images_expose,
             pull_delay=args.pull_delay,
+            tools_status=args.tools_status,
             admin_token=args.admin_token,
             start_delay=args.start_delay,
             faults=faults,

@@ -17,6 +17,7 @@ class Action(StrEnum):
     STOP = "stop"
     DELETE = "delete"
     SYNC_STATUS = "sync-status"  # database repair only, no DTMA call
+    SYNC_CONFIG = "sync-config"  # stored config only (protect), no DTMA call
 
 
 class NoticeKind(StrEnum):
@@ -25,7 +26,7 @@ class NoticeKind(StrEnum):
     UNREACHABLE = "unreachable"  # listing failed or environment not active: skipped
     UNKNOWN_ENVIRONMENT = "unknown-environment"  # manifest names a toolbox the database lacks
     REFUSED = "refused"  # a safety rule stopped steps (mass delete, empty desired set)
-    PROTECTED = "protected"  # protect: true kept a server from deletion
+    PROTECTED = "protected"  # protect: true kept a server from deletion or a replace
     UNKNOWN_STATE = "unknown-state"  # live state unknown: no destructive step planned
     FORGOTTEN = "forgotten"  # the agent restarted and no longer manages a running container
     STALLED = "stalled"  # flap guard: left alone until manifest or live state changes
@@ -87,7 +88,7 @@ class Step:
 
     @property
     def calls_dtma(self) -> bool:
-        return self.action is not Action.SYNC_STATUS
+        return self.action not in (Action.SYNC_STATUS, Action.SYNC_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
     ("start", (Action.START,)),
     ("stop", (Action.STOP,)),
     ("delete", (Action.DELETE,)),
-    ("repair", (Action.SYNC_STATUS,)),
+    ("repair", (Action.SYNC_STATUS, Action.SYNC_CONFIG)),
 )
 
 

@@ -45,6 +45,7 @@ ACTION_ORDER: Mapping[Action, int] = {
     Action.START: 3,
     Action.CREATE: 4,
     Action.SYNC_STATUS: 5,
+    Action.SYNC_CONFIG: 5,
 }
 
 
@@ -244,6 +245,25 @@ class _EnvPlanner:
         return out
 
     def _server(self, server: ServerSpec) -> None:
+        before = len(self.steps)
+        self._server_steps(server)
+        row = self.rows_by_name.get(server.name)
+        if row is None or not _managed(row) or _protected(row) == server.protect:
+            return
+        if any(s.action in (Action.CREATE, Action.REPLACE) for s in self.steps[before:]):
+            return  # those write the whole stored config, protect included
+        # protect lives only in the database: storing it is a database-only step, whatever else happens.
+        self.step(
+            server,
+            server.name,
+            Action.SYNC_CONFIG,
+            f"protect is {str(server.protect).lower()} in the manifest; the stored config says "
+            f"{str(_protected(row)).lower()}",
+            changes=(Change("protect", str(_protected(row)).lower(), str(server.protect).lower()),),
+            instance_id=row.id,
+        )
+
+    def _server_steps(self, server: ServerSpec) -> None:
         name = server.name
         row = self.rows_by_name.get(name)
         live = self.live_by_name.get(name)
@@ -286,6 +306,15 @@ class _EnvPlanner:
         old_image = (row.image if row is not None else None) or live.image
         drift = self._drift(server, row, live, wanted_hash)
         if drift and (live.state == "running" or server.state == "running"):
+            if server.protect:
+                self.notice(
+                    name,
+                    NoticeKind.PROTECTED,
+                    f"{name} is protected: blocked a replace ({drift}; the container must be recreated); "
+                    "set protect: false to allow it",
+                    server,
+                )
+                return
             changes = spec_changes(server, config, old_image, self.fingerprints)
             if not changes and row is not None:
                 changes = [Change("spec_hash", row.spec_hash, wanted_hash)]
@@ -340,7 +369,7 @@ class _EnvPlanner:
                 instance_id=row.id,
                 status_from=row.status,
                 status_to=mapped,
-                spec_hash=wanted_hash,
+                spec_hash=_comparable(row, wanted_hash),
             )
 
     def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:

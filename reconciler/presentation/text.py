@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
-from reconciler.presentation.summary import counts_line
+from reconciler.core.verdict import Verdict, verdict_of
+from reconciler.presentation.escape import printable
+from reconciler.presentation.summary import gap_text, incomplete_headline, summary_line
 
 SYMBOLS: dict[Action, str] = {
     Action.CREATE: "+",
@@ -13,6 +15,7 @@ SYMBOLS: dict[Action, str] = {
     Action.STOP: "~",
     Action.DELETE: "-",
     Action.SYNC_STATUS: "~",
+    Action.SYNC_CONFIG: "~",
 }
 _COLOURS: dict[Action, str] = {
     Action.CREATE: "32",
@@ -22,6 +25,7 @@ _COLOURS: dict[Action, str] = {
     Action.STOP: "33",
     Action.DELETE: "31",
     Action.SYNC_STATUS: "36",
+    Action.SYNC_CONFIG: "36",
 }
 _NOTICE_COLOURS = {NoticeKind.REFUSED: "31", NoticeKind.CONFLICT: "31", NoticeKind.UNREACHABLE: "33"}
 
@@ -30,42 +34,47 @@ def _paint(text: str, code: str | None, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
 
 
-def summary_line(plan: Plan) -> str:
-    if not plan.steps:
-        return "No changes. The toolboxes match the manifests."
-    return counts_line(plan)
+def _value(value: str | None) -> str:
+    return "(none)" if value is None else printable(value)
 
 
 def _step_lines(step: Step, color: bool) -> list[str]:
-    head = f"{SYMBOLS[step.action]} {step.action.value} {step.server}"
-    where = f"  ({step.source})" if step.source is not None and step.source.line > 0 else ""
-    lines = [f"  {_paint(head, _COLOURS[step.action], color)}{where}", f"      # {step.reason}"]
-    for ch in step.changes:
-        lines.append(f"      {ch.field}: {ch.old if ch.old is not None else '(none)'} -> "
-                     f"{ch.new if ch.new is not None else '(none)'}")  # fmt: skip
-    if step.status_to is not None and step.action is Action.SYNC_STATUS:
-        lines.append(f"      status_on_toolbox := {step.status_to}")
+    head = f"{SYMBOLS[step.action]} {step.action.value} {printable(step.server)}"
+    where = f"  ({printable(step.source)})" if step.source is not None and step.source.line > 0 else ""
+    lines = [f"  {_paint(head, _COLOURS[step.action], color)}{where}", f"      # {printable(step.reason)}"]
+    # A sync step's one change is its status (status_on_toolbox: old -> new): shown once, as every change.
+    lines += [f"      {printable(ch.field)}: {_value(ch.old)} -> {_value(ch.new)}" for ch in step.changes]
     return lines
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
+def render_text(plan: Plan, *, color: bool = False, verdict: Verdict | None = None) -> str:
+    """``verdict`` (with the toolboxes' addresses) when the caller has one; else it is judged from the plan."""
+    verdict = verdict_of(plan) if verdict is None else verdict
     lines: list[str] = []
+    if not verdict.complete:  # said first: what this plan does not cover, and why
+        lines.append(_paint(incomplete_headline(verdict), "1;31", color))
+        lines += [f"  ! {gap_text(g)}" for g in verdict.gaps if g.environment is not None]
+        lines.append("")
     for err in plan.errors:
-        lines.append(_paint(f"Error: {err}", "31", color))
+        lines.append(_paint(f"Error: {printable(err)}", "31", color))
     current: tuple[str, str] | None = None
     for step in plan.steps:
         key = (step.environment_name, step.environment_id)
         if key != current:
             current = key
-            lines += ["", f"environment {step.environment_name} ({step.environment_id}):"]
+            lines += ["", f"environment {printable(step.environment_name)} ({printable(step.environment_id)}):"]
         lines += _step_lines(step, color)
     if plan.notices:
         lines += ["", "Notices:"]
         for n in plan.notices:
-            who = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
-            where = f"  ({n.source})" if n.source is not None and n.source.line > 0 else ""
+            who = printable(f"{n.environment_name}/{n.server}" if n.server else n.environment_name)
+            where = f"  ({printable(n.source)})" if n.source is not None and n.source.line > 0 else ""
             lines.append(
-                f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: {n.message}{where}"
+                f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: "
+                f"{printable(n.message)}{where}"
             )
-    lines += ["", _paint(summary_line(plan), "1", color)]
-    return "\n".join(lines).lstrip("\n") + "\n"
+    lines += ["", _paint(summary_line(plan, verdict), "1" if verdict.complete else "1;31", color)]
+    text = "\n".join(lines).strip("\n")
+    while "\n\n\n" in text:  # one blank line between blocks, whichever blocks are present
+        text = text.replace("\n\n\n", "\n\n")
+    return text + "\n"

@@ -31,6 +31,7 @@ from reconciler.runtime.daemon import CycleReport, Daemon, DaemonConfig
 from reconciler.runtime.execute import StepResult
 from reconciler.settings import Settings
 from reconciler.simulator import Simulator, SimulatorError
+from reconciler.state_dir import make_state_dir
 
 DEFAULT_DIR = ".reconciler/demo"
 DEFAULT_INTERVAL = 10.0
@@ -83,7 +84,7 @@ def demo_secret_values(desired: Desired, environ: Mapping[str, str]) -> dict[str
 @contextlib.contextmanager
 def demo_lock(directory: Path) -> Iterator[None]:
     """One demo per directory: a second one would recreate the state under the first one's feet."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_state_dir(directory)  # .reconciler/ gets its .gitignore
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, the demo still runs

@@ -232,6 +232,13 @@ class Executor:
             if step.instance_id and step.status_to:
                 with self._store_lock:
                     self.store.update_instance(step.instance_id, status=step.status_to, clear_error=True)
+            if step.desired is not None:  # a server found stopped as the manifest wants it: remember that
+                self._record_desired(step, step.desired.state)
+            return StepOutcome.OK, ""
+        if step.action is Action.SYNC_CONFIG:  # protect: stored, no DTMA call
+            if step.instance_id and step.desired is not None:
+                with self._store_lock:
+                    self.store.merge_config(step.instance_id, {"protect": step.desired.protect})
             return StepOutcome.OK, ""
         target = self.targets.get(step.environment_id)
         if target is None:

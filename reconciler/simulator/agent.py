@@ -73,6 +73,9 @@ class AgentToolbox(Toolbox):
     """The newer agent (``dtma-agent`` lineage: Express + dockerode)."""
 
     mode = "newer"
+    # What GET /tools/status lists: "managed" (observed on real Docker: the names the agent manages) or "all"
+    # (one published version of the agent's code: every container, unmanaged ones with a null instance id).
+    tools_status_scope = "managed"
 
     def __init__(self, address: str, **kwargs: Any) -> None:
         super().__init__(address, **kwargs)
@@ -383,7 +386,10 @@ class AgentToolbox(Toolbox):
                     500,
                     {"success": False, "message": "Failed to retrieve container status.", "error": DOCKER_DOWN},
                 )
-            items = [self._item_tools(c) for c in self.containers.values() if c.name in self.registry]
+            if self.tools_status_scope == "all":
+                items = [self._item_tools(c) for c in self._all()]
+            else:
+                items = [self._item_tools(c) for c in self.containers.values() if c.name in self.registry]
             return {**self._envelope(), "version": "1.0.0", "tool_instances": items}
 
     def _listed_ports(self, c: SimContainer, raw: bool) -> list[dict[str, Any]]:
@@ -435,7 +441,7 @@ class AgentToolbox(Toolbox):
 
     def _item_tools(self, c: SimContainer) -> dict[str, Any]:
         return {
-            "account_tool_instance_id": self.registry[c.name].instance_id,
+            "account_tool_instance_id": self.instance_id_of(c),
             "instance_name_on_toolbox": c.name,
             "container_id": c.container_id,
             "status": self.state_of(c),

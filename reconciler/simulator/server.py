@@ -387,6 +387,7 @@ class Simulator:
         images: Mapping[str, ImageSpec] | None = None,
         unknown_images_expose: str = "bound",
         pull_delay: float = 0.0,
+        tools_status: str = "managed",
         token: str | None = None,
         admin_token: str | None = None,
         start_delay: float = 0.0,
@@ -408,6 +409,8 @@ class Simulator:
             self.images = ImageRegistry(images, unknown_images_expose)
         except (ModeError, ValueError) as exc:
             raise SimulatorError(str(exc)) from None
+        if tools_status not in ("managed", "all"):
+            raise SimulatorError(f"unknown /tools/status scope {tools_status!r} (managed or all)")
         if per not in ("address", "port"):
             raise SimulatorError(f"unknown layout {per!r} (address or port)")
         self.scheme = "https" if tls_cert else "http"
@@ -439,6 +442,8 @@ class Simulator:
                     images=self.images,
                     pull_delay=pull_delay,
                 )
+                if isinstance(tb, AgentToolbox):
+                    tb.tools_status_scope = tools_status
                 try:
                     srv = _Server((ip, bind_port), self, tb, tls)
                 except OSError as exc:

@@ -8,6 +8,7 @@ observed.json is documented in golden/README.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from reconciler.core.observed import (
     LiveState,
     Observed,
     RecordedEnvironment,
+    RecordedInstance,
     RecordedState,
     Unreachable,
 )
@@ -36,10 +38,29 @@ from reconciler.model.spec import (
     SourceRef,
 )
 from reconciler.model.spec_hash import spec_hash
-from reconciler.model.stored import stored_config
-from tests.core.world import instance_from_config
+from reconciler.model.stored import read_stored, stored_config
 
 DEFAULT_NOW = "2026-11-24T10:00:00+00:00"
+
+
+def instance_from_config(
+    id: str, env_id: str, name: str | None, status: str, config: Mapping[str, Any], image: str | None = None
+) -> RecordedInstance:
+    """A row as the stores build it: the planner's fields read from the stored config."""
+    view = read_stored(config)
+    return RecordedInstance(
+        id=id,
+        environment_id=env_id,
+        catalog_id=f"cat-{view.image or image or 'none'}",
+        name=name,
+        status=status,
+        image=view.image or image,
+        managed=view.managed,
+        spec_hash=view.spec_hash,
+        hash_version=view.hash_version,
+        protect=view.protect,
+        config=dict(config),
+    )
 
 
 def _plain(node: yaml.Node) -> Any:

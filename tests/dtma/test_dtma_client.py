@@ -93,7 +93,11 @@ def test_an_agent_with_both_listings_is_read_on_the_managed_one(client: DtmaClie
         by = listing.by_name()
         assert set(by) == {"context7"}  # the agent's own containers are on the public /status only
         assert by["context7"].instance_id == "id-context7"  # ownership by id, not by name alone
-        assert {(p.container_port, p.host_port) for p in by["context7"].ports} == {(8080, 31001)}
+        # no HostIp was sent: Docker binds both address families and lists each
+        assert [(p.container_port, p.host_port, p.host_ip) for p in by["context7"].ports] == [
+            (8080, 31001, "0.0.0.0"),
+            (8080, 31001, "::"),
+        ]
         assert sim.counters(0)["GET /tools/status"] == 1 and "GET /status" not in sim.counters(0)
 
 
@@ -252,7 +256,8 @@ def test_body_size_limit() -> None:
 
 
 def test_unparseable_listing_is_response_error(client: DtmaClient) -> None:
-    # /health answers text: point the client at a path that answers something that is not a listing
+    # /health answers text: point the client at a path that answers something that is not a listing; the
+    # kind agent's listing routes follow its shape, which the test switches while it runs
     with running_simulator(mode="kind", shape="a") as sim:
         sim.sim.toolbox(0).shape = "c"  # /status 404s and /tools/status serves shape c: still parseable
         assert client.list(sim.target(0)).shape == "c"

@@ -76,3 +76,9 @@ def test_exit_codes() -> None:
     assert plan_exit_code(planned("36-env-by-id"), detailed=True) == 2
     assert plan_exit_code(planned("14-delete-prune-on"), detailed=True) == 3
     assert plan_exit_code(planned("14-delete-prune-on"), detailed=False) == 0
+
+
+def test_a_sync_step_prints_its_change_once() -> None:
+    out = render_text(planned("16-sync-status-running"))
+    sync = [line for line in out.splitlines() if "status_on_toolbox" in line]
+    assert len(sync) == 1 and sync[0].startswith("      status_on_toolbox: ") and " -> " in sync[0]

@@ -388,3 +388,18 @@ def test_cli_sim_refuses_a_bad_image_flag() -> None:
         timeout=30,
     )
     assert done.returncode == 1 and "ports must be numbers" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tools_status_can_list_every_container_as_one_version_of_the_agent_does() -> None:
+    with running_simulator(mode="newer", tools_status="all") as sim:
+        a = sim.addresses[0]
+        call(a, "POST", "/tools", deploy())
+        sim.sim.docker_run(0, "hand-made")
+        items = call(a, "GET", "/tools/status")[1]["tool_instances"]
+        ids = {i["instance_name_on_toolbox"]: i["account_tool_instance_id"] for i in items}
+        assert ids == {"dtma_manager": None, "agentopia_backend": None, "fetch": "id-fetch", "hand-made": None}
+        sim.sim.restart_agent(0)
+        items = call(a, "GET", "/tools/status")[1]["tool_instances"]
+        assert {i["instance_name_on_toolbox"]: i["account_tool_instance_id"] for i in items}["fetch"] is None
+    with pytest.raises(SimulatorError, match="managed or all"):
+        Simulator(token="t", tools_status="some")

@@ -1,18 +1,26 @@
-"""One contract suite, two backends: every test taking ``backend`` runs on a fresh SQLite file and on a fresh
-PostgreSQL database of the real server. ``Backend.raw`` reaches under the store (to build variant schemas,
-bulk rows or values Agentopia writes that the store never would)."""
+"""One contract suite, three backends: every test taking ``backend`` runs on a fresh SQLite file, on a fresh
+PostgreSQL database of the real server, and on the in-memory store. ``Backend.values``, ``insert`` and
+``set`` reach under the store on all three (to read columns the store does not return, or write values
+Agentopia writes that the store never would); ``Backend.raw`` runs SQL (SQLite and PostgreSQL only)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.adapters.memory_store import MemoryDatabase, MemoryStore
 from reconciler.runtime.stores import open_store
+
+JSON_COLUMNS = frozenset({
+    "base_config_override_json", "port_mapping_json", "version_info", "default_config_template",
+    "mcp_server_capabilities", "mcp_discovery_metadata", "config_values",
+})  # fmt: skip
 
 
 @dataclass
@@ -21,11 +29,59 @@ class Backend:
     url: str
     path: Path | None = None
     opened: list[Any] = field(default_factory=list)
+    memory: MemoryDatabase = field(default_factory=MemoryDatabase)
+
+    @property
+    def sql(self) -> bool:
+        return self.kind != "memory"
 
     def open(self, **kwargs: Any) -> Any:
-        store = open_store(self.url, **kwargs)
+        store = MemoryStore(self.memory) if self.kind == "memory" else open_store(self.url, **kwargs)
         self.opened.append(store)
         return store
+
+    def values(self, table: str, row_id: str, *columns: str) -> tuple[Any, ...]:
+        """Columns of one row, JSON decoded and booleans as bool, whatever the backend."""
+        if self.kind == "memory":
+            row = self.memory.table(table)[row_id]
+            found: Sequence[Any] = [row.get(c) for c in columns]
+        else:
+            [found] = self.raw(f"SELECT {', '.join(columns)} FROM {table} WHERE id = ?", [row_id])
+        out = []
+        for column, value in zip(columns, found, strict=True):
+            if column in JSON_COLUMNS and isinstance(value, str):
+                value = json.loads(value)
+            if column == "is_public" and value is not None:
+                value = bool(value)
+            out.append(value)
+        return tuple(out)
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows written as another program would (JSON values as Python values)."""
+        if not rows:
+            return
+        if self.kind == "memory":
+            for row in rows:
+                self.memory.table(table)[str(row["id"])] = dict(row)
+            return
+        columns = list(rows[0])
+        many = [
+            [json.dumps(r[c]) if c in JSON_COLUMNS and r[c] is not None else r[c] for c in columns] for r in rows
+        ]
+        self.raw(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", many=many
+        )
+
+    def set(self, table: str, row_id: str, column: str, value: Any) -> None:
+        if self.kind == "memory":
+            self.memory.table(table)[row_id][column] = value
+            return
+        self.raw(f"UPDATE {table} SET {column} = ? WHERE id = ?", [value, row_id])
+
+    def count(self, table: str) -> int:
+        if self.kind == "memory":
+            return len(self.memory.table(table))
+        return int(self.raw(f"SELECT count(*) FROM {table}")[0][0])
 
     def _pg(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -62,6 +118,10 @@ class Backend:
     def all_text(self) -> str:
         """Every text and JSON value of every table, joined: where a leaked secret would show."""
         chunks: list[str] = []
+        if self.kind == "memory":
+            for table in (self.memory.environments, self.memory.catalog, self.memory.instances):
+                chunks.extend(json.dumps(row, default=str) for row in table.values())
+            return "\n".join(chunks)
         if self.kind == "sqlite":
             tables = [r[0] for r in self.raw("SELECT name FROM sqlite_master WHERE type = 'table'")]
             for table in tables:
@@ -83,15 +143,29 @@ def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
         path = tmp_path / "state.db"
         return Backend("sqlite", f"sqlite:///{path}", path)
+    if request.param == "memory":
+        return Backend("memory", "memory://")
     factory: Callable[[], str] = request.getfixturevalue("pg_database_factory")
     return Backend("postgres", factory())
 
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"]
+
+
+SQL_BACKENDS = BACKENDS[:2]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    b = _backend(request, tmp_path)
+    yield b
+    for store in b.opened:
+        store.close()
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+def sql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """SQLite and PostgreSQL only: for what only a database has (migrations, the CLI's --database)."""
     b = _backend(request, tmp_path)
     yield b
     for store in b.opened:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,9 +33,10 @@ def test_store_satisfies_the_protocol(store: Any) -> None:
     typed.ping()
 
 
-def test_migrate_creates_the_schema_and_twice_is_a_no_op(backend: Backend) -> None:
+def test_migrate_creates_the_schema_and_twice_is_a_no_op(sql_backend: Backend) -> None:
     from reconciler.runtime.stores import migrate_database
 
+    backend = sql_backend
     first = migrate_database(backend.url)
     assert first.applied == (1, 2) and first.created
     second = migrate_database(backend.url)
@@ -44,13 +44,15 @@ def test_migrate_creates_the_schema_and_twice_is_a_no_op(backend: Backend) -> No
     assert sorted(backend.raw("SELECT version FROM schema_migrations")) == [(1,), (2,)]
     store = backend.open()
     assert store.created_by_reconciler and not store.is_agentopia_database
-    generic = backend.raw(
-        "SELECT name, docker_image_url, category FROM tool_catalog WHERE id = ?", [GENERIC_CATALOG_ID]
-    )
-    assert [tuple(r) for r in generic] == [("MCP Server", "mcpserver/generic:latest", "mcp")]
 
 
-def test_opening_without_schema_names_the_command_to_run(backend: Backend) -> None:
+def test_the_generic_catalog_row_is_there(store: Any, backend: Backend) -> None:
+    generic = backend.values("tool_catalog", GENERIC_CATALOG_ID, "name", "docker_image_url", "category")
+    assert generic == ("MCP Server", "mcpserver/generic:latest", "mcp")
+
+
+def test_opening_without_schema_names_the_command_to_run(sql_backend: Backend) -> None:
+    backend = sql_backend
     if backend.kind == "sqlite":
         assert backend.path is not None
         backend.path.touch()
@@ -98,21 +100,18 @@ def test_ensure_catalog_makes_one_marked_row_per_image_and_reuses_it(backend: Ba
     assert b != a and GENERIC_CATALOG_ID not in (a, b)
     again = backend.open()  # a fresh store has no cache: it must find the row in the table
     assert again.ensure_catalog("ghcr.io/acme/a:1") == a
-    rows = backend.raw(
-        "SELECT tool_name, name, package_identifier, docker_image_url, category, version_info, is_public, "
-        "created_by FROM tool_catalog WHERE id = ?",
-        [a],
-    )
-    tool_name, name, package, docker, category, info, public, created_by = rows[0]
+    tool_name, name, package, docker, category, info, public, created_by = backend.values(
+        "tool_catalog", a, "tool_name", "name", "package_identifier", "docker_image_url", "category",
+        "version_info", "is_public", "created_by",
+    )  # fmt: skip
     assert package == docker == "ghcr.io/acme/a:1" and category == "mcp"
     # Private, and owned by the user of the toolbox that first needed it (no toolbox: no owner).
     assert not public and str(created_by) == owner
-    [(public_b, created_by_b)] = backend.raw("SELECT is_public, created_by FROM tool_catalog WHERE id = ?", [b])
+    public_b, created_by_b = backend.values("tool_catalog", b, "is_public", "created_by")
     assert not public_b and created_by_b is None
     assert "ghcr.io/acme/a:1" in tool_name and "ghcr.io/acme/a:1" in name
-    info = info if isinstance(info, dict) else json.loads(info)
     assert info["managed_by"] == MANAGED_BY
-    assert backend.raw("SELECT count(*) FROM tool_catalog")[0][0] == 3
+    assert backend.count("tool_catalog") == 3
 
 
 def test_ensure_catalog_does_not_adopt_a_row_it_did_not_make(backend: Backend, store: Any) -> None:
@@ -132,16 +131,13 @@ def test_create_instance_records_a_pending_row_with_its_config(backend: Backend,
     assert row.status == "pending_deploy" and row.managed and row.image == spec.image
     assert row.spec_hash == digest and row.hash_version == HASH_VERSION and not row.protect
     assert row.config["mcp"]["transport"] == "sse"
-    [(server_type, path, transport, ports)] = backend.raw(
-        "SELECT mcp_server_type, mcp_endpoint_path, mcp_transport_type, port_mapping_json "
-        "FROM account_tool_instances WHERE id = ?",
-        [iid],
-    )
-    ports = ports if isinstance(ports, dict) else json.loads(ports)
+    server_type, path, transport, ports, version = backend.values(
+        "account_tool_instances", iid, "mcp_server_type", "mcp_endpoint_path", "mcp_transport_type",
+        "port_mapping_json", "version",
+    )  # fmt: skip
     assert (server_type, path, transport) == ("mcp_server", "/sse", "sse")
     # The shape port_mapping_json's column comment documents, not Docker's port map.
     assert ports == {"container_port": 8080, "host_port": 31001}
-    [(version,)] = backend.raw("SELECT version FROM account_tool_instances WHERE id = ?", [iid])
     assert version == "1.0.0"  # the image tag
 
 
@@ -161,14 +157,11 @@ def test_streamable_http_is_written_as_the_closest_accepted_transport_and_kept_t
     env_id = _env(store)
     spec = server(transport="streamable-http", endpoint="/mcp")
     iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
-    [(server_type, transport, meta)] = backend.raw(
-        "SELECT mcp_server_type, mcp_transport_type, mcp_discovery_metadata FROM account_tool_instances "
-        "WHERE id = ?",
-        [iid],
+    server_type, transport, meta = backend.values(
+        "account_tool_instances", iid, "mcp_server_type", "mcp_transport_type", "mcp_discovery_metadata"
     )
     # chk_mcp_server_required_fields: an mcp_server names a transport the column accepts.
     assert (server_type, transport) == ("mcp_server", "sse")
-    meta = meta if isinstance(meta, dict) else json.loads(meta)
     assert meta["transport"] == "streamable-http" and meta["column_transport"] == "sse"
     [row] = store.observe().instances
     assert row.config["mcp"]["transport"] == "streamable-http"
@@ -181,12 +174,7 @@ def test_a_port_without_host_port_and_no_port_at_all(backend: Backend, store: An
     ids = [
         store.create_instance(new_instance(env_id, store.ensure_catalog(s.image), s)) for s in (with_port, no_port)
     ]
-    got = {}
-    for iid in ids:
-        [(ports, version)] = backend.raw(
-            "SELECT port_mapping_json, version FROM account_tool_instances WHERE id = ?", [iid]
-        )
-        got[iid] = (json.loads(ports) if isinstance(ports, str) else ports, version)
+    got = {iid: backend.values("account_tool_instances", iid, "port_mapping_json", "version") for iid in ids}
     assert got[ids[0]] == ({"container_port": 8080, "host_port": None}, "2")
     assert got[ids[1]] == (None, "sha256:" + "a" * 64)
 
@@ -200,8 +188,7 @@ def test_an_image_change_moves_the_row_to_the_new_images_catalog_row(backend: Ba
     store.update_instance(iid, config=config, catalog_id=catalog)
     [row] = store.observe().instances
     assert row.catalog_id == catalog and row.image == new.image
-    [(version,)] = backend.raw("SELECT version FROM account_tool_instances WHERE id = ?", [iid])
-    assert version == "2.0.0"
+    assert backend.values("account_tool_instances", iid, "version") == ("2.0.0",)
 
 
 def test_heartbeats_are_written_for_listed_instances_at_most_once_a_minute(store: Any) -> None:
@@ -223,11 +210,11 @@ def test_image_falls_back_to_the_catalog_for_rows_the_reconciler_did_not_make(
     backend: Backend, store: Any
 ) -> None:
     env_id = _env(store)
-    backend.raw(
-        "INSERT INTO account_tool_instances (id, account_tool_environment_id, tool_catalog_id, "
-        "instance_name_on_toolbox, status_on_toolbox, base_config_override_json) VALUES (?, ?, ?, ?, ?, ?)",
-        [str(uuid.uuid4()), env_id, GENERIC_CATALOG_ID, "agentopia-made", "active", '{"Env": ["A=b"]}'],
-    )
+    backend.insert("account_tool_instances", [{
+        "id": str(uuid.uuid4()), "account_tool_environment_id": env_id, "tool_catalog_id": GENERIC_CATALOG_ID,
+        "instance_name_on_toolbox": "agentopia-made", "status_on_toolbox": "active",
+        "base_config_override_json": {"Env": ["A=b"]},
+    }])  # fmt: skip
     [row] = store.observe().instances
     assert row.image == "mcpserver/generic:latest" and not row.managed and row.status == "active"
 
@@ -302,7 +289,7 @@ def test_values_outside_the_enum_written_by_others_are_read_as_they_are(backend:
     if backend.kind == "postgres":  # some deployed databases hold the column as text
         backend.raw("ALTER TABLE account_tool_instances ALTER COLUMN status_on_toolbox TYPE text")
         store = backend.open()
-    backend.raw("UPDATE account_tool_instances SET status_on_toolbox = 'exited' WHERE id = ?", [iid])
+    backend.set("account_tool_instances", iid, "status_on_toolbox", "exited")
     [row] = store.observe().instances
     assert row.status == "exited"
 
@@ -369,24 +356,19 @@ def test_a_secret_value_never_reaches_any_table(backend: Backend, store: Any) ->
 def test_observe_takes_two_queries_for_a_thousand_environments(backend: Backend, store: Any) -> None:
     catalogs = [store.ensure_catalog(f"ghcr.io/acme/s{i}:1") for i in range(10)]
     env_rows = [
-        (str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000", f"tb{i:04d}", f"10.0.{i // 250}.{i % 250 + 1}",
-         "active", "r", "s", "i")
+        {"id": str(uuid.uuid4()), "user_id": "00000000-0000-0000-0000-000000000000", "name": f"tb{i:04d}",
+         "public_ip_address": f"10.0.{i // 250}.{i % 250 + 1}", "status": "active", "region_slug": "r",
+         "size_slug": "s", "image_slug": "i"}
         for i in range(1000)
     ]  # fmt: skip
-    backend.raw(
-        "INSERT INTO account_tool_environments (id, user_id, name, public_ip_address, status, region_slug, "
-        "size_slug, image_slug) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        many=env_rows,
-    )
-    config = json.dumps({"managed_by": MANAGED_BY, "spec_hash": "sha256:x", "spec_hash_version": 1})
+    backend.insert("account_tool_environments", env_rows)
+    config = {"managed_by": MANAGED_BY, "spec_hash": "sha256:x", "spec_hash_version": 1}
     instance_rows = [
-        (str(uuid.uuid4()), env[0], catalogs[j], f"s{j}", "running", config) for env in env_rows for j in range(10)
-    ]
-    backend.raw(
-        "INSERT INTO account_tool_instances (id, account_tool_environment_id, tool_catalog_id, "
-        "instance_name_on_toolbox, status_on_toolbox, base_config_override_json) VALUES (?, ?, ?, ?, ?, ?)",
-        many=instance_rows,
-    )
+        {"id": str(uuid.uuid4()), "account_tool_environment_id": env["id"], "tool_catalog_id": catalogs[j],
+         "instance_name_on_toolbox": f"s{j}", "status_on_toolbox": "running", "base_config_override_json": config}
+        for env in env_rows for j in range(10)
+    ]  # fmt: skip
+    backend.insert("account_tool_instances", instance_rows)
     before = store.query_count
     started = time.perf_counter()
     recorded = store.observe()
@@ -400,3 +382,64 @@ def test_observe_takes_two_queries_for_a_thousand_environments(backend: Backend,
     assert store.observe_instances() == recorded.instances
     assert store.query_count - before == 2
     print(f"\n{backend.kind}: observe of 1,000 environments x 10 instances took {elapsed * 1000:.0f} ms")
+
+
+def test_merge_config_sets_keys_of_the_stored_config_and_nothing_else(store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    [before] = store.observe().instances
+    store.merge_config(iid, {"protect": True})
+    [after] = store.observe().instances
+    assert after.protect and not before.protect
+    assert after.spec_hash == before.spec_hash and after.status == before.status
+    assert {k: v for k, v in after.config.items() if k != "protect"} == {
+        k: v for k, v in before.config.items() if k != "protect"
+    }
+    store.merge_config(iid, {"protect": False})
+    assert not store.observe().instances[0].protect
+    with pytest.raises(StoreError, match="does not exist"):
+        store.merge_config(str(uuid.uuid4()), {"protect": True})
+
+
+def test_migration_0002_brings_rows_written_before_it_to_the_new_shapes(sql_backend: Backend) -> None:
+    from reconciler.adapters.migrations import migrations
+    from reconciler.runtime.stores import migrate_database
+
+    backend = sql_backend
+    first = migrations(backend.kind)[0]
+    if backend.kind == "sqlite":
+        import sqlite3
+
+        assert backend.path is not None
+        with sqlite3.connect(backend.path) as conn:
+            conn.executescript(first.sql)
+    else:
+        backend.raw(first.sql)
+    backend.raw("INSERT INTO schema_migrations (version, name) VALUES (1, ?)", [first.name])
+    backend.raw("INSERT INTO mcp_reconciler_meta (key, value) VALUES ('created_by', 'mcp-reconciler')")
+    env_id, catalog, iid = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    backend.insert("account_tool_environments", [{
+        "id": env_id, "user_id": str(uuid.uuid4()), "name": "tb1", "public_ip_address": "127.0.0.2",
+        "status": "active", "region_slug": "r", "size_slug": "s", "image_slug": "i",
+    }])  # fmt: skip
+    backend.insert("tool_catalog", [{
+        "id": catalog, "tool_name": "mcp-reconciler: web:1", "name": "mcp-reconciler: web:1",
+        "package_identifier": "ghcr.io/acme/web:1", "docker_image_url": "ghcr.io/acme/web:1",
+        "version_info": {"managed_by": MANAGED_BY, "image": "ghcr.io/acme/web:1"},
+    }])  # fmt: skip
+    config = {"managed_by": MANAGED_BY, "image": "ghcr.io/acme/web:1", "port": 8080,
+              "HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "31001"}]}},
+              "mcp": {"server_type": "mcp_server", "transport": "streamable-http"}}  # fmt: skip
+    backend.insert("account_tool_instances", [{
+        "id": iid, "account_tool_environment_id": env_id, "tool_catalog_id": catalog,
+        "instance_name_on_toolbox": "web", "status_on_toolbox": "running", "base_config_override_json": config,
+        "port_mapping_json": config["HostConfig"]["PortBindings"], "mcp_server_type": "mcp_server",
+        "mcp_transport_type": None,
+    }])  # fmt: skip
+    assert migrate_database(backend.url).applied == (2,)
+    assert backend.values("tool_catalog", catalog, "is_public") == (False,)
+    assert backend.values("tool_catalog", GENERIC_CATALOG_ID, "is_public") == (True,)  # Agentopia's row
+    assert backend.values("account_tool_instances", iid, "mcp_transport_type", "port_mapping_json") == (
+        "sse", {"container_port": 8080, "host_port": 31001},
+    )  # fmt: skip

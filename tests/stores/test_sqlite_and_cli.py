@@ -84,8 +84,9 @@ def test_database_urls_are_parsed_and_unknown_schemes_refused_without_passwords(
 
 
 def test_db_commands_register_list_and_remove(
-    backend: Backend, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    sql_backend: Backend, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    backend = sql_backend
     assert main(["db", "migrate", "--database", backend.url]) == 0
     assert main(["db", "migrate", "--database", backend.url]) == 0
     assert "up to date" in capsys.readouterr().out
@@ -110,8 +111,9 @@ def test_db_commands_register_list_and_remove(
 
 
 def test_db_commands_on_a_database_without_schema_say_what_to_run(
-    backend: Backend, capsys: pytest.CaptureFixture[str]
+    sql_backend: Backend, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    backend = sql_backend
     if backend.path is not None:
         backend.path.touch()
     assert main(["db", "environments", "--database", backend.url]) == 1

@@ -1,0 +1,137 @@
+"""Whether a plan saw everything it speaks for: incomplete is not clean.
+
+A plan is *complete* when every toolbox in scope was observed, no safety rule refused part of it, and every
+declared server can be reconciled. Otherwise each gap is named (environment, address, why), so that no
+output says "match the manifests", no exit code says clean and no journal run says ``converged`` for a
+toolbox nobody looked at. Pure: the plan's notices and errors, and the observation for addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.core.observed import Observed
+from reconciler.core.outcomes import RunOutcome, StepOutcome
+from reconciler.core.plan import Notice, NoticeKind, Plan
+
+
+class GapKind(StrEnum):
+    NOT_OBSERVED = (
+        "not-observed"  # unreachable, auth rejected, no token, Docker down, not registered, state unknown
+    )
+    REFUSED = "refused"  # the mass-delete guard or allowEmpty stopped steps
+    UNRECONCILABLE = "unreconcilable"  # a declared server that cannot be reconciled (conflict, plan error, ...)
+
+
+# Which notices leave a gap, and of which kind. The others (unmanaged, orphan, protected) are the plan
+# deliberately leaving something alone: the toolbox was still fully seen.
+GAP_KINDS: Mapping[NoticeKind, GapKind] = {
+    NoticeKind.UNREACHABLE: GapKind.NOT_OBSERVED,
+    NoticeKind.UNKNOWN_ENVIRONMENT: GapKind.NOT_OBSERVED,
+    NoticeKind.UNKNOWN_STATE: GapKind.NOT_OBSERVED,
+    NoticeKind.REFUSED: GapKind.REFUSED,
+    NoticeKind.CONFLICT: GapKind.UNRECONCILABLE,
+    NoticeKind.FORGOTTEN: GapKind.UNRECONCILABLE,
+    NoticeKind.STALLED: GapKind.UNRECONCILABLE,
+}
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One thing the plan could not see or do. ``environment`` is None for a plan-wide error."""
+
+    environment: str | None  # the environment's name (its id when it has none)
+    address: str | None  # the toolbox's public IP address, when known
+    kind: GapKind
+    reason: str
+    server: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``research-toolbox at 127.0.0.2`` (or the name alone, or ``plan`` for a plan-wide error)."""
+        if self.environment is None:
+            return "plan"
+        return f"{self.environment} at {self.address}" if self.address else self.environment
+
+    def __str__(self) -> str:
+        server = f"/{self.server}" if self.server else ""
+        return f"{self.where}{server}: {self.kind}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gaps: tuple[Gap, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.gaps
+
+    @property
+    def outcome(self) -> RunOutcome | None:
+        """None when complete; REFUSED when refusals are the only gaps; INCOMPLETE otherwise."""
+        if not self.gaps:
+            return None
+        if all(g.kind is GapKind.REFUSED for g in self.gaps):
+            return RunOutcome.REFUSED
+        return RunOutcome.INCOMPLETE
+
+    def environments(self) -> tuple[str, ...]:
+        """The environments with a gap, by name, sorted, each once."""
+        return tuple(sorted({g.environment for g in self.gaps if g.environment is not None}))
+
+    def of(self, environment: str) -> tuple[Gap, ...]:
+        return tuple(g for g in self.gaps if g.environment == environment)
+
+
+def _gap(notice: Notice, kind: GapKind, addresses: Mapping[str, str]) -> Gap:
+    name = notice.environment_name or notice.environment_id or None
+    return Gap(name, addresses.get(notice.environment_id), kind, notice.message, notice.server)
+
+
+def verdict_of(plan: Plan, observed: Observed | None = None) -> Verdict:
+    """The plan's gaps in the plan's notice order, then its plan-wide errors. ``observed`` (when given)
+    supplies each toolbox's address; a saved plan rendered without observing has names only."""
+    addresses: dict[str, str] = {}
+    if observed is not None:
+        addresses = {e.id: e.address for e in observed.recorded.environments if e.address}
+    gaps = [_gap(n, GAP_KINDS[n.kind], addresses) for n in plan.notices if n.kind in GAP_KINDS]
+    gaps += [Gap(None, None, GapKind.UNRECONCILABLE, error) for error in plan.errors]
+    return Verdict(tuple(gaps))
+
+
+def apply_outcome(
+    verdict: Verdict, step_outcomes: Sequence[StepOutcome | str], *, plan_errors: bool, stopped: bool
+) -> RunOutcome:
+    """The one rule for an apply run's journal outcome (``apply``, ``run --once``, every daemon cycle):
+
+    - plan errors stopped every step: NOTHING_APPLIED;
+    - the daemon was stopping and skipped steps: STOPPED;
+    - a step failed: PARTIAL when another step succeeded, else FAILED (every step tried failed);
+    - otherwise the verdict's INCOMPLETE or REFUSED when the plan had gaps, else CONVERGED.
+    """
+    outcomes = {StepOutcome(o) for o in step_outcomes}
+    if plan_errors and not outcomes:
+        return RunOutcome.NOTHING_APPLIED
+    if stopped and StepOutcome.SKIPPED in outcomes:
+        return RunOutcome.STOPPED
+    if StepOutcome.FAILED in outcomes:
+        return RunOutcome.PARTIAL if StepOutcome.OK in outcomes else RunOutcome.FAILED
+    return verdict.outcome or RunOutcome.CONVERGED
+
+
+def plan_outcome(verdict: Verdict, plan: Plan) -> RunOutcome:
+    """A plan run's journal outcome: INCOMPLETE or REFUSED when the plan has gaps, else CHANGES or NO_CHANGES."""
+    return verdict.outcome or (RunOutcome.CHANGES if plan.steps else RunOutcome.NO_CHANGES)
+
+
+def apply_exit_code(outcome: RunOutcome, applied_any: bool) -> int:
+    """0 converged, 1 nothing applied (error, refused, incomplete, every step failed), 4 partially applied."""
+    if outcome is RunOutcome.CONVERGED:
+        return 0
+    if outcome is RunOutcome.PARTIAL:
+        return 4
+    if outcome in (RunOutcome.INCOMPLETE, RunOutcome.REFUSED):
+        return 4 if applied_any else 1
+    return 1

@@ -1,0 +1,85 @@
+"""The verdict: which golden plans are incomplete, refused or clean, and the one apply-outcome rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.outcomes import RunOutcome, StepOutcome
+from reconciler.core.plan import Plan
+from reconciler.core.planner import plan
+from reconciler.core.verdict import GapKind, Verdict, apply_exit_code, apply_outcome, plan_outcome, verdict_of
+from tests.core.golden_io import load_case
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def verdict(case: str) -> tuple[Plan, Verdict]:
+    desired, observed, policy, now, fps = load_case(GOLDEN / case)
+    the_plan = plan(desired, observed, policy, now, fps)
+    return the_plan, verdict_of(the_plan, observed)
+
+
+@pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        ("20-unreachable-listing-failed", GapKind.NOT_OBSERVED),
+        ("21-unreachable-not-active", GapKind.NOT_OBSERVED),
+        ("22-unknown-environment", GapKind.NOT_OBSERVED),
+        ("27-unknown-state", GapKind.NOT_OBSERVED),
+        ("24-conflict-live-without-row", GapKind.UNRECONCILABLE),
+        ("25-conflict-unmanaged-row", GapKind.UNRECONCILABLE),
+        ("28-same-image-conflict", GapKind.UNRECONCILABLE),
+        ("30-empty-desired-refused", GapKind.REFUSED),
+        ("32-mass-delete-fraction-refused", GapKind.REFUSED),
+        ("34-mass-delete-max-total", GapKind.REFUSED),
+    ],
+)
+def test_gaps_are_named_by_environment_and_kind(case: str, kind: GapKind) -> None:
+    the_plan, v = verdict(case)
+    assert not v.complete
+    assert kind in {g.kind for g in v.gaps}
+    assert all(g.environment for g in v.gaps if g.reason not in the_plan.errors)  # plan-wide errors: None
+    expected = RunOutcome.REFUSED if kind is GapKind.REFUSED else RunOutcome.INCOMPLETE
+    assert plan_outcome(v, the_plan) is expected
+    assert apply_outcome(v, [], plan_errors=False, stopped=False) is expected
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["01-create-new", "13-orphan-prune-off", "15-protect-kept", "23-unmanaged-shape-b", "37-in-sync-no-changes"],
+)
+def test_clean_plans_are_complete(case: str) -> None:
+    the_plan, v = verdict(case)
+    assert v.complete and v.outcome is None and v.environments() == ()
+    assert plan_outcome(v, the_plan) is (RunOutcome.CHANGES if the_plan.steps else RunOutcome.NO_CHANGES)
+
+
+def test_gap_names_the_address_when_observed() -> None:
+    _, v = verdict("20-unreachable-listing-failed")
+    gap = v.gaps[0]
+    assert gap.address is not None and f"{gap.environment} at {gap.address}" in str(gap)
+
+
+def test_plan_errors_are_plan_wide_gaps() -> None:
+    v = verdict_of(Plan(steps=(), errors=("secret X is not set",)))
+    assert [str(g) for g in v.gaps] == ["plan: unreconcilable: secret X is not set"]
+    assert apply_outcome(v, [], plan_errors=True, stopped=False) is RunOutcome.NOTHING_APPLIED
+
+
+def test_apply_outcome_one_rule() -> None:
+    clean = Verdict()
+    ok, failed, skipped = StepOutcome.OK, StepOutcome.FAILED, StepOutcome.SKIPPED
+    assert apply_outcome(clean, [ok, ok], plan_errors=False, stopped=False) is RunOutcome.CONVERGED
+    assert apply_outcome(clean, [ok, failed], plan_errors=False, stopped=False) is RunOutcome.PARTIAL
+    # Every step tried and failed is FAILED, for apply and the daemon alike.
+    assert apply_outcome(clean, [failed, failed], plan_errors=False, stopped=False) is RunOutcome.FAILED
+    assert apply_outcome(clean, ["ok", "skipped"], plan_errors=False, stopped=True) is RunOutcome.STOPPED
+    assert apply_outcome(clean, [skipped], plan_errors=False, stopped=False) is RunOutcome.CONVERGED
+    assert apply_exit_code(RunOutcome.CONVERGED, True) == 0
+    assert apply_exit_code(RunOutcome.PARTIAL, True) == 4
+    assert apply_exit_code(RunOutcome.FAILED, False) == 1
+    assert apply_exit_code(RunOutcome.INCOMPLETE, True) == 4
+    assert apply_exit_code(RunOutcome.INCOMPLETE, False) == 1
+    assert apply_exit_code(RunOutcome.REFUSED, False) == 1
