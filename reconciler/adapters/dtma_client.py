@@ -259,8 +259,8 @@ class DtmaClient:
                 path = STATUS
         if path == STATUS:
             status, data = await self._call(target, Call("GET", STATUS))
-        listing = parse_listing(target.environment_id, self._json(f"GET {path} on environment "
-                                                                   f"{target.environment_id}", data))  # fmt: skip
+        where = f"GET {path} on environment {target.environment_id}"
+        listing = parse_listing(target.environment_id, self._json(where, data))
         self._last_listing[target.environment_id] = listing
         return listing
 
