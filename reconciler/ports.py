@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, RecordedState
@@ -93,9 +93,26 @@ class Store(Protocol):
         """A digest of the environment's row and its instances, to detect change since a saved plan."""
         ...
 
-    def try_lock_environment(self, environment_id: str) -> bool: ...
+    def try_lock_environment(self, environment_id: str) -> bool:
+        """Take the environment's reconcile lock (shared by every daemon replica and ``apply``) without
+        waiting; False when another process holds it."""
+        ...
 
     def unlock_environment(self, environment_id: str) -> None: ...
+
+    def lock_holder(self, environment_id: str) -> str | None:
+        """Who holds the environment's lock (``pid N on host H``), when the store can tell."""
+        ...
+
+    def lock_lost(self) -> bool:
+        """True once the locks this store held were found gone (PostgreSQL: the lock connection died)."""
+        ...
+
+    def acquire_daemon_lock(self) -> None:
+        """SQLite: one daemon per database file (raise LockHeldError). PostgreSQL: nothing to do."""
+        ...
+
+    def release_daemon_lock(self) -> None: ...
 
     def ping(self) -> None:
         """Raise StoreError if the database cannot be reached."""
@@ -156,3 +173,65 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
     def monotonic(self) -> float: ...
+
+
+class Journal(Protocol):
+    """What each run did, step by step (adapters/journal.py). A step's intent is committed before its DTMA
+    call and its outcome after; ``start_run`` first closes runs left open by dead processes."""
+
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """More values to redact from everything written from now on."""
+        ...
+
+    def start_run(
+        self,
+        kind: str,
+        now: datetime,
+        *,
+        manifest_digest: str | None = None,
+        git_commit: str | None = None,
+        note: str | None = None,
+    ) -> int: ...
+
+    def finish_run(self, run_id: int, now: datetime, outcome: str) -> None: ...
+
+    def interrupt_run(self, run_id: int, now: datetime, outcome: str = ...) -> int: ...
+
+    def intent(
+        self,
+        run_id: int,
+        now: datetime,
+        *,
+        environment: str,
+        server: str,
+        action: str,
+        reason: str,
+        attempt: int = 1,
+    ) -> int: ...
+
+    def outcome(
+        self,
+        step_id: int,
+        now: datetime,
+        outcome: str,
+        *,
+        error: str | None = None,
+        status_code: int | None = None,
+        attempt: int | None = None,
+    ) -> None: ...
+
+    def prune(self, now: datetime, *, max_age: timedelta | None = None, keep_runs: int | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Git(Protocol):
+    """The manifests' git work tree (adapters/git.py)."""
+
+    def commit(self, paths: Sequence[str]) -> str | None:
+        """HEAD when git tracks the first path, else None."""
+        ...
+
+    def pull(self, paths: Sequence[str]) -> str | None:
+        """``git pull --ff-only``: None on success, else a one-line reason (the tree is left as it was)."""
+        ...

@@ -46,7 +46,7 @@ def test_git_add_all_commits_nothing_the_reconciler_wrote(tmp_path: Path) -> Non
 
 
 def test_the_demo_directory_is_ignored_too(tmp_path: Path) -> None:
-    from reconciler.runtime.demo import demo_lock
+    from reconciler.app.demo import demo_lock
 
     with demo_lock(tmp_path / ".reconciler" / "demo"):
         pass

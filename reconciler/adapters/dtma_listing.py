@@ -1,4 +1,5 @@
-"""Pure parsing of the three DTMA listing shapes (DESIGN section 7) into ``LiveListing``.
+"""Pure parsing of the three DTMA listing shapes into ``LiveListing`` (docs/architecture.md: "The DTMA agent's
+behaviours the client copes with").
 
 Tolerant where it reads: unknown Docker states become ``unknown`` (keeping what the agent said), ports come
 in Docker's raw capitalised form, in snake_case, or as the deploy answer's port map. A body that is not one

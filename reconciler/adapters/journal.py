@@ -1,4 +1,4 @@
-"""The journal: what each plan/apply run did, step by step (DESIGN section 8), in SQLite via sqlite-utils.
+"""The journal: what each plan/apply run did, step by step, in SQLite via sqlite-utils (docs/architecture.md).
 
 A step's intent row is committed before the DTMA call and its outcome after, so a process killed in
 between leaves a row without outcome. Such rows are marked ``interrupted`` when the next run opens the

@@ -9,6 +9,8 @@ locks are shared by every session on one PostgreSQL database). Nothing is persis
 from __future__ import annotations
 
 import copy
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Collection, Mapping
@@ -299,6 +301,12 @@ class MemoryStore:
             if self.database.lock_holders.get(environment_id) == id(self):
                 del self.database.lock_holders[environment_id]
             self._held.discard(environment_id)
+
+    def lock_holder(self, environment_id: str) -> str | None:
+        """Every store on one MemoryDatabase lives in this process: the holder is another store here."""
+        with self.database.lock:
+            held = environment_id in self.database.lock_holders
+        return f"pid {os.getpid()} on host {socket.gethostname()}" if held else None
 
     def held_locks(self) -> frozenset[str]:
         with self.database.lock:

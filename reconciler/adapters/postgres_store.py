@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -480,8 +482,38 @@ class PostgresStore:
             if self._held:
                 self._lost = True
                 self._held.clear()
-            conn = self._lock_conn = self._connect()
+            conn = self._lock_conn = self._new_lock_connection()
         return conn
+
+    def _new_lock_connection(self) -> Connection:
+        """The connection holding the advisory locks, named after this process so that another one can say
+        who holds a lock (``lock_holder``)."""
+        conn = self._connect()
+        name = f"mcp-reconciler pid {os.getpid()} on host {socket.gethostname()}"[:63]
+        conn.execute("SELECT set_config('application_name', %s, false)", [name])
+        return conn
+
+    def lock_holder(self, environment_id: str) -> str | None:
+        """``pid N on host H`` of the reconciler holding the environment's advisory lock, when known."""
+        key = rows.advisory_key(environment_id) & 0xFFFFFFFFFFFFFFFF
+        try:
+            with self._guard(f"asking who locks environment {environment_id}") as conn:
+                found = self._all(
+                    conn,
+                    "SELECT a.application_name AS name, a.pid AS pid FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1",
+                    [key >> 32, key & 0xFFFFFFFF],
+                )
+        except StoreError:
+            return None
+        if not found:
+            return None
+        name = str(found[0]["name"] or "")
+        prefix = "mcp-reconciler "
+        return (
+            name.removeprefix(prefix) if name.startswith(prefix) else f"PostgreSQL backend pid {found[0]['pid']}"
+        )
 
     def try_lock_environment(self, environment_id: str) -> bool:
         """A session advisory lock on the lock connection; False when another session holds it."""
@@ -500,7 +532,7 @@ class PostgresStore:
                     # open a fresh one and try once more.
                     with contextlib.suppress(psycopg.Error):
                         conn.close()
-                    conn = self._lock_conn = self._connect()
+                    conn = self._lock_conn = self._new_lock_connection()
                     got = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", [key]).fetchone()
             except psycopg.Error as exc:
                 raise StoreError(

@@ -11,6 +11,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
+import socket
 import sqlite3
 import threading
 import uuid
@@ -56,6 +58,7 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._daemon_lock_fd: int | None = None
         self._held: set[str] = set()
+        self._env_lock_fds: dict[str, int] = {}
         self._catalog_cache: dict[str, str] = {}
         self._decoder = rows.InstanceDecoder()  # kept: an unchanged row is not decoded again
         if not self.path.exists():
@@ -368,13 +371,45 @@ class SqliteStore:
             )
         return rows.fingerprint(envs[0] if envs else None, instances)
 
+    def _env_lock_path(self, environment_id: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment_id)
+        return Path(f"{self.path}.locks") / f"{safe}.lock"
+
     def try_lock_environment(self, environment_id: str) -> bool:
-        """Always granted: one daemon per file is enforced by ``acquire_daemon_lock`` instead."""
+        """An exclusive lock on ``<file>.locks/<environment id>.lock`` (the daemon and ``apply`` take it, so
+        they never act on one environment at once); False when another process holds it."""
+        if environment_id in self._held:
+            return True
+        path = self._env_lock_path(environment_id)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot take the lock {path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+        self._env_lock_fds[environment_id] = fd
         self._held.add(environment_id)
         return True
 
     def unlock_environment(self, environment_id: str) -> None:
         self._held.discard(environment_id)
+        fd = self._env_lock_fds.pop(environment_id, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+    def lock_holder(self, environment_id: str) -> str | None:
+        """``pid N on host H`` of the process holding the environment's lock, as it wrote it."""
+        try:
+            text = self._env_lock_path(environment_id).read_text().strip()
+        except OSError:
+            return None
+        return text or None
 
     def held_locks(self) -> frozenset[str]:
         return frozenset(self._held)
@@ -412,6 +447,8 @@ class SqliteStore:
 
     def close(self) -> None:
         self.release_daemon_lock()
+        for environment_id in list(self._env_lock_fds):
+            self.unlock_environment(environment_id)
         with self._lock:
             self._db.close()
 

@@ -16,7 +16,10 @@ EXAMPLE = """example:
   reconciler apply manifests/ --env research-toolbox --allow-mass-delete "retiring the old toolbox"
   reconciler plan manifests/ --out plan.json && reconciler apply plan.json
 
-exit codes: 0 converged, 1 nothing applied (error or refused), 4 partially applied
+exit codes: 0 converged (every toolbox in scope observed, every step done), 1 nothing applied (error,
+refused, incomplete, or every step failed), 4 partially applied (or applied, but incomplete)
+Apply takes each environment's lock (the daemon's): it waits up to --lock-wait for one another process
+reconciles, then refuses naming that process ("environment X is being reconciled by pid N on host H").
 """
 
 
@@ -31,6 +34,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories, or one saved plan")
     p.add_argument("--allow-mass-delete", metavar="REASON", help="allow a run that deletes or replaces many")
+    p.add_argument(
+        "--lock-wait",
+        default="30s",
+        metavar="DURATION",
+        help="how long to wait for an environment another process is reconciling (default 30s), then refuse",
+    )
     add_common(p)
     p.set_defaults(handler=run)
 
@@ -48,11 +57,13 @@ def _saved(paths: list[str]) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.core.plan import Policy
+    from reconciler.app.reconcile import reconcile_once, step_line
+    from reconciler.cli.run_cmd import parse_duration
+    from reconciler.core.outcomes import RunOutcome
+    from reconciler.core.plan import Plan, Policy
     from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.runtime.execute import StepResult
-    from reconciler.runtime.reconcile import reconcile_once, step_line
     from reconciler.runtime.saved_plan import Basis
 
     settings = settings_from(args)
@@ -83,16 +94,19 @@ def run(args: argparse.Namespace) -> int:
         policy=Policy(allow_mass_delete=args.allow_mass_delete),
         saved_basis=basis,
         on_step=progress,
+        lock_wait=parse_duration(args.lock_wait),
     )
-    sys.stdout.write(render(result.plan, "text", use_color(sys.stdout), result.observed))
-    applied = result.applied.results if result.applied else ()
+    the_plan = result.plan or Plan(steps=())
+    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout), result.observed))
+    applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.
     failed = [r for r in applied if r.outcome == "failed" or r.notice is not None]
     for r in failed:
         where = f"{r.step.environment_name}/{r.step.server}"
         print(printable(f"{r.outcome}: {r.step.action} {where}: {r.message}"), file=sys.stderr)
-    for err in result.plan.errors:
+    for err in the_plan.errors:
         print(f"error: {printable(err)}", file=sys.stderr)
-    print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done", file=sys.stderr)
-    return apply_exit_code(result.outcome)
+    outcome = result.outcome or RunOutcome.NOTHING_APPLIED
+    print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}", file=sys.stderr)
+    return apply_exit_code(outcome)

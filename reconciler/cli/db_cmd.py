@@ -102,7 +102,7 @@ def _database_path(url: str) -> Iterator[None]:
 
 def run_migrate(args: argparse.Namespace) -> int:
     from reconciler.adapters.store_rows import mask
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.stores import migrate_database
 
     url = database_url(args)
     with _database_path(url):
@@ -116,9 +116,9 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from reconciler.app.stores import open_store
     from reconciler.errors import ConfigError
     from reconciler.model.semantic import control_character
-    from reconciler.runtime.stores import open_store
 
     found = control_character(args.name)
     if found is not None:
@@ -140,7 +140,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     url = database_url(args)
     with _database_path(url):
@@ -165,7 +165,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     url = database_url(args)
     with _database_path(url):

@@ -21,7 +21,7 @@ RECONCILER_DATABASE_URL, RECONCILER_JOURNAL and BACKEND_TO_DTMA_API_KEY. Secrets
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.runtime.demo import DEFAULT_DIR
+    from reconciler.app.demo import DEFAULT_DIR
 
     p = subparsers.add_parser(
         "demo",
@@ -40,8 +40,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.app.demo import DemoConfig, run_demo
     from reconciler.cli.run_cmd import parse_duration
-    from reconciler.runtime.demo import DemoConfig, run_demo
 
     if args.listen is not None and ":" not in args.listen:
         raise ConfigError(f"--listen {args.listen!r} is not HOST:PORT")

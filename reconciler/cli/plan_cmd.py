@@ -13,7 +13,10 @@ EXAMPLE = """example:
   reconciler plan manifests/ --env research-toolbox --format markdown
   reconciler plan manifests/ --out plan.json && reconciler apply plan.json
 
-exit codes: 0 no changes, 1 error; with --detailed-exitcode 2 changes, 3 changes including a destructive step
+exit codes: 0 no changes, 1 error or incomplete; with --detailed-exitcode 2 changes, 3 changes including a
+destructive step. A plan is incomplete when a toolbox in scope was not observed (unreachable, token missing or
+rejected, Docker down on the host, not in the database), a safety rule refused part of it, or a declared
+server cannot be reconciled; --allow-incomplete then exits as if the rest were the whole plan.
 """
 
 
@@ -36,6 +39,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "markdown", "github"), default="text")
     p.add_argument("--out", metavar="FILE", help="also save the plan (JSON, with its basis) for `apply FILE`")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 on changes, 3 on destructive ones")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="do not exit 1 when a toolbox in scope was not observed, was refused, or has a server that cannot "
+        "be reconciled (the plan still names each one)",
+    )
     add_common(p)
     p.set_defaults(handler=run)
 
@@ -64,9 +73,11 @@ def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.app.reconcile import reconcile_once
+    from reconciler.core.plan import Plan
     from reconciler.errors import ReconcilerError
+    from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import plan_exit_code
-    from reconciler.runtime.reconcile import reconcile_once
 
     try:
         settings = settings_from(args)
@@ -77,11 +88,18 @@ def run(args: argparse.Namespace) -> int:
 
             sys.stdout.write(render_failure(exc, args.format))
         raise  # and the one-line error on stderr, exit 1
-    sys.stdout.write(render(result.plan, args.format, use_color(sys.stdout), result.observed))
+    the_plan = result.plan or Plan(steps=())
+    sys.stdout.write(render(the_plan, args.format, use_color(sys.stdout), result.observed))
     if args.out and result.basis is not None:
-        data = saved_plan_dict(result.plan, result.basis, args.paths)
+        data = saved_plan_dict(the_plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return plan_exit_code(result.plan, args.detailed_exitcode)
+    if not result.verdict.complete:
+        if args.format != "text":  # the text output names them first already
+            for gap in result.verdict.gaps:
+                print(printable(f"incomplete: {gap}"), file=sys.stderr)
+        if not args.allow_incomplete:
+            return 1
+    return plan_exit_code(the_plan, args.detailed_exitcode)
 
 
 def use_color(stream: Any) -> bool:

@@ -86,8 +86,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.app.daemon import Daemon, DaemonConfig
     from reconciler.core.plan import Policy
-    from reconciler.runtime.daemon import Daemon, DaemonConfig
 
     interval = parse_duration(args.interval)
     config = DaemonConfig(
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         prune=args.prune,
     )
     if args.listen:
-        from reconciler.runtime.http_status import parse_listen
+        from reconciler.adapters.http_status import parse_listen
 
         parse_listen(args.listen, allow_remote=args.allow_remote_listen)  # refuse before starting anything
     logging.getLogger("reconciler").setLevel(

@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.app.reconcile import status_rows
     from reconciler.cli.plan_cmd import settings_from
-    from reconciler.runtime.reconcile import status_rows
 
     rows = status_rows(settings_from(args))
     if args.format == "json":

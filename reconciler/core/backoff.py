@@ -1,4 +1,4 @@
-"""Per-environment exponential backoff (DESIGN section 9): pure decisions, time passed in.
+"""Per-environment exponential backoff (docs/architecture.md): pure decisions, time passed in.
 
 A toolbox that keeps failing (unreachable, or a step failed) is left alone for a while that doubles with
 each failure, up to a cap, with jitter so that many failing toolboxes do not retry in lock step. One

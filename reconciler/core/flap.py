@@ -1,4 +1,4 @@
-"""The flap guard (DESIGN section 4): a server that does not settle after an apply is left alone.
+"""The flap guard (docs/architecture.md, "Diff rules"): a server that does not settle after an apply is left alone.
 
 After a step is applied, the next observation of that server should need no step. When the same kind of
 step (same action, same fields) is needed again after applying it, ``threshold`` times in a row, the server

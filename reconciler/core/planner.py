@@ -1,4 +1,5 @@
-"""The planner: desired + recorded + live -> an ordered Plan, each step with its reason (DESIGN section 4).
+"""The planner: desired + recorded + live -> an ordered Plan, each step with its reason (the diff rules of
+docs/architecture.md).
 
 Pure and deterministic: no I/O, no clock (``now`` comes in), dict lookups only so 100k servers plan in
 linear time. Everything the planner leaves alone is explained by a Notice.
@@ -33,8 +34,8 @@ from reconciler.core.plan import (
 from reconciler.core.safety import guard_mass_delete, refuse_empty
 from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
 from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
-from reconciler.model.spec_hash import HASH_VERSION, spec_hash
-from reconciler.model.stored import read_stored
+from reconciler.model.spec_hash import HASH_VERSION, Fingerprints, spec_hash
+from reconciler.model.stored import read_stored, stored_key_id
 
 # Within a toolbox, deletes and stops free names and ports before anything new starts.
 ACTION_ORDER: Mapping[Action, int] = {
@@ -292,6 +293,15 @@ class _EnvPlanner:
                 )
                 return
             row = owner
+        if row is not None and self._made_with_another_key(row):
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"{name}: secret fingerprints were made with another key: set RECONCILER_SECRET_KEY (to the key "
+                "that made them); no replace planned",
+                server,
+            )
+            return
         if live is not None and live.state in UNCERTAIN_STATES:
             said = f" (agent said {live.raw_state})" if live.raw_state else ""
             self.notice(
@@ -390,6 +400,12 @@ class _EnvPlanner:
             f"sets no ExposedPorts; add EXPOSE {server.port} to the image (or use a port it exposes)",
             server,
         )
+
+    def _made_with_another_key(self, row: RecordedInstance) -> bool:
+        """The row's secret fingerprints carry another key's id: its spec hash cannot be compared."""
+        mine = self.fingerprints.key_id if isinstance(self.fingerprints, Fingerprints) else None
+        theirs = stored_key_id(row.config)
+        return mine is not None and theirs is not None and mine != theirs
 
     def _drift(
         self, server: ServerSpec, row: RecordedInstance | None, live: LiveContainer, wanted: str

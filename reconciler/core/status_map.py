@@ -1,4 +1,4 @@
-"""Docker container states mapped onto Agentopia's installation-status enum (DESIGN section 7).
+"""Docker container states mapped onto Agentopia's installation-status enum (docs/architecture.md).
 
 Agentopia itself wrote raw Docker states into ``status_on_toolbox`` and those writes failed; the
 reconciler writes only enum values, and this table is the one place the mapping lives.

@@ -124,14 +124,3 @@ def apply_outcome(
 def plan_outcome(verdict: Verdict, plan: Plan) -> RunOutcome:
     """A plan run's journal outcome: INCOMPLETE or REFUSED when the plan has gaps, else CHANGES or NO_CHANGES."""
     return verdict.outcome or (RunOutcome.CHANGES if plan.steps else RunOutcome.NO_CHANGES)
-
-
-def apply_exit_code(outcome: RunOutcome, applied_any: bool) -> int:
-    """0 converged, 1 nothing applied (error, refused, incomplete, every step failed), 4 partially applied."""
-    if outcome is RunOutcome.CONVERGED:
-        return 0
-    if outcome is RunOutcome.PARTIAL:
-        return 4
-    if outcome in (RunOutcome.INCOMPLETE, RunOutcome.REFUSED):
-        return 4 if applied_any else 1
-    return 1

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from reconciler.errors import ManifestError, ManifestIssue
 from reconciler.model.spec import Desired
-from reconciler.model.spec_hash import fingerprint_secret
+from reconciler.model.spec_hash import Fingerprints, fingerprint_secret, key_id
 
 
 def resolve_secrets(desired: Desired, environ: Mapping[str, str]) -> dict[str, str]:
@@ -39,6 +39,9 @@ def resolve_secrets(desired: Desired, environ: Mapping[str, str]) -> dict[str, s
     return values
 
 
-def secret_fingerprints(values: Mapping[str, str], key: bytes) -> dict[str, str]:
-    """Variable name -> keyed fingerprint of its value (what the spec hash and the plan may show)."""
-    return {name: fingerprint_secret(key, value) for name, value in values.items()}
+def secret_fingerprints(values: Mapping[str, str], key: bytes) -> Fingerprints:
+    """Variable name -> keyed fingerprint of its value (what the spec hash and the plan may show), with the
+    key's id (stored beside them, so that fingerprints made with another key are told apart)."""
+    return Fingerprints(
+        {name: fingerprint_secret(key, value) for name, value in values.items()}, key_id=key_id(key)
+    )

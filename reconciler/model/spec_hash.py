@@ -26,6 +26,20 @@ def fingerprint_secret(key: bytes, value: str) -> str:
     return "hmac-sha256:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def key_id(key: bytes) -> str:
+    """Which key made a fingerprint, stored beside the fingerprints: 8 hex digits of HMAC(key, "key-id"),
+    telling keys apart without revealing the key."""
+    return hmac.new(key, b"key-id", hashlib.sha256).hexdigest()[:8]
+
+
+class Fingerprints(dict[str, str]):
+    """Secret fingerprints by variable name, with the id of the key that made them."""
+
+    def __init__(self, items: Mapping[str, str] | None = None, *, key_id: str | None = None) -> None:
+        super().__init__(items or {})
+        self.key_id = key_id
+
+
 def hashed_fields(spec: ServerSpec, secret_fingerprints: Mapping[str, str]) -> dict[str, object]:
     """The canonical form hashed. ``secret_fingerprints`` maps an env var name to its fingerprint."""
     env: dict[str, str] = {}

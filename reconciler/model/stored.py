@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.model.spec import MANAGED_BY, SecretRef, ServerSpec
-from reconciler.model.spec_hash import HASH_VERSION, SECRET_MARKER
+from reconciler.model.spec_hash import HASH_VERSION, SECRET_MARKER, Fingerprints
+
+SECRET_KEY_ID = "secret_key_id"
+
+
+def stored_key_id(config: Mapping[str, Any] | None) -> str | None:
+    """The id of the key that made a stored config's secret fingerprints (None: no secrets, or stored before
+    key ids were)."""
+    if not config or not config.get("secret_fingerprints"):
+        return None
+    value = config.get(SECRET_KEY_ID)
+    return value if isinstance(value, str) else None
 
 
 def stored_config(spec: ServerSpec, spec_hash: str, secret_fingerprints: Mapping[str, str]) -> dict[str, Any]:
@@ -40,6 +51,8 @@ def stored_config(spec: ServerSpec, spec_hash: str, secret_fingerprints: Mapping
         "Env": env_list,
         "secret_fingerprints": secrets,
     }
+    if secrets and isinstance(secret_fingerprints, Fingerprints) and secret_fingerprints.key_id:
+        config[SECRET_KEY_ID] = secret_fingerprints.key_id  # which key made them (an id, never the key)
     if spec.port is not None:
         config["port"] = spec.port
         if spec.host_port is not None:

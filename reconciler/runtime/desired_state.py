@@ -30,50 +30,60 @@ class Loaded:
     kept: tuple[str, ...] = ()  # environments acting on their last good state
 
 
-class DesiredState:
-    """Loads ``paths`` each cycle and remembers the last good spec of every environment."""
+@dataclass(frozen=True)
+class DesiredMemory:
+    """What a daemon remembers of the manifests between cycles (passed in and returned, never mutated)."""
 
-    def __init__(self, paths: Sequence[str], environ: Mapping[str, str]) -> None:
-        self.paths = list(paths)
-        self.environ = environ
-        self._good: dict[str, EnvironmentSpec] = {}  # by environment key
-        self._last: tuple[bytes, Loaded] | None = None  # content signature and result of the last clean load
+    good: Mapping[str, EnvironmentSpec] = field(default_factory=dict)  # last good spec, by environment key
+    last: tuple[bytes, Loaded] | None = None  # content signature and result of the last clean load
 
-    def _signature(self) -> bytes | None:
-        """A digest of every manifest file's name and bytes (re-read each cycle); None if one is unreadable."""
-        files, problems = manifest_files(self.paths)
-        if problems:
+
+def _signature(paths: Sequence[str]) -> bytes | None:
+    """A digest of every manifest file's name and bytes (re-read each cycle); None if one is unreadable."""
+    files, problems = manifest_files(list(paths))
+    if problems:
+        return None
+    h = hashlib.sha256()
+    for file in files:
+        try:
+            raw = file.path.read_bytes()
+        except OSError:
             return None
-        h = hashlib.sha256()
-        for file in files:
-            try:
-                raw = file.path.read_bytes()
-            except OSError:
-                return None
-            h.update(b"%d:%s\n%d\n" % (len(file.display), file.display.encode(), len(raw)))
-            h.update(raw)
-        return h.digest()
+        h.update(b"%d:%s\n%d\n" % (len(file.display), file.display.encode(), len(raw)))
+        h.update(raw)
+    return h.digest()
 
-    def load(self) -> Loaded:
-        """The manifests as they are now. Files are read every time; when their bytes are those of the last
-        clean load, its result is reused instead of parsing and validating again (cheap idle cycles)."""
-        signature = self._signature()
-        if signature is not None and self._last is not None and self._last[0] == signature:
-            return self._last[1]
-        loaded = self._load()
-        self._last = (signature, loaded) if signature is not None and loaded.valid else None
-        return loaded
 
-    def _load(self) -> Loaded:
+def load_desired(
+    paths: Sequence[str], environ: Mapping[str, str], memory: DesiredMemory
+) -> tuple[Loaded, DesiredMemory]:
+    """The manifests as they are now, and the memory for the next cycle. Files are read every time; when
+    their bytes are those of the last clean load, its result is reused instead of parsing and validating
+    again (cheap idle cycles)."""
+    signature = _signature(paths)
+    if signature is not None and memory.last is not None and memory.last[0] == signature:
+        return memory.last[1], memory
+    loaded, good = _Loader(list(paths), environ, dict(memory.good)).load()
+    last = (signature, loaded) if signature is not None and loaded.valid else None
+    return loaded, DesiredMemory(good, last)
+
+
+class _Loader:
+    """One load, over a private copy of the last good specs."""
+
+    def __init__(self, paths: list[str], environ: Mapping[str, str], good: dict[str, EnvironmentSpec]) -> None:
+        self.paths, self.environ, self._good = paths, environ, good
+
+    def load(self) -> tuple[Loaded, dict[str, EnvironmentSpec]]:
         try:
             desired = load_manifests(self.paths)
         except ManifestError as exc:
-            return self._partial(exc)
+            return self._partial(exc), self._good
         fresh, values, errors = self._with_secrets(desired.environments)
         if errors:
-            return self._merge(fresh, values, errors, desired.digest)
-        self._good = {environment_key(e.environment): e for e in desired.environments}
-        return Loaded(desired, values, valid=True)
+            return self._merge(fresh, values, errors, desired.digest), self._good
+        good = {environment_key(e.environment): e for e in desired.environments}
+        return Loaded(desired, values, valid=True), good
 
     def _with_secrets(
         self, environments: Sequence[EnvironmentSpec]

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from reconciler.adapters.journal import Journal
 from reconciler.core.observed import LiveContainer, LiveListing
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import BLOCKED_KEY, Action, BlockReason, NoticeKind, Step
@@ -51,7 +50,7 @@ from reconciler.errors import (
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.model.stored import stored_config
-from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget, NewInstance, Store
+from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget, Journal, NewInstance, Store
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.journal import Journal
+from reconciler.app.stores import migrate_database
 from reconciler.errors import JournalError
-from reconciler.runtime.stores import migrate_database
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 MANIFEST = "apiVersion: mcp-reconciler/v1\nkind: Toolbox\nenvironment: tb\nservers: []\n"

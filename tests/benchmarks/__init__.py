@@ -1,4 +1,4 @@
-"""Benchmarks of DESIGN section 10: ``python -m tests.benchmarks [--quick] [--json PATH] [--only NAME]``.
+"""Benchmarks of the targets in docs/architecture.md: ``python -m tests.benchmarks [--quick] [--json PATH]``.
 
 Run on purpose, never as timed unit tests. Each scenario runs in its own worker process (so its CPU time and
 peak RSS are its own) against DTMA simulators in yet another process (so the simulator's CPU is not counted

@@ -198,7 +198,7 @@ class Fleet:
 
 def build_fleet(workdir: Path, sim: SimFleet, servers: int, *, seed: bool) -> Fleet:
     """Database, environments and manifests for ``sim``; with ``seed``, every server already converged."""
-    from reconciler.runtime.stores import migrate_database, open_store
+    from reconciler.app.stores import migrate_database, open_store
 
     url = f"sqlite:///{workdir / 'state.db'}"
     migrate_database(url)

@@ -1,6 +1,6 @@
-"""``python -m tests.benchmarks``: run the DESIGN section 10 scenarios, print one table, write JSON.
+"""``python -m tests.benchmarks``: run the scenarios of docs/architecture.md, print one table, write JSON.
 
-python -m tests.benchmarks                     # the full sizes of DESIGN section 10
+python -m tests.benchmarks                     # the full sizes of the targets
 python -m tests.benchmarks --quick             # small sizes, a few seconds (the normal suite runs this)
 python -m tests.benchmarks --only observe      # one scenario: observe, apply, core, steady, startup
 python -m tests.benchmarks --compare OLD.json  # deltas against an earlier run

@@ -106,10 +106,10 @@ def simulators(job: dict[str, Any]) -> SimFleet:
 
 def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     from reconciler.adapters.dtma_client import DtmaClient
+    from reconciler.app.reconcile import reconcile_once
+    from reconciler.app.stores import open_store
     from reconciler.core.observed import LiveListing
     from reconciler.runtime.observe import observe
-    from reconciler.runtime.reconcile import reconcile_once
-    from reconciler.runtime.stores import open_store
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n} x {servers} @ {latency * 1000:g} ms"
@@ -188,7 +188,7 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
 
 def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
-    from reconciler.runtime.reconcile import reconcile_once
+    from reconciler.app.reconcile import reconcile_once
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n * servers} creates / {n} toolboxes @ {latency * 1000:g} ms"
@@ -332,7 +332,7 @@ def core_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
 def cycle_runner(fleet: Fleet) -> tuple[str, Callable[[], Any]]:
     """One daemon cycle (``Daemon.cycle()``), as ``reconciler run`` does every interval; with its label."""
-    from reconciler.runtime.daemon import Daemon, DaemonConfig
+    from reconciler.app.daemon import Daemon, DaemonConfig
 
     daemon = Daemon(fleet.settings, DaemonConfig(paths=tuple(fleet.paths), once=True))
     return "Daemon.cycle()", daemon.cycle

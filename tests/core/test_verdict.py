@@ -9,7 +9,7 @@ import pytest
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan
 from reconciler.core.planner import plan
-from reconciler.core.verdict import GapKind, Verdict, apply_exit_code, apply_outcome, plan_outcome, verdict_of
+from reconciler.core.verdict import GapKind, Verdict, apply_outcome, plan_outcome, verdict_of
 from tests.core.golden_io import load_case
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -40,7 +40,8 @@ def test_gaps_are_named_by_environment_and_kind(case: str, kind: GapKind) -> Non
     the_plan, v = verdict(case)
     assert not v.complete
     assert kind in {g.kind for g in v.gaps}
-    assert all(g.environment for g in v.gaps if g.reason not in the_plan.errors)  # plan-wide errors: None
+    # Each gap names its environment, or is a plan-wide error (two servers sharing one image).
+    assert all(g.environment or g.reason in the_plan.errors for g in v.gaps)
     expected = RunOutcome.REFUSED if kind is GapKind.REFUSED else RunOutcome.INCOMPLETE
     assert plan_outcome(v, the_plan) is expected
     assert apply_outcome(v, [], plan_errors=False, stopped=False) is expected
@@ -77,9 +78,3 @@ def test_apply_outcome_one_rule() -> None:
     assert apply_outcome(clean, [failed, failed], plan_errors=False, stopped=False) is RunOutcome.FAILED
     assert apply_outcome(clean, ["ok", "skipped"], plan_errors=False, stopped=True) is RunOutcome.STOPPED
     assert apply_outcome(clean, [skipped], plan_errors=False, stopped=False) is RunOutcome.CONVERGED
-    assert apply_exit_code(RunOutcome.CONVERGED, True) == 0
-    assert apply_exit_code(RunOutcome.PARTIAL, True) == 4
-    assert apply_exit_code(RunOutcome.FAILED, False) == 1
-    assert apply_exit_code(RunOutcome.INCOMPLETE, True) == 4
-    assert apply_exit_code(RunOutcome.INCOMPLETE, False) == 1
-    assert apply_exit_code(RunOutcome.REFUSED, False) == 1

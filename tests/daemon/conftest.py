@@ -15,10 +15,10 @@ import pytest
 import yaml
 from sim_helpers import RunningSimulator, running_simulator
 
+from reconciler.app.daemon import Daemon, DaemonConfig
+from reconciler.app.stores import open_store
 from reconciler.model.secrets import Secret
-from reconciler.runtime.daemon import Daemon, DaemonConfig
 from reconciler.runtime.execute import ExecutorConfig
-from reconciler.runtime.stores import open_store
 from reconciler.settings import Settings
 
 TOKEN = "daemon-dtma-token-8e7f6a"

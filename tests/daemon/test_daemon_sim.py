@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.adapters.journal import Journal
+from reconciler.app.daemon import CycleReport
 from reconciler.core.plan import NoticeKind
 from reconciler.errors import LockHeldError
-from reconciler.runtime.daemon import CycleReport
 from tests.daemon.conftest import CANARY, DaemonWorld, server
 
 SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}}
@@ -67,6 +68,15 @@ def test_converge_follow_the_manifest_back_off_and_recover(world_of: Callable[..
                for s in f.samples}  # fmt: skip
     assert metrics["reconciler_backing_off_environments"] == 1
     assert metrics["reconciler_unreachable_toolboxes"] == 1
+    # The verdict per environment: metrics and /readyz say the same.
+    verdicts = {(s.labels["environment"], s.labels["verdict"]): s.value
+                for f in text_string_to_metric_families(d.metrics.render().decode()) for s in f.samples
+                if s.name == "reconciler_environment_verdict"}  # fmt: skip
+    assert verdicts[("tb2", "incomplete")] == 1 and verdicts[("tb2", "complete")] == 0
+    assert verdicts[("tb1", "complete")] == 1
+    ready, why = d.readiness()
+    assert ready and "tb2: incomplete" in why and "tb1: complete" in why and "tb2 at 127." in why
+    assert not again.ok and again.verdict.environments() == ("tb2",)
 
     w.sim.sim.clear_faults(2)
     w.clock.advance(70)
@@ -116,6 +126,22 @@ def test_invalid_manifest_keeps_the_last_good_state_and_never_deletes(
     finally:
         j.close()
     assert checks and checks[0].outcome == "manifest-invalid"
+
+
+def test_manifests_becoming_valid_again_is_logged_at_info(
+    world_of: Callable[..., DaemonWorld], caplog: pytest.LogCaptureFixture
+) -> None:
+    w = world_of(1)
+    w.write({"tb0": [server("sa")]})
+    d = w.daemon()
+    assert d.cycle().ok
+    good = (w.manifests / "tb0.yaml").read_text()
+    (w.manifests / "tb0.yaml").write_text("environment: tb0\nservers: [\n")
+    assert not d.cycle().manifest_valid
+    (w.manifests / "tb0.yaml").write_text(good)
+    with caplog.at_level(logging.INFO, logger="reconciler"):
+        assert d.cycle().manifest_valid
+    assert [r.levelno for r in caplog.records if r.getMessage() == "manifests are valid again"] == [logging.INFO]
 
 
 def test_invalid_manifest_on_the_first_cycle_acts_on_nothing(world_of: Callable[..., DaemonWorld]) -> None:

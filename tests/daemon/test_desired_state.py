@@ -6,7 +6,18 @@ from pathlib import Path
 
 import yaml
 
-from reconciler.runtime.desired_state import DesiredState
+from reconciler.runtime.desired_state import DesiredMemory, Loaded, load_desired
+
+
+class DesiredState:
+    """Threads the explicit memory from one load to the next, as the daemon does."""
+
+    def __init__(self, paths: list[str], environ: dict[str, str]) -> None:
+        self.paths, self.environ, self.memory = paths, environ, DesiredMemory()
+
+    def load(self) -> Loaded:
+        loaded, self.memory = load_desired(self.paths, self.environ, self.memory)
+        return loaded
 
 
 def write(folder: Path, env: str, *servers: str, secret: str | None = None) -> None:

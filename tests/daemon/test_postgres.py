@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.daemon import CycleReport
+from reconciler.app.daemon import CycleReport
 from tests.daemon.conftest import DaemonWorld, server
 
 pytestmark = pytest.mark.postgres
@@ -94,7 +95,7 @@ def _status(url: str) -> int:
 
 
 def test_database_outage_readiness_turns_false_and_work_resumes(
-    cluster: Cluster, world_of: Callable[..., DaemonWorld]
+    cluster: Cluster, world_of: Callable[..., DaemonWorld], caplog: pytest.LogCaptureFixture
 ) -> None:
     w = world_of(2, url=cluster.url)
     w.write({"tb0": [server("sa")], "tb1": [server("sb")]})
@@ -118,8 +119,12 @@ def test_database_outage_readiness_turns_false_and_work_resumes(
         assert w.creates() == 2  # nothing acted on while the database is away
 
         cluster.start()
-        back = d.cycle()
+        with caplog.at_level(logging.INFO, logger="reconciler"):
+            back = d.cycle()
         assert back.database_ok
+        assert [r.levelno for r in caplog.records if r.getMessage() == "database reachable again"] == [
+            logging.INFO
+        ]
         assert [(r.step.server, r.outcome) for r in back.results] == [("sc", "ok")]
         assert _status(readyz) == 200
     finally:
@@ -162,7 +167,7 @@ def test_three_replicas_split_thirty_toolboxes_and_create_each_server_once(
 def test_an_environment_locked_by_another_replica_is_skipped_not_read_as_empty(
     pg_url: str, world_of: Callable[..., DaemonWorld]
 ) -> None:
-    from reconciler.runtime.stores import open_store
+    from reconciler.app.stores import open_store
 
     w = world_of(2, url=pg_url)
     w.write({"tb0": [server("sa")], "tb1": [server("sb")]})

@@ -49,7 +49,7 @@ def test_scheduled_daemon_serves_health_metrics_and_stops_cleanly(world_of: Call
         assert d.http_address is not None
         base = f"http://{d.http_address}"
         assert get(base + "/healthz") == (200, "ok\n")
-        assert get(base + "/readyz") == (200, "ready\n")
+        assert get(base + "/readyz") == (200, "ready\ntb0: complete\ntb1: complete\n")
         status, body = get(base + "/metrics")
         assert status == 200
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from freezegun import freeze_time
 
+from reconciler.adapters.http_status import parse_listen
 from reconciler.adapters.scheduler import interval_trigger
 from reconciler.cli.run_cmd import parse_duration, parse_jitter
 from reconciler.core import flap
 from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, jittered_interval, succeeded
 from reconciler.core.plan import Action, Change, NoticeKind, Plan, Step
 from reconciler.errors import ConfigError
-from reconciler.runtime.http_status import parse_listen
 
 
 def test_backoff_doubles_caps_and_resets() -> None:
@@ -149,7 +149,7 @@ def test_listen_is_loopback_unless_allowed() -> None:
 def test_readiness_follows_the_clock(tmp_path: object) -> None:
     from pathlib import Path
 
-    from reconciler.runtime.daemon import Daemon, DaemonConfig
+    from reconciler.app.daemon import Daemon, DaemonConfig
     from reconciler.settings import Settings
 
     class Clock:
@@ -164,7 +164,7 @@ def test_readiness_follows_the_clock(tmp_path: object) -> None:
     base = Path(str(tmp_path))
     manifests = base / "m"
     manifests.mkdir()
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.stores import migrate_database
 
     url = f"sqlite:///{base / 'state.db'}"
     migrate_database(url)
@@ -188,8 +188,8 @@ def test_journal_retention_uses_the_injected_clock(tmp_path: object) -> None:
     from pathlib import Path
 
     from reconciler.adapters.journal import Journal
-    from reconciler.runtime.daemon import Daemon, DaemonConfig
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.daemon import Daemon, DaemonConfig
+    from reconciler.app.stores import migrate_database
     from reconciler.settings import Settings
 
     class Clock:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reconciler.app.demo import examples_dir
 from reconciler.model.loader import load_manifests
-from reconciler.runtime.demo import examples_dir
 
 CANARY = "CANARY-demo-7b3e9f1c2d"  # GITHUB_TOKEN: must reach the simulated container only
 STAND_IN = re.compile(r"demo-[0-9a-f]{24}")  # the random value the demo makes up for CONTEXT7_API_KEY
@@ -91,7 +91,7 @@ def test_once_creates_every_example_server_and_journals_them_twice_over(tmp_path
 
 
 def test_without_once_applies_manifest_edits_and_stops_on_sigint_with_exit_0(tmp_path: Path) -> None:
-    # Exit 0, not 130: SIGINT is the normal way to stop the demo (DESIGN section 5: "0 on stop"); the
+    # Exit 0, not 130: SIGINT is the normal way to stop the demo (README: `reconciler demo` exits 0 on stop); the
     # running cycle finishes and the demo says so. Only a second signal interrupts (KeyboardInterrupt, 130).
     demo_dir = tmp_path / "demo"
     proc = subprocess.Popen(

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.journal import Journal
-from reconciler.errors import ConfigError
-from reconciler.model.loader import load_manifests
-from reconciler.runtime.demo import (
+from reconciler.app.demo import (
     DemoConfig,
     demo_lock,
     demo_secret_values,
@@ -18,7 +16,9 @@ from reconciler.runtime.demo import (
     run_demo,
     start_simulators,
 )
-from reconciler.runtime.stores import open_store
+from reconciler.app.stores import open_store
+from reconciler.errors import ConfigError
+from reconciler.model.loader import load_manifests
 
 TOKEN = "TOKEN-CANARY-0f9e8d7c6b5a"
 

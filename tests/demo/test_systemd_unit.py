@@ -6,10 +6,10 @@ import configparser
 import shlex
 from pathlib import Path
 
+from reconciler.app.demo import examples_dir
 from reconciler.cli import build_parser
 from reconciler.cli.run_cmd import parse_duration
 from reconciler.model.loader import load_manifests
-from reconciler.runtime.demo import examples_dir
 from reconciler.settings import from_environ
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "examples" / "systemd"

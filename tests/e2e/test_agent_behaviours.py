@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CANARY, World, all_containers, kinds_of, require_every_part, server, steps_of
+from tests.e2e.conftest import CANARY, World, all_containers, kinds_of, server, steps_of
 from tests.e2e.test_plan_apply import _dump_postgres
-
-require_every_part()
 
 SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}}
 
@@ -122,7 +120,7 @@ def test_the_older_agent_after_a_restart_gets_no_create_loop(world_factory: Call
     assert "forgot its containers" in first.stdout + first.stderr
     w.cli("apply", str(w.manifests))
     assert w.sim.counters(0)["POST /tools"] == 4  # held back, not retried every run
-    plan = w.plan_json()
+    plan = w.plan_json(code=1)  # incomplete: the forgotten servers cannot be reconciled
     forgotten = [n for n in plan["notices"] if n["kind"] == "forgotten"]
     assert len(forgotten) == 1 and "tb0" in forgotten[0]["message"]
     status = w.cli("status", "--format", "json").stdout

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import World, all_containers, require_every_part, server, steps_of
-
-require_every_part()
+from tests.e2e.conftest import World, all_containers, server, steps_of
 
 SERVERS = 11  # per toolbox; two toolboxes: 22 steps per plan
 # Every trial after the first replaces every server (a new image tag), which the guard counts.

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.e2e.conftest import World, all_containers, kinds_of, require_every_part, server, steps_of
-
-require_every_part()
+from tests.e2e.conftest import World, all_containers, kinds_of, server, steps_of
 
 
 def test_protect_added_after_creation_keeps_the_server_and_removing_it_lets_prune_delete(

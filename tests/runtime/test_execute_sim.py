@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sim_helpers import running_simulator
 
+from reconciler.adapters.clock import SystemClock
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.journal import Journal
 from reconciler.adapters.sqlite_store import SqliteStore
@@ -15,7 +16,6 @@ from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.ports import DtmaTarget
 from reconciler.runtime.execute import Executor, ExecutorConfig
-from reconciler.runtime.reconcile import SystemClock
 
 CANARY = "canary-sim-5a4b3c"
 

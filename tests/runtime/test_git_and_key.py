@@ -6,9 +6,9 @@ import stat
 import subprocess
 from pathlib import Path
 
+from reconciler.adapters.git import manifest_commit
+from reconciler.app.wiring import secret_key
 from reconciler.model.secrets import Secret
-from reconciler.runtime.git_info import manifest_commit
-from reconciler.runtime.reconcile import secret_key
 from reconciler.settings import Settings
 
 

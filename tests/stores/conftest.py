@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.memory_store import MemoryDatabase, MemoryStore
-from reconciler.runtime.stores import open_store
+from reconciler.app.stores import open_store
 
 JSON_COLUMNS = frozenset({
     "base_config_override_json", "port_mapping_json", "version_info", "default_config_template",

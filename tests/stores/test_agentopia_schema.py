@@ -20,7 +20,7 @@ import yaml
 from sim_helpers import running_simulator
 
 from reconciler.adapters.store_rows import McpRules
-from reconciler.runtime.stores import migrate_database
+from reconciler.app.stores import migrate_database
 
 from .conftest import Backend
 from .helpers import new_instance, server

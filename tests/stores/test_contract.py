@@ -34,7 +34,7 @@ def test_store_satisfies_the_protocol(store: Any) -> None:
 
 
 def test_migrate_creates_the_schema_and_twice_is_a_no_op(sql_backend: Backend) -> None:
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.stores import migrate_database
 
     backend = sql_backend
     first = migrate_database(backend.url)
@@ -404,7 +404,7 @@ def test_merge_config_sets_keys_of_the_stored_config_and_nothing_else(store: Any
 
 def test_migration_0002_brings_rows_written_before_it_to_the_new_shapes(sql_backend: Backend) -> None:
     from reconciler.adapters.migrations import migrations
-    from reconciler.runtime.stores import migrate_database
+    from reconciler.app.stores import migrate_database
 
     backend = sql_backend
     first = migrations(backend.kind)[0]

@@ -12,8 +12,8 @@ import pytest
 
 from reconciler.adapters.postgres_store import PostgresStore
 from reconciler.adapters.store_rows import MCP_COLUMNS
+from reconciler.app.stores import migrate_database
 from reconciler.errors import StoreError
-from reconciler.runtime.stores import migrate_database
 
 from .conftest import Backend
 from .helpers import new_instance, server

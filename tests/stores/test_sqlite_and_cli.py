@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from reconciler.adapters.sqlite_store import SqliteStore
+from reconciler.app.stores import open_store, parse_database_url
 from reconciler.cli import main
 from reconciler.errors import ConfigError, LockHeldError, SchemaMissingError
-from reconciler.runtime.stores import open_store, parse_database_url
 
 from .conftest import Backend
 
@@ -41,7 +43,11 @@ def test_a_second_daemon_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> 
         with pytest.raises(LockHeldError) as info:
             second.acquire_daemon_lock()
         assert f"{path}.lock" in str(info.value)
-        assert second.try_lock_environment("any") and first.try_lock_environment("any")
+        # The per-environment lock (the daemon's and apply's) is a lock file of its own: one holder at a time.
+        assert second.try_lock_environment("any") and not first.try_lock_environment("any")
+        assert second.lock_holder("any") == f"pid {os.getpid()} on host {socket.gethostname()}"
+        second.unlock_environment("any")
+        assert first.try_lock_environment("any")
         first.close()
         second.acquire_daemon_lock()  # released with the first store
     finally:

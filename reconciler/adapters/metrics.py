@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from reconciler.runtime.execute import StepResult
-
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+VERDICTS = ("complete", "incomplete", "refused")
 
 
 class DaemonMetrics:
@@ -50,15 +49,30 @@ class DaemonMetrics:
         )
         self.manifest_valid = Gauge("reconciler_manifest_valid", "1 if the manifests loaded cleanly.", registry=r)
         self.database_up = Gauge("reconciler_database_up", "1 if the database answered last cycle.", registry=r)
+        self.verdict = Gauge(
+            "reconciler_environment_verdict",
+            "1 for the last cycle's verdict of each environment it covered (complete, incomplete, refused): "
+            "incomplete means not observed or a declared server that cannot be reconciled.",
+            ["environment", "verdict"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "reconciler_last_success_timestamp_seconds",
-            "Unix time of the end of the last cycle that reached the database and failed no step.",
+            "Unix time of the end of the last cycle that reached the database, failed no step and was complete.",
             registry=r,
         )
 
-    def record_steps(self, results: Iterable[StepResult]) -> None:
-        for result in results:
-            self.steps.labels(action=str(result.step.action), outcome=result.outcome).inc()
+    def record_steps(self, results: Iterable[tuple[str, str]]) -> None:
+        """Count steps given as (action, outcome) pairs."""
+        for action, outcome in results:
+            self.steps.labels(action=action, outcome=outcome).inc()
+
+    def set_verdicts(self, verdicts: Mapping[str, str]) -> None:
+        """The last cycle's verdict per environment it covered: complete, incomplete or refused."""
+        self.verdict.clear()
+        for name, verdict in verdicts.items():
+            for value in VERDICTS:
+                self.verdict.labels(environment=name, verdict=value).set(1 if value == verdict else 0)
 
     def set_backoff(self, failures: dict[str, int]) -> None:
         self.backing_off.set(len(failures))

@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.app.daemon import CycleReport, Daemon, DaemonConfig
 from reconciler.core.plan import Plan
 from reconciler.errors import ConfigError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import Desired
 from reconciler.resources import data_dir
-from reconciler.runtime.daemon import CycleReport, Daemon, DaemonConfig
 from reconciler.runtime.execute import StepResult
 from reconciler.settings import Settings
 from reconciler.simulator import Simulator, SimulatorError
@@ -134,7 +134,7 @@ def _bind_one(token: str, port: int, hosts: Sequence[str], taken: Sequence[Simul
 def prepare_state(directory: Path, toolboxes: Sequence[DemoToolbox]) -> str:
     """Recreate ``state.db`` in ``directory`` with the migrations applied and ``toolboxes`` registered;
     returns its database URL."""
-    from reconciler.runtime.stores import migrate_database, open_store
+    from reconciler.app.stores import migrate_database, open_store
 
     state = directory / "state.db"
     for leftover in (state, state.with_name("state.db-wal"), state.with_name("state.db-shm")):

@@ -1,4 +1,4 @@
-"""The git commit of the manifests, recorded on every journal run when they sit in a git work tree."""
+"""The manifests' git work tree: the commit recorded on every journal run, and `run --git-pull`."""
 
 from __future__ import annotations
 
@@ -77,3 +77,16 @@ def git_pull(paths: Sequence[str | Path], timeout: float = 60.0) -> str | None:
         # A remote URL may carry credentials: mask them like a database URL.
         return "git pull --ff-only failed: " + mask_url(lines[-1] if lines else f"exit {done.returncode}")
     return None
+
+
+class GitWorkTree:
+    """The Git port over the ``git`` command line."""
+
+    def __init__(self, pull_timeout: float = 60.0) -> None:
+        self.pull_timeout = pull_timeout
+
+    def commit(self, paths: Sequence[str]) -> str | None:
+        return manifest_commit(paths)
+
+    def pull(self, paths: Sequence[str]) -> str | None:
+        return git_pull(paths, self.pull_timeout)

@@ -1,0 +1,82 @@
+"""What listens to each daemon cycle's report: the metrics, the journalled health condition and the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from reconciler.adapters.metrics import DaemonMetrics
+from reconciler.core.backoff import BackoffState
+from reconciler.core.outcomes import StepOutcome
+from reconciler.ports import Clock, Journal
+from reconciler.runtime import health
+from reconciler.runtime.cycle import CycleReport
+
+log = logging.getLogger("reconciler.daemon")
+
+
+def record_metrics(
+    metrics: DaemonMetrics, report: CycleReport, backoff: Mapping[str, BackoffState], now: float
+) -> None:
+    """``now``: wall-clock seconds (Unix time) at the end of the cycle."""
+    metrics.cycle_duration.observe(report.duration)
+    metrics.cycles.labels(result="ok" if report.ok else "degraded").inc()
+    metrics.record_steps((str(r.step.action), str(r.outcome)) for r in report.results)
+    metrics.drift.set(len(report.plan.steps) if report.plan is not None else 0)
+    metrics.unreachable.set(len(report.unreachable))
+    metrics.stalled.set(len(report.stalled))
+    metrics.set_backoff({name: s.failures for name, s in backoff.items()})
+    metrics.locked_elsewhere.set(len(report.locked_elsewhere))
+    metrics.manifest_valid.set(1 if report.manifest_valid else 0)
+    metrics.database_up.set(1 if report.database_ok else 0)
+    if report.plan is not None:
+        metrics.set_verdicts(health.environment_verdicts(report))
+    if report.ok:
+        metrics.last_success.set(now)
+
+
+class HealthJournal:
+    """Journals a ``daemon-check`` run when the daemon's health condition changes (manifest invalid,
+    database down, git pull failed, and back): idle cycles write nothing."""
+
+    def __init__(self, journal: Journal, clock: Clock) -> None:
+        self._journal, self._clock = journal, clock
+        self._last = "healthy"
+
+    def __call__(self, report: CycleReport) -> None:
+        condition = health.condition(report)
+        if condition != self._last:
+            event(self._journal, self._clock, "daemon-check", condition, "; ".join(report.errors)[:2000] or None)
+        self._last = condition
+
+
+def event(journal: Journal, clock: Clock, kind: str, outcome: str, note: str | None) -> int:
+    now = clock.now()
+    run_id = journal.start_run(kind, now, note=note)
+    journal.finish_run(run_id, now, outcome)
+    return run_id
+
+
+class CycleLog:
+    """One line per cycle that did something, and the verdict's gaps when they change (not every cycle)."""
+
+    def __init__(self) -> None:
+        self._gaps: tuple[str, ...] = ()
+
+    def __call__(self, report: CycleReport) -> None:
+        done = sum(1 for r in report.results if r.outcome == StepOutcome.OK)
+        if report.results or report.backing_off or report.unreachable:
+            log.info(
+                "cycle: %d step(s), %d done, %d failed; unreachable %s; backing off %s; %.2fs",
+                len(report.results), done, len(report.failed), list(report.unreachable),
+                list(report.backing_off), report.duration,
+            )  # fmt: skip
+        if report.plan is None:
+            return
+        gaps = tuple(str(g) for g in report.verdict.gaps)
+        if gaps != self._gaps:
+            if gaps:
+                log.warning("cycle incomplete: %s", "; ".join(gaps))
+            else:
+                log.info("every environment in scope is complete again")
+        self._gaps = gaps

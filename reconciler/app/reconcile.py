@@ -1,0 +1,142 @@
+"""``plan`` and ``apply`` (and ``status``): open the ports for these settings, run the one cycle, close them."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.app.stores import open_store
+from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
+from reconciler.core.observed import LiveListing, Unreachable
+from reconciler.core.plan import Policy
+from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
+from reconciler.runtime.execute import ExecutorConfig, StepResult
+from reconciler.runtime.observe import observe
+from reconciler.runtime.saved_plan import Basis
+from reconciler.settings import Settings
+
+DEFAULT_POLICY = Policy()
+DEFAULT_EXECUTOR = ExecutorConfig()
+APPLY_LOCK_WAIT = 30.0  # seconds apply waits for an environment another process is reconciling
+
+RunResult = CycleReport  # what plan and apply return: the cycle's report
+
+
+def reconcile_once(
+    settings: Settings,
+    paths: Sequence[str],
+    *,
+    apply: bool,
+    env_filter: Sequence[str] | None = None,
+    policy: Policy = DEFAULT_POLICY,
+    saved_basis: Basis | None = None,
+    want_basis: bool = False,
+    environ: Mapping[str, str] | None = None,
+    on_step: Callable[[StepResult], None] | None = None,
+    executor_config: ExecutorConfig = DEFAULT_EXECUTOR,
+    sleep: Callable[[float], None] = time.sleep,
+    lock_wait: float = APPLY_LOCK_WAIT,
+) -> CycleReport:
+    """One plan (``apply=False``) or apply run, journalled. Raises ManifestError, StoreError, PlanError (a
+    stale saved plan), LockHeldError (an environment stayed locked by another process for ``lock_wait``)."""
+    from reconciler.model.loader import load_manifests, resolve_secrets
+
+    desired = load_manifests(list(paths))
+    values = resolve_secrets(desired, os.environ if environ is None else environ)
+    clock = SystemClock()
+    store = open_store(settings.database_url)
+    try:
+        key = secret_key(settings, store)
+        journal = open_journal(settings, values.values())
+    except BaseException:
+        store.close()
+        raise
+    dtma = open_dtma(settings)
+    try:
+        request = CycleRequest(
+            desired=desired,
+            secret_values=values,
+            kind="apply" if apply else "plan",
+            policy=policy,
+            env_filter=tuple(env_filter) if env_filter else None,
+            lock="wait" if apply else "none",
+            lock_wait=lock_wait,
+            git_commit=GitWorkTree().commit(list(paths)),
+            saved_basis=saved_basis,
+            want_basis=want_basis,
+        )
+        ports = CyclePorts(store, dtma, journal, clock, key, sleep)
+        report, _ = run_cycle(
+            ports, settings, request, hooks=CycleHooks(on_step=on_step, executor_config=executor_config)
+        )
+        if apply:
+            journal.prune(
+                clock.now(),
+                max_age=timedelta(days=settings.journal_max_age_days),
+                keep_runs=settings.journal_keep_runs,
+            )
+        return report
+    finally:
+        dtma.close()
+        store.close()
+        journal.close()
+
+
+def step_line(result: StepResult) -> dict[str, Any]:
+    """One step's result as a flat dict (for the JSON progress lines); carries no secret values."""
+    s = result.step
+    return {
+        "environment": s.environment_name,
+        "server": s.server,
+        "action": str(s.action),
+        "outcome": str(result.outcome),
+        "message": result.message,
+        "status_code": result.status_code,
+    }
+
+
+def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
+    """Per environment and server: recorded status, live state and the last journalled step."""
+    from reconciler.adapters.journal import Journal
+
+    store = open_store(settings.database_url)
+    dtma = open_dtma(settings)
+    try:
+        observed = observe(store, dtma, settings)
+    finally:
+        dtma.close()
+        store.close()
+    last: dict[tuple[str, str], str] = {}
+    path = Path(journal_path or settings.journal_path)
+    if path.exists():
+        journal = Journal(path, read_only=True)
+        try:
+            for s in journal.steps():
+                last[(s.environment, s.server)] = f"{s.action} {s.outcome or 'pending'} at {s.intent_at}"
+        finally:
+            journal.close()
+    rows: list[dict[str, Any]] = []
+    for env in observed.recorded.environments:
+        live = observed.live.get(env.id)
+        by_name = live.by_name() if isinstance(live, LiveListing) else {}
+        names = {i.name for i in observed.recorded.instances if i.environment_id == env.id and i.name}
+        names |= set(by_name)
+        recorded = {i.name: i for i in observed.recorded.instances if i.environment_id == env.id}
+        for name in sorted(names):
+            inst = recorded.get(name)
+            container = by_name.get(name)
+            rows.append({
+                "environment": env.name or env.id,
+                "server": name,
+                "managed": bool(inst and inst.managed),
+                "desired_state": (inst.config.get("desired_state") if inst else None),
+                "recorded": inst.status if inst else None,
+                "live": container.state if container else
+                ("unreachable: " + live.reason if isinstance(live, Unreachable) else "absent"),
+                "last_step": last.get((env.name or env.id, name)),
+            })  # fmt: skip
+    return rows

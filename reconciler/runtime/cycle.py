@@ -1,0 +1,332 @@
+"""The one reconcile cycle, over ports: observe -> plan -> (apply) -> journal.
+
+``plan``, ``apply``, ``run`` (every daemon tick, and ``--once``) and ``demo`` all call ``run_cycle``. What a
+caller remembers between cycles (the daemon's backoff, flap guard and environment names) is a
+``CycleState`` value passed in and returned, never kept here. The journal outcome follows one rule for every
+caller (``core.verdict.apply_outcome``): a run is ``converged`` only when every toolbox in scope was observed
+and every step succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from reconciler.core import flap
+from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeeded
+from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
+from reconciler.core.outcomes import RunOutcome, StepOutcome
+from reconciler.core.plan import Plan, Step
+from reconciler.core.planner import plan as make_plan
+from reconciler.core.verdict import apply_outcome, plan_outcome, verdict_of
+from reconciler.errors import ConfigError, LockHeldError, PlanError, StoreError
+from reconciler.model.loader import environment_key, secret_fingerprints
+from reconciler.model.spec import Desired, EnvironmentSpec
+from reconciler.ports import Store
+from reconciler.runtime.cycle_data import (
+    CycleHooks,
+    CyclePorts,
+    CycleReport,
+    CycleRequest,
+    CycleState,
+)
+from reconciler.runtime.execute import ApplyResult, Executor
+from reconciler.runtime.observe import listed_instance_ids, observe, targets_for
+from reconciler.runtime.saved_plan import basis_of, check_basis
+from reconciler.settings import Settings
+
+__all__ = ["CycleHooks", "CyclePorts", "CycleReport", "CycleRequest", "CycleState", "run_cycle", "scope"]
+
+log = logging.getLogger(__name__)
+
+LOCK_POLL = 0.5  # seconds between attempts while waiting for an environment's lock
+
+
+def scope(desired: Desired, env_filter: Sequence[str] | None, *, prune: bool = False) -> Desired:
+    """The environments ``--env`` names (an unknown name is an error listing the valid ones)."""
+    environments = desired.environments
+    if env_filter:
+        keys = {environment_key(e.environment) for e in environments}
+        unknown = [name for name in env_filter if environment_key(name) not in keys]
+        if unknown:
+            valid = ", ".join(sorted(e.environment for e in environments)) or "none"
+            raise ConfigError(
+                f"--env {', '.join(unknown)} matches no environment in the manifests (valid: {valid})"
+            )
+        wanted = {environment_key(name) for name in env_filter}
+        environments = tuple(e for e in environments if environment_key(e.environment) in wanted)
+    if prune:
+        environments = tuple(replace(e, policy=replace(e.policy, prune=True)) for e in environments)
+    return replace(desired, environments=environments)
+
+
+def run_cycle(
+    ports: CyclePorts,
+    settings: Settings,
+    request: CycleRequest,
+    state: CycleState | None = None,
+    hooks: CycleHooks | None = None,
+) -> tuple[CycleReport, CycleState]:
+    """One cycle. Raises StoreError (the caller decides: the CLI exits 1, the daemon reports and retries),
+    PlanError for a stale saved plan, LockHeldError when ``wait`` could not get an environment's lock."""
+    return _Cycle(ports, settings, request, state or CycleState(), hooks or CycleHooks()).run()
+
+
+class _Cycle:
+    def __init__(
+        self, ports: CyclePorts, settings: Settings, request: CycleRequest, state: CycleState, hooks: CycleHooks
+    ) -> None:
+        self.ports, self.settings, self.request, self.hooks = ports, settings, request, hooks
+        self.state = state
+        self.started = ports.clock.monotonic()
+        self.names = dict(state.names)
+        self.backing_off: list[str] = []
+        self.elsewhere: list[str] = []
+        self.locked: list[RecordedEnvironment] = []
+
+    def run(self) -> tuple[CycleReport, CycleState]:
+        desired = scope(self.request.desired, self.request.env_filter, prune=self.request.prune)
+        rows = self.ports.store.observe_environments()
+        try:
+            specs, chosen = self._choose(desired, rows)
+            if self.hooks.stopping():
+                return self._report(None), self._next_state(self.state.flap)
+            return self._plan_and_apply(replace(desired, environments=tuple(specs)), rows, chosen)
+        finally:
+            for row in self.locked:
+                try:
+                    self.ports.store.unlock_environment(row.id)
+                except StoreError:
+                    log.debug("unlocking %s failed (the lock goes with the connection)", row.id)
+
+    def _choose(
+        self, desired: Desired, rows: Sequence[RecordedEnvironment]
+    ) -> tuple[list[EnvironmentSpec], list[RecordedEnvironment]]:
+        """The environment specs to plan and the rows they match: minus those backing off or locked by
+        another process (daemon), after waiting for their locks (apply)."""
+        by_key: dict[str, RecordedEnvironment] = {}
+        for row in sorted(rows, key=lambda r: r.id):
+            by_key.setdefault(environment_key(row.id), row)
+            if row.name:
+                by_key.setdefault(row.name, row)
+        now = self.ports.clock.monotonic()
+        specs: list[EnvironmentSpec] = []
+        chosen: list[RecordedEnvironment] = []
+        for spec in desired.environments:
+            found = by_key.get(environment_key(spec.environment))
+            if found is None:
+                specs.append(spec)  # the planner explains "not in the database"
+                continue
+            row = found
+            name = row.name or row.id
+            self.names[row.id] = name
+            if self.hooks.stopping():
+                break
+            if self.request.backoff is not None and not self.state.backoff.get(row.id, BackoffState()).due(now):
+                self.backing_off.append(name)
+                continue
+            if self.request.lock != "none" and not self._lock(row):
+                self.elsewhere.append(name)
+                continue
+            chosen.append(row)
+            specs.append(spec)
+        return specs, chosen
+
+    def _lock(self, row: RecordedEnvironment) -> bool:
+        store = self.ports.store
+        if store.try_lock_environment(row.id):
+            self.locked.append(row)
+            return True
+        if self.request.lock == "skip":
+            return False
+        deadline = self.ports.clock.monotonic() + self.request.lock_wait
+        while self.ports.clock.monotonic() < deadline:
+            self.ports.sleep(LOCK_POLL)
+            if store.try_lock_environment(row.id):
+                self.locked.append(row)
+                return True
+        holder = lock_holder(store, row.id)
+        raise LockHeldError(
+            f"environment {row.name or row.id} is being reconciled by {holder}; nothing applied "
+            f"(waited {self.request.lock_wait:g}s): try again when it is done"
+        )
+
+    def _plan_and_apply(
+        self, desired: Desired, rows: Sequence[RecordedEnvironment], chosen: Sequence[RecordedEnvironment]
+    ) -> tuple[CycleReport, CycleState]:
+        ports, request = self.ports, self.request
+        ids = {r.id for r in chosen}
+        # The rows read for choosing are the observation's: the table is not read twice per cycle.
+        observed = observe(ports.store, ports.dtma, self.settings, environment_ids=ids, environments=rows)
+        policy = replace(request.policy, one_instance_per_image=ports.store.unique_image_per_environment)
+        fingerprints = secret_fingerprints(request.secret_values, ports.key)
+        the_plan = make_plan(desired, observed, policy, ports.clock.now(), fingerprints)
+        flaps = dict(self.state.flap)
+        if request.flap_threshold is not None:
+            the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
+        verdict = verdict_of(the_plan, observed)
+        basis = None
+        if request.want_basis or request.saved_basis is not None:
+            # One fingerprint query per toolbox: paid only by `plan --out` and `apply plan.json`.
+            touched = {e for e in ids if e in observed.live}
+            basis = basis_of(desired.digest, ports.store, observed, touched)
+        report = self._report(the_plan, verdict=verdict, observed=observed, basis=basis, acted_on=chosen)
+        if request.kind == "plan":
+            outcome = plan_outcome(verdict, the_plan)
+            run_id = self._start_run()
+            ports.journal.finish_run(run_id, ports.clock.now(), outcome)
+            return replace(report, run_id=run_id, outcome=outcome), self._next_state(flaps)
+        if not request.journal_idle and not the_plan.steps:
+            state = self._next_state(flaps, observed, ids)
+            return replace(report, stalled=state.stalled()), state
+        run_id = self._start_run()
+        if request.saved_basis is not None and basis is not None:
+            try:
+                check_basis(request.saved_basis, basis)
+            except PlanError:
+                ports.journal.finish_run(run_id, ports.clock.now(), RunOutcome.REFUSED)
+                raise
+        applied = self._apply(the_plan, observed, run_id, fingerprints)
+        outcome = apply_outcome(
+            verdict,
+            [r.outcome for r in applied.results],
+            plan_errors=bool(the_plan.errors),
+            stopped=self.hooks.stopping(),
+        )
+        ports.journal.finish_run(run_id, ports.clock.now(), outcome)
+        flaps = flap.after_apply(flaps, (r.step for r in applied.results if r.outcome == StepOutcome.OK))
+        state = self._next_state(flaps, observed, ids, applied)
+        report = replace(report, run_id=run_id, outcome=outcome, applied=applied, stalled=state.stalled())
+        return report, state
+
+    def _start_run(self) -> int:
+        request = self.request
+        note = request.note
+        if request.policy.allow_mass_delete:
+            note = "; ".join(filter(None, [note, f"allow-mass-delete: {request.policy.allow_mass_delete}"]))
+        return self.ports.journal.start_run(
+            request.kind,
+            self.ports.clock.now(),
+            manifest_digest=request.desired.digest,
+            git_commit=request.git_commit,
+            note=note,
+        )
+
+    def _apply(
+        self, the_plan: Plan, observed: Observed, run_id: int, fingerprints: Mapping[str, str]
+    ) -> ApplyResult:
+        self.ports.store.record_heartbeats(listed_instance_ids(observed), self.ports.clock.now())
+        if the_plan.errors or not the_plan.steps or self.hooks.stopping():
+            return ApplyResult()
+        store, hooks = self.ports.store, self.hooks
+
+        def gate(step: Step) -> str | None:
+            if hooks.stopping():
+                return "not started: the daemon is stopping"
+            if self.locked and store.lock_lost():
+                return "not started: the database connection holding the environment locks was lost"
+            return None
+
+        executor = Executor(
+            store=store,
+            dtma=self.ports.dtma,
+            targets=targets_for(observed.recorded, self.settings),
+            journal=self.ports.journal,
+            run_id=run_id,
+            clock=self.ports.clock,
+            sleep=self.ports.sleep,
+            secret_values=self.request.secret_values,
+            secret_fingerprints=fingerprints,
+            config=replace(hooks.executor_config, global_concurrency=self.settings.apply_concurrency),
+            on_step=hooks.on_step,
+            gate=gate,
+        )
+        if hooks.on_run is not None:
+            hooks.on_run(run_id)
+        try:
+            return executor.apply(the_plan.steps)
+        finally:
+            if hooks.on_run is not None:
+                hooks.on_run(None)
+
+    def _report(
+        self, the_plan: Plan | None, *, acted_on: Sequence[RecordedEnvironment] = (), **kw: object
+    ) -> CycleReport:
+        unreachable: tuple[str, ...] = ()
+        observed = kw.get("observed")
+        if isinstance(observed, Observed):
+            active = {e.id for e in observed.recorded.environments if e.status == "active"}
+            unreachable = tuple(
+                sorted(
+                    self.names.get(r.id, r.id)
+                    for r in acted_on
+                    if r.id in active and isinstance(observed.live.get(r.id), Unreachable)
+                )
+            )
+        return CycleReport(
+            the_plan,
+            backing_off=tuple(sorted(self.backing_off)),
+            locked_elsewhere=tuple(sorted(self.elsewhere)),
+            stalled=self.state.stalled(),
+            unreachable=unreachable,
+            acted_on=tuple(sorted(r.name or r.id for r in acted_on)),
+            git_commit=self.request.git_commit,
+            duration=self.ports.clock.monotonic() - self.started,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def _next_state(
+        self,
+        flaps: Mapping[flap.Key, flap.FlapRecord],
+        observed: Observed | None = None,
+        ids: set[str] | None = None,
+        applied: ApplyResult | None = None,
+    ) -> CycleState:
+        backoff = dict(self.state.backoff)
+        if self.request.backoff is not None and observed is not None and ids is not None:
+            backoff = self._backoff(backoff, self.request.backoff, observed, ids, applied or ApplyResult())
+        return CycleState(backoff=backoff, flap=flaps, names=self.names)
+
+    def _backoff(
+        self,
+        backoff: dict[str, BackoffState],
+        policy: BackoffPolicy,
+        observed: Observed,
+        ids: set[str],
+        applied: ApplyResult,
+    ) -> dict[str, BackoffState]:
+        """Back off environments that failed this cycle (unreachable while active, or a step failed), reset
+        those that worked; only failing ones are kept."""
+        failed_steps: dict[str, str] = {}
+        for r in applied.results:
+            if r.outcome == StepOutcome.FAILED:
+                failed_steps.setdefault(r.step.environment_id, f"{r.step.action} {r.step.server}: {r.message}")
+        active = {e.id for e in observed.recorded.environments if e.status == "active"}
+        now = self.ports.clock.monotonic()
+        for env_id in sorted(ids):
+            live = observed.live.get(env_id)
+            name = self.names.get(env_id, env_id)
+            problem = None
+            if isinstance(live, Unreachable) and env_id in active:
+                problem = f"unreachable: {live.reason}"
+            elif env_id in failed_steps:
+                problem = failed_steps[env_id]
+            current = backoff.get(env_id, BackoffState())
+            if problem is None:
+                if current.backing_off:
+                    log.info("environment %s recovered; backoff reset", name)
+                backoff[env_id] = succeeded(current)
+                continue
+            new = failed(current, policy, now, self.hooks.rand(), problem)
+            backoff[env_id] = new
+            log.warning(
+                "environment %s failed %d time(s) in a row (%s); next attempt in %.0fs",
+                name, new.failures, problem, new.retry_at - now,
+            )  # fmt: skip
+        return {k: v for k, v in backoff.items() if v.backing_off}
+
+
+def lock_holder(store: Store, environment_id: str) -> str:
+    """Who holds an environment's lock, as the store can tell (``pid N on host H``), else a plain phrase."""
+    return store.lock_holder(environment_id) or "another process"
