@@ -2,7 +2,7 @@
 
 Every call, single or one of many listings, goes through ``DtmaClient._call``: the request and the meaning
 of the answer come from the pure ``dtma_protocol``, the bytes travel on the one asyncio transport
-(``dtma_http``), ``map_transport_errors`` is the one place that turns transport failures into the project's
+(``dtma_http``), ``map_transport_error`` is the one place that turns transport failures into the project's
 errors, and one retry loop tries idempotent calls again (exponential backoff, full jitter, within the call's
 overall deadline). The synchronous methods hand the same coroutine to the transport's loop thread.
 ``POST /tools`` is sent at most once: it has its own long timeout, and no answer in time is a
@@ -17,13 +17,13 @@ import json
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from reconciler.adapters.dtma_http import (
     CONNECT_KINDS,
     AioBodyTooLarge,
+    AioError,
     AioTimeout,
     AioTransportError,
     Endpoint,
@@ -54,7 +54,7 @@ from reconciler.errors import (
 )
 from reconciler.ports import DeployRequest, DeployResult, DtmaTarget
 
-__all__ = ["DtmaClient", "DtmaForgottenError", "RetryPolicy", "is_forgotten", "map_transport_errors"]
+__all__ = ["DtmaClient", "DtmaForgottenError", "RetryPolicy", "is_forgotten", "map_transport_error"]
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,15 @@ def is_forgotten(listing: LiveListing | None, name: str, error: BaseException) -
     return any(c.name == name and c.state != "not_found" for c in listing.containers)
 
 
-@contextmanager
-def map_transport_errors(call: Call, where: str, *, deadline: float, max_body: int) -> Iterator[None]:
-    """Turn what the transport (or the call's deadline) raises into the project's errors. A deploy that
-    was sent and got no answer is ``DtmaDeployTimeoutError``: it may still happen, so it is never re-sent."""
+TRANSPORT_FAILURES = (TimeoutError, AioTimeout, AioTransportError, AioBodyTooLarge)
+
+
+def map_transport_error(
+    exc: BaseException, call: Call, where: str, *, deadline: float, max_body: int
+) -> DtmaError:
+    """The project's error for what the transport (or the call's deadline: ``TimeoutError``) raised, the one
+    place where that is decided. A deploy that was sent and got no answer is ``DtmaDeployTimeoutError``: it
+    may still happen, so it is never re-sent."""
 
     def unanswered(what: str) -> DtmaError:
         if call.deploy:
@@ -92,27 +97,21 @@ def map_transport_errors(call: Call, where: str, *, deadline: float, max_body: i
             )
         return DtmaTransportError(f"{where}: {what}")
 
-    try:
-        yield
-    except TimeoutError:  # the call's overall deadline
-        setting = "RECONCILER_DTMA_DEPLOY_TIMEOUT" if call.deploy else "RECONCILER_DTMA_CALL_DEADLINE"
-        raise unanswered(f"no complete answer within the {deadline:g} s deadline ({setting})") from None
-    except AioBodyTooLarge:
-        raise DtmaResponseError(f"{where}: response body larger than {max_body} bytes, refused") from None
-    except AioTimeout as exc:
-        if exc.kind in CONNECT_KINDS:
-            raise DtmaTransportError(f"{where}: timed out ({exc.kind})") from None
-        raise unanswered(f"timed out ({exc.kind})") from None
-    except AioTransportError as exc:
+    if isinstance(exc, AioBodyTooLarge):
+        return DtmaResponseError(f"{where}: response body larger than {max_body} bytes, refused")
+    if isinstance(exc, AioError):
+        failure = "timed out" if isinstance(exc, AioTimeout) else "transport failure"
         if "CERTIFICATE_VERIFY_FAILED" in exc.detail:
-            raise DtmaTransportError(
+            return DtmaTransportError(
                 f"{where}: the agent's TLS certificate is not trusted "
                 "(set RECONCILER_DTMA_CA_BUNDLE to the CA that signed it)",
                 retryable=False,
-            ) from exc
-        if exc.kind in CONNECT_KINDS:
-            raise DtmaTransportError(f"{where}: transport failure ({exc.kind})") from exc
-        raise unanswered(f"transport failure ({exc.kind})") from exc
+            )
+        if exc.kind in CONNECT_KINDS:  # nothing was sent: safe to try again, even a deploy
+            return DtmaTransportError(f"{where}: {failure} ({exc.kind})")
+        return unanswered(f"{failure} ({exc.kind})")
+    setting = "RECONCILER_DTMA_DEPLOY_TIMEOUT" if call.deploy else "RECONCILER_DTMA_CALL_DEADLINE"
+    return unanswered(f"no complete answer within the {deadline:g} s deadline ({setting})")
 
 
 class DtmaClient:
@@ -176,18 +175,20 @@ class DtmaClient:
     # -- the one call path ------------------------------------------------------------------------------
 
     def _endpoint(self, target: DtmaTarget, call: Call, where: str) -> Endpoint:
+        cacheable = call.body is None and call.method == "GET"
+        key = (target.base_url, call.path, target.token.reveal() if call.auth else "")
+        ep = self._endpoints.get(key) if cacheable else None
+        if ep is not None:
+            return ep  # its token was checked when it was built
         headers = [("Accept", "application/json")]
         if call.auth:
             headers.append(("Authorization", bearer(target.token, where)))
         headers.append(("User-Agent", USER_AGENT))
-        if call.body is not None or call.method != "GET":
+        if not cacheable:
             return endpoint(target.base_url, call.path, headers, method=call.method, body=call.body)
-        key = (target.base_url, call.path, headers[1][1] if call.auth else "")
-        ep = self._endpoints.get(key)
-        if ep is None:
-            if len(self._endpoints) >= _MAX_ENDPOINTS:
-                self._endpoints.clear()
-            ep = self._endpoints[key] = endpoint(target.base_url, call.path, headers)
+        if len(self._endpoints) >= _MAX_ENDPOINTS:
+            self._endpoints.clear()
+        ep = self._endpoints[key] = endpoint(target.base_url, call.path, headers)
         return ep
 
     async def _call(self, target: DtmaTarget, call: Call) -> tuple[int, bytes]:
@@ -195,19 +196,25 @@ class DtmaClient:
         that means success (or a missing route, where the call allows it)."""
         where = call.where(target.environment_id)
         deadline = self._deploy_timeout if call.deploy else self._deadline
-        with map_transport_errors(call, where, deadline=deadline, max_body=self._max_body):
+        try:
             ep = self._endpoint(target, call, where)  # a URL no request can be made of fails here
+        except TRANSPORT_FAILURES as exc:
+            raise map_transport_error(exc, call, where, deadline=deadline, max_body=self._max_body) from exc
         read_timeout = self._deploy_timeout if call.deploy else self._read_timeout
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         attempt = 0
         while True:
             try:
-                with map_transport_errors(call, where, deadline=deadline, max_body=self._max_body):
+                try:
                     async with asyncio.timeout_at(ends):
                         resp = await self._http.request(
                             ep, self._max_body, read_timeout=read_timeout, reuse=call.idempotent
                         )
+                except TRANSPORT_FAILURES as exc:
+                    raise map_transport_error(
+                        exc, call, where, deadline=deadline, max_body=self._max_body
+                    ) from exc
                 log.debug("DTMA %s -> %s", where, resp.status)
                 if call.missing_route_ok and is_missing_route(resp.status, resp.body):
                     return resp.status, resp.body
@@ -252,8 +259,8 @@ class DtmaClient:
                 path = STATUS
         if path == STATUS:
             status, data = await self._call(target, Call("GET", STATUS))
-        listing = parse_listing(target.environment_id, self._json(f"GET {path} on environment "
-                                                                   f"{target.environment_id}", data))  # fmt: skip
+        where = f"GET {path} on environment {target.environment_id}"
+        listing = parse_listing(target.environment_id, self._json(where, data))
         self._last_listing[target.environment_id] = listing
         return listing
 

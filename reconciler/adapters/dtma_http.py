@@ -12,7 +12,7 @@ closes leaves the idle pool at once). Synchronous callers hand their coroutine t
 This module knows nothing of DTMA error classes: it raises ``AioTimeout`` (connect or read) and
 ``AioTransportError`` (refused, reset, malformed HTTP, TLS failure) whose ``kind`` names the failure the
 way httpx does (``ConnectTimeout``, ``ReadTimeout``, ``ConnectError``, ``ReadError``,
-``RemoteProtocolError``), and ``AioBodyTooLarge``; ``dtma_client.map_transport_errors`` is the one place
+``RemoteProtocolError``), and ``AioBodyTooLarge``; ``dtma_client.map_transport_error`` is the one place
 that turns them into the project's errors. Messages never contain request headers (the token).
 """
 
