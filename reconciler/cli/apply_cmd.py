@@ -17,7 +17,7 @@ EXAMPLE = """example:
   reconciler plan manifests/ --out plan.json && reconciler apply plan.json
 
 exit codes: 0 converged (every toolbox in scope observed, every step done), 1 nothing applied (error,
-refused, incomplete, or every step failed), 4 partially applied (or applied, but incomplete)
+refused, incomplete, or every step failed), 4 partially applied (some steps failed)
 Apply takes each environment's lock (the daemon's): it waits up to --lock-wait for one another process
 reconciles, then refuses naming that process ("environment X is being reconciled by pid N on host H").
 """

@@ -93,13 +93,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out and result.basis is not None:
         data = saved_plan_dict(the_plan, result.basis, args.paths)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    if not result.verdict.complete:
-        if args.format != "text":  # the text output names them first already
-            for gap in result.verdict.gaps:
-                print(printable(f"incomplete: {gap}"), file=sys.stderr)
-        if not args.allow_incomplete:
-            return 1
-    return plan_exit_code(the_plan, args.detailed_exitcode)
+    complete = result.verdict.complete
+    if not complete and args.format != "text":  # the text output names them first already
+        for gap in result.verdict.gaps:
+            print(printable(f"incomplete: {gap}"), file=sys.stderr)
+    return plan_exit_code(
+        the_plan, args.detailed_exitcode, complete=complete, allow_incomplete=args.allow_incomplete
+    )
 
 
 def use_color(stream: Any) -> bool:

@@ -1,7 +1,8 @@
 """The exit codes of ``plan`` and ``apply``: the one place that turns a plan or a run outcome into a number.
 
 plan: 0 no changes (or not ``--detailed-exitcode``), 2 changes, 3 changes including a destructive step,
-1 error. apply (and ``run --once``, ``demo --once``): 0 converged, 4 partially applied, 1 anything else.
+1 error or an incomplete plan (unless ``--allow-incomplete``). apply (and ``run --once``, ``demo --once``):
+0 converged, 4 partially applied, 1 anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ DESTRUCTIVE_CHANGES = 3
 PARTIAL = 4
 
 
-def plan_exit_code(plan: Plan, detailed: bool) -> int:
+def plan_exit_code(plan: Plan, detailed: bool, *, complete: bool = True, allow_incomplete: bool = False) -> int:
+    # An incomplete plan is not clean (as Terraform exits 1 when its refresh fails): CI must not read a toolbox
+    # nobody looked at as "no changes".
+    if not complete and not allow_incomplete:
+        return ERROR
     if not detailed or not plan.steps:
         return OK
     return DESTRUCTIVE_CHANGES if plan.has_destructive else CHANGES

@@ -82,3 +82,11 @@ def test_a_sync_step_prints_its_change_once() -> None:
     out = render_text(planned("16-sync-status-running"))
     sync = [line for line in out.splitlines() if "status_on_toolbox" in line]
     assert len(sync) == 1 and sync[0].startswith("      status_on_toolbox: ") and " -> " in sync[0]
+
+
+def test_an_incomplete_plan_exits_1_unless_allowed() -> None:
+    refused = planned("32-mass-delete-fraction-refused")  # a restart planned, the deletes refused
+    assert plan_exit_code(refused, detailed=True, complete=False) == 1
+    assert plan_exit_code(refused, detailed=False, complete=False) == 1
+    assert plan_exit_code(refused, detailed=True, complete=False, allow_incomplete=True) == 3
+    assert plan_exit_code(refused, detailed=False, complete=False, allow_incomplete=True) == 0
