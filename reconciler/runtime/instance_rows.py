@@ -1,0 +1,108 @@
+"""What the executor writes to instance rows: status, errors, the desired state, and the blocked-name marker.
+
+The marker (``BLOCKED_KEY`` in the row's stored config) records why a create was held back (a name the agent
+holds, an agent that forgot its containers, a deploy still pending), so the planner does not re-send it every
+cycle. Every write goes through one lock: stores may not be thread-safe, DTMA calls run unlocked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from reconciler.core.plan import BLOCKED_KEY, Action, BlockReason, Step
+from reconciler.errors import ReconcilerError
+from reconciler.model.spec import ServerSpec
+from reconciler.model.stored import stored_config
+from reconciler.ports import Clock, NewInstance, Store
+
+log = logging.getLogger(__name__)
+
+
+class InstanceRows:
+    def __init__(self, store: Store, clock: Clock, secret_fingerprints: Mapping[str, str]) -> None:
+        self.store, self.clock = store, clock
+        self._fingerprints = secret_fingerprints
+        self._lock = threading.Lock()
+
+    def config(self, spec: ServerSpec, spec_hash: str) -> dict[str, Any]:
+        return stored_config(spec, spec_hash, self._fingerprints)
+
+    def prepare_create(self, step: Step, spec: ServerSpec, spec_hash: str) -> str:
+        """The row a create deploys into (the step's own, or a new one); its id."""
+        config = self.config(spec, spec_hash)
+        with self._lock:
+            catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
+            if step.instance_id:
+                # catalog_id: an image change moves the row to the new image's catalog row.
+                self.store.update_instance(
+                    step.instance_id,
+                    status="pending_deploy",
+                    config=config,
+                    clear_error=True,
+                    catalog_id=catalog_id,
+                )
+                return step.instance_id
+            return self.store.create_instance(
+                NewInstance(
+                    environment_id=step.environment_id,
+                    catalog_id=catalog_id,
+                    name=spec.name,
+                    config=config,
+                    transport=spec.transport,
+                    endpoint=spec.endpoint,
+                    capabilities=spec.capabilities,
+                )
+            )
+
+    def sync_status(self, instance_id: str, status: str) -> None:
+        with self._lock:
+            self.store.update_instance(instance_id, status=status, clear_error=True)
+
+    def store_protect(self, instance_id: str, protect: bool) -> None:
+        with self._lock:
+            self.store.merge_config(instance_id, {"protect": protect})
+
+    def drop(self, instance_id: str) -> None:
+        with self._lock:
+            self.store.delete_instance(instance_id)
+
+    def record_desired(self, step: Step, state: str) -> None:
+        """Store the desired state with the row, so that a server stopped on purpose is later started (not
+        restarted) and status shows what the manifest says."""
+        spec = step.desired
+        if step.instance_id is None or spec is None or step.spec_hash is None:
+            return
+        if spec.state != state:
+            spec = replace(spec, state=state)  # type: ignore[arg-type]
+        with self._lock:
+            self.store.update_instance(step.instance_id, config=self.config(spec, step.spec_hash))
+
+    def block(self, instance_id: str, spec: ServerSpec, spec_hash: str, reason: BlockReason, message: str,
+              *, status: str = "error") -> None:  # fmt: skip
+        config = self.config(spec, spec_hash)
+        config[BLOCKED_KEY] = {"reason": str(reason), "since": self.clock.now().isoformat(), "message": message}
+        try:
+            with self._lock:
+                self.store.update_instance(instance_id, status=status, error_message=message, config=config)
+        except ReconcilerError:
+            log.warning("could not record why instance %s is blocked", instance_id)
+
+    def set_status(self, instance_id: str | None, status: str) -> None:
+        if instance_id:
+            with self._lock:
+                self.store.update_instance(instance_id, status=status, clear_error=status != "error")
+
+    def mark_error(self, step: Step, message: str) -> None:
+        if step.instance_id is not None and step.action is not Action.DELETE:
+            self.mark_error_id(step.instance_id, message)
+
+    def mark_error_id(self, instance_id: str, message: str) -> None:
+        try:
+            with self._lock:
+                self.store.update_instance(instance_id, status="error", error_message=message)
+        except ReconcilerError:
+            log.warning("could not record the error of instance %s", instance_id)

@@ -1,0 +1,56 @@
+"""What the executor is configured with and what it hands back: its settings, each step's result, the run's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.core.outcomes import StepOutcome
+from reconciler.core.plan import NoticeKind, Step
+from reconciler.errors import ReconcilerError
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    global_concurrency: int = 16
+    ready_timeout: float = 60.0  # seconds a created container may take to show as running
+    poll_interval: float = 0.2
+    retries: int = 3  # attempts of a POST /tools answered 5xx (the client never retries a deploy itself)
+    backoff_base: float = 0.5
+    pending_timeout: float = 120.0  # seconds to watch the listing for a deploy whose answer timed out
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    outcome: StepOutcome
+    message: str = ""
+    status_code: int | None = None
+    attempts: int = 1
+    # Set when the step met something the reconciler cannot fix now (a name held by the agent, an agent that
+    # forgot its containers, a toolbox that failed mid-apply, a deploy still pending): callers back off on it
+    # and never claim convergence.
+    notice: NoticeKind | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    results: tuple[StepResult, ...] = field(default=())
+
+    @property
+    def converged(self) -> bool:
+        return all(r.outcome in (StepOutcome.OK, StepOutcome.SKIPPED) and r.notice is None for r in self.results)
+
+    @property
+    def applied_any(self) -> bool:
+        return any(r.outcome == StepOutcome.OK for r in self.results)
+
+
+class StepFailed(ReconcilerError):
+    def __init__(self, message: str, status_code: int | None = None, notice: NoticeKind | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.notice = notice
+
+
+class DeployPending(ReconcilerError):
+    """A deploy was sent, its answer timed out, and the container has not shown up yet."""
