@@ -44,6 +44,11 @@ class Settings:
     secret_key: Secret | None = field(default=None, repr=False)  # HMAC key for secret fingerprints
     journal_max_age_days: float = 90.0
     journal_keep_runs: int = 10_000
+    # How long the planner holds back a create whose name the agent holds (or whose agent forgot its
+    # containers) before it tries once more: an agent restart releases the name, a retry every cycle does not.
+    blocked_retry_after: float = 600.0
+    # How long the executor watches the listing for a deploy whose answer timed out before it ends ``pending``.
+    deploy_watch_timeout: float = 120.0
 
     def __repr__(self) -> str:
         return (
@@ -96,6 +101,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key=Secret(key) if key else None,
         journal_max_age_days=_number(env, "RECONCILER_JOURNAL_MAX_AGE_DAYS", 90.0, float),
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
+        blocked_retry_after=_number(env, "RECONCILER_BLOCKED_RETRY_AFTER", 600.0, float),
+        deploy_watch_timeout=_number(env, "RECONCILER_DEPLOY_WATCH_TIMEOUT", 120.0, float),
     )
 
 

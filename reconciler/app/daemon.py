@@ -19,6 +19,7 @@ from types import FrameType
 from reconciler.adapters.metrics import DaemonMetrics
 from reconciler.app import listeners
 from reconciler.app.stores import open_store, parse_database_url
+from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import RunOutcome
@@ -54,12 +55,12 @@ class Daemon:
     ) -> None:
         """Opens the journal and the store. With SQLite, takes the one-daemon-per-file lock: a second
         daemon raises LockHeldError here. A PostgreSQL server that is down is retried every cycle."""
-        self.settings, self.config, self.policy = settings, config, policy or Policy()
+        self.settings, self.config, self.policy = settings, config, policy_for(settings, policy)
         self.clock: Clock = clock or SystemClock()
         self.metrics = DaemonMetrics()
         self._environ = os.environ if environ is None else environ
         self._on_step, self._on_cycle = on_step, on_cycle
-        self._executor_config = executor_config or ExecutorConfig()
+        self._executor_config = executor_config_for(settings, executor_config)
         self._rng, self._sleep = rng or random.Random(), sleep
         self._store: Store | None = None
         store = self._open_first_store()

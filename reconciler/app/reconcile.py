@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.app.stores import open_store
+from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.observed import LiveListing, Unreachable
 from reconciler.core.plan import Policy
@@ -19,8 +20,6 @@ from reconciler.runtime.observe import observe
 from reconciler.runtime.saved_plan import Basis
 from reconciler.settings import Settings
 
-DEFAULT_POLICY = Policy()
-DEFAULT_EXECUTOR = ExecutorConfig()
 APPLY_LOCK_WAIT = 30.0  # seconds apply waits for an environment another process is reconciling
 
 RunResult = CycleReport  # what plan and apply return: the cycle's report
@@ -32,12 +31,12 @@ def reconcile_once(
     *,
     apply: bool,
     env_filter: Sequence[str] | None = None,
-    policy: Policy = DEFAULT_POLICY,
+    policy: Policy | None = None,
     saved_basis: Basis | None = None,
     want_basis: bool = False,
     environ: Mapping[str, str] | None = None,
     on_step: Callable[[StepResult], None] | None = None,
-    executor_config: ExecutorConfig = DEFAULT_EXECUTOR,
+    executor_config: ExecutorConfig | None = None,
     sleep: Callable[[float], None] = time.sleep,
     lock_wait: float = APPLY_LOCK_WAIT,
 ) -> CycleReport:
@@ -61,7 +60,7 @@ def reconcile_once(
             desired=desired,
             secret_values=values,
             kind="apply" if apply else "plan",
-            policy=policy,
+            policy=policy_for(settings, policy),
             env_filter=tuple(env_filter) if env_filter else None,
             lock="wait" if apply else "none",
             lock_wait=lock_wait,
@@ -71,7 +70,10 @@ def reconcile_once(
         )
         ports = CyclePorts(store, dtma, journal, clock, key, sleep)
         report, _ = run_cycle(
-            ports, settings, request, hooks=CycleHooks(on_step=on_step, executor_config=executor_config)
+            ports,
+            settings,
+            request,
+            hooks=CycleHooks(on_step=on_step, executor_config=executor_config_for(settings, executor_config)),
         )
         if apply:
             journal.prune(

@@ -23,6 +23,12 @@ EXAMPLE = """example:
 exit codes: 0 after SIGTERM/SIGINT and a clean stop (with --once: 0 if the cycle was clean);
 1 on a configuration error, a second daemon on one SQLite file, or (--once) a failed cycle;
 128+N when a second signal N cut the running step short
+
+environment (besides those in the README's configuration table):
+  RECONCILER_BLOCKED_RETRY_AFTER   seconds a create whose name the agent holds is held back before it is
+                                   tried once more (default 600); restarting the agent releases the name
+  RECONCILER_DEPLOY_WATCH_TIMEOUT  seconds the listing is watched for a deploy whose answer timed out
+                                   before the step ends pending (default 120); it is never re-sent
 """
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}

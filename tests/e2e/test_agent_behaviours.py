@@ -96,6 +96,31 @@ def test_a_name_held_after_docker_rm_gives_one_notice_and_no_post_each_run(
     assert len(held) == 1 and "restart the DTMA agent on tb0" in held[0]["message"]
 
 
+def test_a_held_name_is_tried_again_after_the_hold_and_created_once_the_agent_restarted(
+    world_factory: Callable[..., World],
+) -> None:
+    w = world_factory(1, mode="newer")
+    w.write({"tb0": [server("srv-a")]})
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    w.sim.sim.docker_rm(0, "srv-a")  # behind the agent's back: it keeps the name
+    assert w.cli("apply", str(w.manifests)).returncode != 0
+    posts = w.sim.counters(0)["POST /tools"]
+    w.cli("apply", str(w.manifests))  # within the default hold (600 s): held back
+    assert w.sim.counters(0)["POST /tools"] == posts
+    # A hold of 1 ms has expired by the time the next process reads the row: the create is tried once more.
+    w.extra_env["RECONCILER_BLOCKED_RETRY_AFTER"] = "0.001"
+    assert steps_of(w.plan_json()) == [("tb0", "srv-a", "create")]
+    again = w.cli("apply", str(w.manifests))
+    assert again.returncode != 0 and "release the name" in again.stdout + again.stderr
+    assert w.sim.counters(0)["POST /tools"] == posts + 1
+    w.sim.admin(0, "POST", "/__sim/restart-agent", {})  # the fix the notice names
+    done = w.cli("apply", str(w.manifests))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert w.sim.counters(0)["POST /tools"] == posts + 2
+    assert all_containers(w, 0)["srv-a"]["state"] == "running"
+    assert w.cli("plan", str(w.manifests), "--detailed-exitcode").returncode == 0
+
+
 @pytest.mark.parametrize("mode", ["newer", "older"])
 def test_a_forgetful_agent_never_gets_a_row_dropped(world_factory: Callable[..., World], mode: str) -> None:
     w = world_factory(1, mode=mode)
