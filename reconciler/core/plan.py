@@ -36,13 +36,7 @@ class NoticeKind(StrEnum):
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
 
 
-# Notice kinds that mean "this server (or toolbox) is not as declared and the reconciler cannot fix it now":
-# a run that meets one has not converged, whatever its steps did.
-UNSETTLED_KINDS: frozenset[NoticeKind] = frozenset({
-    NoticeKind.UNREACHABLE, NoticeKind.UNKNOWN_ENVIRONMENT, NoticeKind.REFUSED, NoticeKind.UNKNOWN_STATE,
-    NoticeKind.FORGOTTEN, NoticeKind.STALLED, NoticeKind.CONFLICT, NoticeKind.NAME_HELD, NoticeKind.PENDING,
-    NoticeKind.PORT_UNPUBLISHED,
-})  # fmt: skip
+# Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.
 
 
 class BlockReason(StrEnum):

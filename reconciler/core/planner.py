@@ -383,23 +383,11 @@ class _EnvPlanner:
             )
 
     def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:
-        """A declared hostPort the listing does not show published. The agent sets no ExposedPorts, so Docker
-        publishes a binding only for a port the image EXPOSEs; a new container would not change that, so no
-        step is planned, only a notice (and the run does not claim convergence). Shape (a) lists no ports:
-        nothing can be checked there."""
-        if server.host_port is None or server.port is None or self.listing.shape == "a":
-            return
-        published = {p.host_port for p in live.ports if p.host_port is not None}
-        if server.host_port in published:
-            return
-        self.notice(
-            server.name,
-            NoticeKind.PORT_UNPUBLISHED,
-            f"hostPort {server.host_port} of {server.name} is not published on {self.name} (the listing shows "
-            f"{_ports_text(live)}): the image probably does not EXPOSE port {server.port}, and the DTMA agent "
-            f"sets no ExposedPorts; add EXPOSE {server.port} to the image (or use a port it exposes)",
-            server,
-        )
+        """A declared hostPort the listing does not show published: no step is planned (a new container would
+        not change it), only a notice, and the run does not claim convergence."""
+        message = unpublished_port(server, live, self.listing.shape, self.name)
+        if message is not None:
+            self.notice(server.name, NoticeKind.PORT_UNPUBLISHED, message, server)
 
     def _made_with_another_key(self, row: RecordedInstance) -> bool:
         """The row's secret fingerprints carry another key's id: its spec hash cannot be compared."""
@@ -527,6 +515,22 @@ def _comparable(row: RecordedInstance | None, wanted: str) -> str | None:
     """The spec hash a start or stop may store with the row's desired state: only when the row's hash is of
     this algorithm version (and so was compared), else the stored config is left as it is."""
     return wanted if row is not None and row.hash_version == HASH_VERSION else None
+
+
+def unpublished_port(server: ServerSpec, live: LiveContainer, shape: str, environment: str) -> str | None:
+    """Why a declared hostPort is not published, or None when it is (or cannot be checked). The agent sets no
+    ExposedPorts, so Docker publishes a binding only for a port the image EXPOSEs. Shape (a) lists no ports:
+    nothing can be checked there. The executor asks the same right after a create."""
+    if server.host_port is None or server.port is None or shape == "a":
+        return None
+    published = {p.host_port for p in live.ports if p.host_port is not None}
+    if server.host_port in published:
+        return None
+    return (
+        f"hostPort {server.host_port} of {server.name} is not published on {environment} (the listing shows "
+        f"{_ports_text(live)}): the image probably does not EXPOSE port {server.port}, and the DTMA agent "
+        f"sets no ExposedPorts; add EXPOSE {server.port} to the image (or use a port it exposes)"
+    )
 
 
 def _ports_text(live: LiveContainer) -> str:

@@ -25,7 +25,8 @@ class GapKind(StrEnum):
     UNRECONCILABLE = "unreconcilable"  # a declared server that cannot be reconciled (conflict, plan error, ...)
 
 
-# Which notices leave a gap, and of which kind. The others (unmanaged, orphan, protected) are the plan
+# Which notices leave a gap, and of which kind: the one list of what "cannot be settled now" means (the
+# planner, the renderers and the journal all ask here). The others (unmanaged, orphan) are the plan
 # deliberately leaving something alone: the toolbox was still fully seen.
 GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.UNREACHABLE: GapKind.NOT_OBSERVED,
@@ -35,7 +36,20 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.CONFLICT: GapKind.UNRECONCILABLE,
     NoticeKind.FORGOTTEN: GapKind.UNRECONCILABLE,
     NoticeKind.STALLED: GapKind.UNRECONCILABLE,
+    NoticeKind.NAME_HELD: GapKind.UNRECONCILABLE,  # only an agent restart (or the hold's end) settles it
+    NoticeKind.PENDING: GapKind.UNRECONCILABLE,  # a deploy sent and not yet listed
+    NoticeKind.PORT_UNPUBLISHED: GapKind.UNRECONCILABLE,  # the declared hostPort is not published
+    NoticeKind.PROTECTED: GapKind.UNRECONCILABLE,  # a declared server whose replace protect blocks
 }
+
+
+def gap_kind(notice: Notice) -> GapKind | None:
+    """The gap this notice leaves, or None. A ``protected`` notice about a server that is no longer declared
+    (it carries no manifest line) is the plan keeping it on purpose, as an orphan is kept: no gap. A declared
+    protected server whose spec needs a replace cannot be reconciled: a gap."""
+    if notice.kind is NoticeKind.PROTECTED and notice.source is None:
+        return None
+    return GAP_KINDS.get(notice.kind)
 
 
 @dataclass(frozen=True)
@@ -96,19 +110,26 @@ def verdict_of(plan: Plan, observed: Observed | None = None) -> Verdict:
     addresses: dict[str, str] = {}
     if observed is not None:
         addresses = {e.id: e.address for e in observed.recorded.environments if e.address}
-    gaps = [_gap(n, GAP_KINDS[n.kind], addresses) for n in plan.notices if n.kind in GAP_KINDS]
+    gaps = [_gap(n, kind, addresses) for n in plan.notices if (kind := gap_kind(n)) is not None]
     gaps += [Gap(None, None, GapKind.UNRECONCILABLE, error) for error in plan.errors]
     return Verdict(tuple(gaps))
 
 
 def apply_outcome(
-    verdict: Verdict, step_outcomes: Sequence[StepOutcome | str], *, plan_errors: bool, stopped: bool
+    verdict: Verdict,
+    step_outcomes: Sequence[StepOutcome | str],
+    *,
+    plan_errors: bool,
+    stopped: bool,
+    unsettled: bool = False,
 ) -> RunOutcome:
     """The one rule for an apply run's journal outcome (``apply``, ``run --once``, every daemon cycle):
 
     - plan errors stopped every step: NOTHING_APPLIED;
     - the daemon was stopping and skipped steps: STOPPED;
     - a step failed: PARTIAL when another step succeeded, else FAILED (every step tried failed);
+    - a deploy was left pending (sent, not yet listed), or a step met what cannot be settled now
+      (``unsettled``: a held name, a declared hostPort the new container does not publish): INCOMPLETE;
     - otherwise the verdict's INCOMPLETE or REFUSED when the plan had gaps, else CONVERGED.
     """
     outcomes = {StepOutcome(o) for o in step_outcomes}
@@ -118,6 +139,8 @@ def apply_outcome(
         return RunOutcome.STOPPED
     if StepOutcome.FAILED in outcomes:
         return RunOutcome.PARTIAL if StepOutcome.OK in outcomes else RunOutcome.FAILED
+    if unsettled or StepOutcome.PENDING in outcomes:
+        return RunOutcome.INCOMPLETE
     return verdict.outcome or RunOutcome.CONVERGED
 
 

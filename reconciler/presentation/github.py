@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from reconciler.core.plan import Notice, NoticeKind, Plan
-from reconciler.core.verdict import GAP_KINDS, Verdict, verdict_of
+from reconciler.core.verdict import Verdict, gap_kind, verdict_of
 from reconciler.model.spec import SourceRef
 from reconciler.presentation.escape import printable
 from reconciler.presentation.summary import gap_text, incomplete_headline, summary_line
 
 # Notices that stop part of the plan from happening: shown as errors.
-ERROR_KINDS = frozenset({NoticeKind.REFUSED, NoticeKind.CONFLICT, NoticeKind.UNKNOWN_ENVIRONMENT})
 WARNING_KINDS = frozenset({NoticeKind.UNREACHABLE, NoticeKind.UNKNOWN_STATE, NoticeKind.STALLED})
 
 
@@ -30,7 +29,7 @@ def _where(source: SourceRef | None) -> str:
 
 
 def _notice_level(n: Notice) -> str:
-    if n.kind in ERROR_KINDS or n.kind in GAP_KINDS:  # a gap in the plan is an error, not a warning
+    if gap_kind(n) is not None:  # a gap in the plan is an error, not a warning
         return "error"
     if n.kind in WARNING_KINDS:
         return "warning"

@@ -193,6 +193,7 @@ class _Cycle:
             [r.outcome for r in applied.results],
             plan_errors=bool(the_plan.errors),
             stopped=self.hooks.stopping(),
+            unsettled=any(r.notice is not None for r in applied.results),
         )
         ports.journal.finish_run(run_id, ports.clock.now(), outcome)
         flaps = flap.after_apply(flaps, (r.step for r in applied.results if r.outcome == StepOutcome.OK))

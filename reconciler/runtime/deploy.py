@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from reconciler.core.plan import BlockReason, NoticeKind, Step
+from reconciler.core.planner import unpublished_port
 from reconciler.errors import (
     DtmaConflictError,
     DtmaError,
@@ -24,7 +25,7 @@ from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget
 from reconciler.runtime.instance_rows import InstanceRows
-from reconciler.runtime.live_checks import live, stop_quietly
+from reconciler.runtime.live_checks import gone, live, stop_quietly
 from reconciler.runtime.step_results import DeployPending, ExecutorConfig, StepFailed
 
 
@@ -44,13 +45,14 @@ class Deployer:
         self._secrets = secret_values
         self._clean = clean
 
-    def create(self, step: Step, target: DtmaTarget) -> None:
+    def create(self, step: Step, target: DtmaTarget) -> str | None:
+        """Deploy the step's server; returns why its declared hostPort is not published, if it is not."""
         spec = step.desired
         if spec is None or step.spec_hash is None:
             raise StepFailed(f"{step.environment_name}/{step.server}: step carries no desired spec")
         instance_id = self.rows.prepare_create(step, spec, step.spec_hash)
         try:
-            self._deploy(step, spec, target, instance_id)
+            return self._deploy(step, spec, target, instance_id)
         except DeployPending as exc:
             self.rows.block(instance_id, spec, step.spec_hash, BlockReason.DEPLOY_PENDING, self._clean(str(exc)),
                             status="deploying")  # fmt: skip
@@ -67,7 +69,7 @@ class Deployer:
             self.rows.mark_error_id(instance_id, self._clean(str(exc)))
             raise
 
-    def _deploy(self, step: Step, spec: ServerSpec, target: DtmaTarget, instance_id: str) -> None:
+    def _deploy(self, step: Step, spec: ServerSpec, target: DtmaTarget, instance_id: str) -> str | None:
         request = DeployRequest(
             image=spec.image,
             name=spec.name,
@@ -126,8 +128,9 @@ class Deployer:
                     break
                 self.sleep(self.config.backoff_base * 2 ** (attempt - 1))
         self.rows.set_status(instance_id, "deploying")
-        self.wait_running(step, target)
+        message = self.wait_running(step, target)
         self.finish(instance_id, spec, target)
+        return message
 
     def finish(self, instance_id: str, spec: ServerSpec | None, target: DtmaTarget | None = None) -> None:
         if spec is not None and spec.state == "stopped" and target is not None:
@@ -155,12 +158,16 @@ class Deployer:
         mine = live(self.dtma, target, name)
         return mine is not None and mine.instance_id == instance_id
 
-    def wait_running(self, step: Step, target: DtmaTarget) -> None:
+    def wait_running(self, step: Step, target: DtmaTarget) -> str | None:
+        """Poll the listing until the container runs; then why its declared hostPort is not published, if not."""
         deadline = self.clock.monotonic() + self.config.ready_timeout
         while True:
-            seen = live(self.dtma, target, step.server)
+            listing = self.dtma.list(target)
+            seen = None if gone(listing, step.server) else listing.by_name().get(step.server)
             if seen is not None and seen.state == "running":
-                return
+                if step.desired is None:
+                    return None
+                return unpublished_port(step.desired, seen, listing.shape, step.environment_name)
             if self.clock.monotonic() >= deadline:
                 state = seen.state if seen else "absent"
                 raise StepFailed(

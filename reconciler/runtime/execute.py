@@ -119,7 +119,7 @@ class Executor:
             reason=step.reason,
         )
         try:
-            outcome, message = self._actions.act(step, self.targets)
+            done = self._actions.act(step, self.targets)
         except DeployPending as exc:
             message = self._clean(str(exc))
             self.journal.outcome(step_id, self.clock.now(), StepOutcome.PENDING, error=message)
@@ -144,8 +144,9 @@ class Executor:
             message = self._clean(str(exc))
             self.journal.outcome(step_id, self.clock.now(), StepOutcome.FAILED, error=message)
             return StepResult(step, StepOutcome.FAILED, message)
-        self.journal.outcome(step_id, self.clock.now(), outcome, error=message or None)
-        return StepResult(step, outcome, message)
+        message = self._clean(done.message)
+        self.journal.outcome(step_id, self.clock.now(), done.outcome, error=message or None)
+        return StepResult(step, done.outcome, message, notice=done.notice)
 
     def _hold_forgotten(self, step: Step, why: str) -> StepResult:
         """A create on a toolbox whose agent just showed it forgot its containers: not sent, held back."""

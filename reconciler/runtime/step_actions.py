@@ -18,7 +18,7 @@ from reconciler.ports import Dtma, DtmaTarget
 from reconciler.runtime.deploy import Deployer
 from reconciler.runtime.instance_rows import InstanceRows
 from reconciler.runtime.live_checks import gone, stop_quietly
-from reconciler.runtime.step_results import StepFailed
+from reconciler.runtime.step_results import Done, StepFailed
 
 # Docker states in which a container is running or may run again by itself: only these get a stop.
 STOPPABLE_STATES: frozenset[str] = frozenset({"running", "paused", "restarting"})
@@ -30,17 +30,17 @@ class StepActions:
     def __init__(self, *, dtma: Dtma, rows: InstanceRows, deployer: Deployer) -> None:
         self.dtma, self.rows, self.deployer = dtma, rows, deployer
 
-    def act(self, step: Step, targets: Mapping[str, DtmaTarget]) -> tuple[StepOutcome, str]:
+    def act(self, step: Step, targets: Mapping[str, DtmaTarget]) -> Done:
         if step.action is Action.SYNC_STATUS:
             if step.instance_id and step.status_to:
                 self.rows.sync_status(step.instance_id, step.status_to)
             if step.desired is not None:  # a server found stopped as the manifest wants it: remember that
                 self.rows.record_desired(step, step.desired.state)
-            return StepOutcome.OK, ""
+            return Done(StepOutcome.OK)
         if step.action is Action.SYNC_CONFIG:  # protect: stored, no DTMA call
             if step.instance_id and step.desired is not None:
                 self.rows.store_protect(step.instance_id, step.desired.protect)
-            return StepOutcome.OK, ""
+            return Done(StepOutcome.OK)
         target = targets.get(step.environment_id)
         if target is None:
             raise StepFailed(f"{step.environment_name}: no DTMA address known")
@@ -52,23 +52,23 @@ class StepActions:
             if current is not None:
                 if step.instance_id and current.instance_id == step.instance_id:
                     # An earlier, interrupted run deployed it: finish that instead of deploying twice.
-                    self.deployer.wait_running(step, target)
+                    unpublished = self.deployer.wait_running(step, target)
                     self.deployer.finish(step.instance_id, step.desired)
-                    return StepOutcome.SKIPPED, "already deployed"
+                    return _done(StepOutcome.SKIPPED, "already deployed", unpublished)
                 raise StepFailed(f"{step.environment_name}/{step.server}: a container of that name already exists")
-            self.deployer.create(step, target)
-        elif action is Action.REPLACE:
+            return _done(StepOutcome.OK, "", self.deployer.create(step, target))
+        if action is Action.REPLACE:
             if current is not None:
                 self._delete(step, target)
-            self.deployer.create(step, target)
-        elif action in (Action.RESTART, Action.START):
+            return _done(StepOutcome.OK, "", self.deployer.create(step, target))
+        if action in (Action.RESTART, Action.START):
             if current is None:
                 raise StepFailed(
                     f"{step.environment_name}/{step.server}: container is gone; the next plan recreates it"
                 )
             if current.state == "running":
                 self.rows.record_desired(step, "running")
-                return StepOutcome.SKIPPED, "already running"
+                return Done(StepOutcome.SKIPPED, "already running")
             # The agent has no restart route; a container that is not running needs a start alone (a stop
             # of an exited container is Docker's 304, which the older agent's callers saw as a failure).
             if current.state in STOPPABLE_STATES:
@@ -83,7 +83,7 @@ class StepActions:
             self.rows.set_status(step.instance_id, "stopped")
         elif action is Action.DELETE and (is_gone or self._delete(step, target, listing)) and step.instance_id:
             self.rows.drop(step.instance_id)
-        return StepOutcome.OK, ""
+        return Done(StepOutcome.OK)
 
     def _named(self, call: Callable[[], None], step: Step) -> None:
         """A start or stop: a 404 here means the agent no longer manages the name (it restarted)."""
@@ -118,3 +118,11 @@ class StepActions:
                 NoticeKind.FORGOTTEN,
             ) from exc
         return True
+
+
+def _done(outcome: StepOutcome, message: str, unpublished: str | None) -> Done:
+    """A create's result: with a notice when its declared hostPort came out unpublished."""
+    if unpublished is None:
+        return Done(outcome, message)
+    text = f"{message}; {unpublished}" if message else unpublished
+    return Done(outcome, text, NoticeKind.PORT_UNPUBLISHED)

@@ -45,6 +45,16 @@ class ApplyResult:
         return any(r.outcome == StepOutcome.OK for r in self.results)
 
 
+@dataclass(frozen=True)
+class Done:
+    """What one action did when it did not fail: its outcome, a note, and a notice when what it made still
+    differs from the manifest in a way no step can fix (a declared hostPort the image does not publish)."""
+
+    outcome: StepOutcome
+    message: str = ""
+    notice: NoticeKind | None = None
+
+
 class StepFailed(ReconcilerError):
     def __init__(self, message: str, status_code: int | None = None, notice: NoticeKind | None = None) -> None:
         super().__init__(message)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reconciler.core.outcomes import RunOutcome, StepOutcome
-from reconciler.core.plan import Plan
+from reconciler.core.plan import NoticeKind, Plan
 from reconciler.core.planner import plan
-from reconciler.core.verdict import GapKind, Verdict, apply_outcome, plan_outcome, verdict_of
+from reconciler.core.verdict import GAP_KINDS, GapKind, Verdict, apply_outcome, gap_kind, plan_outcome, verdict_of
+from reconciler.model.spec import SourceRef
 from tests.core.golden_io import load_case
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,6 +36,13 @@ def verdict(case: str) -> tuple[Plan, Verdict]:
         ("30-empty-desired-refused", GapKind.REFUSED),
         ("32-mass-delete-fraction-refused", GapKind.REFUSED),
         ("34-mass-delete-max-total", GapKind.REFUSED),
+        # What cannot be settled now: a name the agent holds, a deploy still pending, a declared hostPort not
+        # published, a declared server whose replace protect blocks.
+        ("41-name-held-create-held-back", GapKind.UNRECONCILABLE),
+        ("43-forgotten-agent-one-notice", GapKind.UNRECONCILABLE),
+        ("44-deploy-pending-not-resent", GapKind.UNRECONCILABLE),
+        ("45-host-port-not-published", GapKind.UNRECONCILABLE),
+        ("48-protected-replace-blocked", GapKind.UNRECONCILABLE),
     ],
 )
 def test_gaps_are_named_by_environment_and_kind(case: str, kind: GapKind) -> None:
@@ -78,3 +87,20 @@ def test_apply_outcome_one_rule() -> None:
     assert apply_outcome(clean, [failed, failed], plan_errors=False, stopped=False) is RunOutcome.FAILED
     assert apply_outcome(clean, ["ok", "skipped"], plan_errors=False, stopped=True) is RunOutcome.STOPPED
     assert apply_outcome(clean, [skipped], plan_errors=False, stopped=False) is RunOutcome.CONVERGED
+    # A deploy left pending (sent, not yet listed) is not convergence.
+    pending = StepOutcome.PENDING
+    assert apply_outcome(clean, [ok, pending], plan_errors=False, stopped=False) is RunOutcome.INCOMPLETE
+
+
+def test_every_notice_kind_is_either_a_gap_or_deliberately_left_alone() -> None:
+    left_alone = {NoticeKind.UNMANAGED, NoticeKind.ORPHAN}
+    assert set(GAP_KINDS) == set(NoticeKind) - left_alone
+
+
+def test_a_protected_server_no_longer_declared_is_kept_on_purpose_not_a_gap() -> None:
+    the_plan, v = verdict("15-protect-kept")
+    assert [n.kind for n in the_plan.notices] == [NoticeKind.PROTECTED]
+    assert v.complete
+    # The same kind about a declared server (it carries its manifest line) is a gap.
+    blocked = replace(the_plan.notices[0], source=SourceRef("desired.yaml", 3))
+    assert gap_kind(blocked) is GapKind.UNRECONCILABLE

@@ -90,7 +90,7 @@ def test_a_name_held_after_docker_rm_gives_one_notice_and_no_post_each_run(
     for _ in range(2):  # later runs hold the create back: no POST, the same one notice
         w.cli("apply", str(w.manifests))
     assert w.sim.counters(0)["POST /tools"] == posts
-    plan = w.plan_json()
+    plan = w.plan_json(code=1)  # incomplete: the held name cannot be settled now
     assert steps_of(plan) == []
     held = [n for n in plan["notices"] if n["kind"] == "name-held"]
     assert len(held) == 1 and "restart the DTMA agent on tb0" in held[0]["message"]
@@ -170,11 +170,18 @@ def test_an_unpublished_host_port_is_drift_with_its_cause(world_factory: Callabl
     w.sim.sim.set_image("ghcr.io/acme/srv-a:1.0.0", exposes=[])  # the image EXPOSEs nothing
     w.write({"tb0": [server("srv-a", hostPort=31001), server("srv-b", hostPort=31002)]})
     w.cli("apply", str(w.manifests))
-    plan = w.plan_json()
+    plan = w.plan_json(code=1)  # incomplete: srv-a cannot be settled now
     unpublished = [n for n in plan["notices"] if n["kind"] == "port-unpublished"]
     assert [n["server"] for n in unpublished] == ["srv-a"]
     assert "does not EXPOSE port 8080" in unpublished[0]["message"]
     assert steps_of(plan) == []
+    assert w.cli("plan", str(w.manifests), "--detailed-exitcode").returncode == 1
+    assert w.cli("plan", str(w.manifests), "--allow-incomplete").returncode == 0
+    done = w.cli("apply", str(w.manifests))
+    assert done.returncode == 1, done.stdout + done.stderr
+    runs = sorted(json.loads(w.cli("journal", "--format", "json").stdout), key=lambda r: r["id"])
+    applies = [r["outcome"] for r in runs if r["kind"] == "apply"]
+    assert applies and "converged" not in applies and applies[-1] == "incomplete"
 
 
 def test_host_address_is_sent_and_a_port_without_host_port_is_not_published(

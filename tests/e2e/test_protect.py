@@ -33,11 +33,13 @@ def test_protect_added_after_creation_keeps_the_server_and_removing_it_lets_prun
     assert all_containers(w, 0)["vault"]["state"] == "running"
 
     # a protected server is not replaced either: the change is shown as blocked
+    # (a declared server that cannot be reconciled: the plan is incomplete, apply does not claim convergence)
     w.write({"tb0": [{**keep, "protect": True, "image": "ghcr.io/acme/vault:2.0.0"}, other]}, prune=True)
-    plan = w.plan_json()
+    plan = w.plan_json(code=1)
     assert steps_of(plan) == []
     [blocked] = [n for n in plan["notices"] if n["server"] == "vault"]
     assert blocked["kind"] == "protected" and "blocked a replace" in blocked["message"]
+    assert w.cli("apply", str(w.manifests)).returncode == 1
 
     # protect removed (stored by apply), then the server removed: deleted
     w.write({"tb0": [keep, other]}, prune=True)
