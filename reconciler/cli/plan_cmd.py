@@ -65,11 +65,11 @@ def render(plan: Any, fmt: str, color: bool, observed: Any = None) -> str:
     return render_plan(plan, fmt, color=color, verdict=verdict_of(plan, observed))
 
 
-def saved_plan_dict(plan: Any, basis: Any, paths: list[str]) -> dict[str, Any]:
+def saved_plan_dict(plan: Any, basis: Any, paths: list[str], verdict: Any = None) -> dict[str, Any]:
     from reconciler.presentation.plan_json import plan_to_dict
 
     basis_data = {**basis.to_dict(), "paths": [str(Path(p).resolve()) for p in paths]}
-    return dict(plan_to_dict(plan, basis=basis_data))
+    return dict(plan_to_dict(plan, basis=basis_data, verdict=verdict))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     the_plan = result.plan or Plan(steps=())
     sys.stdout.write(render(the_plan, args.format, use_color(sys.stdout), result.observed))
     if args.out and result.basis is not None:
-        data = saved_plan_dict(the_plan, result.basis, args.paths)
+        data = saved_plan_dict(the_plan, result.basis, args.paths, result.verdict)
         Path(args.out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     complete = result.verdict.complete
     if not complete and args.format != "text":  # the text output names them first already

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Step
+from reconciler.core.verdict import Verdict
 from reconciler.errors import PlanError
 from reconciler.model.spec import TRANSPORTS, EnvValue, SecretRef, ServerSpec, SourceRef
 from reconciler.presentation.summary import summary_counts
@@ -74,7 +75,23 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
     }
 
 
-def plan_to_dict(plan: Plan, *, basis: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
+    """``complete``, and what makes the plan incomplete: one entry per gap, by environment and address."""
+    return {
+        "complete": verdict.complete,
+        "incomplete": [
+            {"environment": g.environment, "address": g.address, "server": g.server, "kind": str(g.kind),
+             "reason": g.reason}
+            for g in verdict.gaps
+        ],
+    }  # fmt: skip
+
+
+def plan_to_dict(
+    plan: Plan, *, basis: Mapping[str, Any] | None = None, verdict: Verdict | None = None
+) -> dict[str, Any]:
+    """The plan document; with ``verdict`` (as ``plan --format json`` and saved plans give it) it also says
+    whether the plan is complete and, if not, what it could not see or settle."""
     data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "created_at": plan.created_at.isoformat() if plan.created_at is not None else None,
@@ -89,6 +106,8 @@ def plan_to_dict(plan: Plan, *, basis: Mapping[str, Any] | None = None) -> dict[
         "notices": [notice_to_dict(n) for n in plan.notices],
         "errors": list(plan.errors),
     }
+    if verdict is not None:
+        data.update(verdict_to_dict(verdict))
     if basis is not None:
         data["basis"] = dict(basis)
     return data

@@ -14,9 +14,11 @@ def render_plan(plan: Plan, fmt: str, *, color: bool = False, verdict: Verdict |
     """``verdict`` carries the toolboxes' addresses when the caller observed them; else the renderers judge
     the plan alone (names only)."""
     if fmt == "json":
+        from reconciler.core.verdict import verdict_of
         from reconciler.presentation.plan_json import plan_to_dict
 
-        return json.dumps(plan_to_dict(plan), indent=2, sort_keys=True) + "\n"
+        verdict = verdict_of(plan) if verdict is None else verdict
+        return json.dumps(plan_to_dict(plan, verdict=verdict), indent=2, sort_keys=True) + "\n"
     if fmt == "markdown":
         from reconciler.presentation.markdown import render_markdown
 

@@ -35,6 +35,7 @@ from reconciler.core.observed import (
 )
 from reconciler.core.plan import NoticeKind, Plan, Policy
 from reconciler.core.planner import plan
+from reconciler.core.verdict import verdict_of
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import Desired, EnvironmentPolicy, EnvironmentSpec, SecretRef, ServerSpec, SourceRef
 from reconciler.model.spec_hash import spec_hash
@@ -348,8 +349,11 @@ def test_planning_is_deterministic_and_independent_of_input_order(case: Case) ->
 @given(cases(STATES))
 def test_json_validates_round_trips_and_writes_only_enum_statuses(case: Case) -> None:
     result = plan(case.desired, case.observed(), case.policy, NOW, FPS)
-    data = plan_to_dict(result, basis={"manifest_digest": "sha256:d", "database": {}, "listings": {}})
+    verdict = verdict_of(result, case.observed())
+    data = plan_to_dict(result, basis={"manifest_digest": "sha256:d", "database": {}, "listings": {}},
+                        verdict=verdict)  # fmt: skip
     jsonschema.validate(data, SCHEMA)
+    assert data["complete"] is verdict.complete and len(data["incomplete"]) == len(verdict.gaps)
     assert plan_from_dict(json.loads(json.dumps(data))) == result
     for step in result.steps:
         assert step.status_to is None or step.status_to in INSTALLATION_STATUSES

@@ -4,16 +4,20 @@ command against the simulator (SQLite: the verdict does not depend on the store)
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from reconciler.resources import schema_path
 from tests.e2e.conftest import World, _make_world, server
 
 Setup = Callable[[World], None]
+PLAN_SCHEMA = json.loads(schema_path("plan.v1.schema.json").read_text())
 
 
 @pytest.fixture
@@ -106,6 +110,12 @@ def test_an_incomplete_plan_is_never_clean(world: World, case: str) -> None:
     assert plan.stdout.startswith("Incomplete plan:") and f"! {named}" in plan.stdout
     as_json = world.cli("plan", manifests, "--format", "json")
     assert as_json.returncode == 1 and f"incomplete: {named}" in as_json.stderr
+    data = json.loads(as_json.stdout)
+    jsonschema.validate(data, PLAN_SCHEMA)
+    assert data["complete"] is False and data["incomplete"]
+    gap_names = {f"{g['environment']} at {g['address']}" if g["address"] else g["environment"]
+                 for g in data["incomplete"]}  # fmt: skip
+    assert any(n.startswith(named) for n in gap_names) and all(g["reason"] for g in data["incomplete"])
     assert world.cli("plan", manifests).returncode == 1
     accepted = world.cli("plan", manifests, "--detailed-exitcode", "--allow-incomplete")
     assert accepted.returncode in (0, 2, 3) and f"! {named}" in accepted.stdout
@@ -121,6 +131,9 @@ def test_an_incomplete_plan_is_never_clean(world: World, case: str) -> None:
 def test_a_clean_plan_still_exits_0_and_changes_2_or_3(world: World) -> None:
     manifests = str(world.manifests)
     assert world.cli("plan", manifests, "--detailed-exitcode").returncode == 0
+    clean = json.loads(world.cli("plan", manifests, "--format", "json").stdout)
+    jsonschema.validate(clean, PLAN_SCHEMA)
+    assert (clean["complete"], clean["incomplete"]) == (True, [])
     world.write({"tb0": [server(n) for n in ("srv-a", "srv-b", "srv-c", "srv-d", "srv-e")]}, prune=True)
     assert world.cli("plan", manifests, "--detailed-exitcode").returncode == 2
     world.write({"tb0": [server(n) for n in ("srv-a", "srv-b", "srv-c")]}, prune=True)
