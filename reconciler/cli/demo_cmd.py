@@ -39,15 +39,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def echo(line: str) -> None:
+    """One demo line; names and agents' messages in it are shown with control characters escaped."""
+    from reconciler.presentation.escape import printable
+
+    print(printable(line), flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.demo import DemoConfig, run_demo
     from reconciler.cli.run_cmd import parse_duration
 
     if args.listen is not None and ":" not in args.listen:
         raise ConfigError(f"--listen {args.listen!r} is not HOST:PORT")
-
-    def echo(line: str) -> None:
-        print(line, flush=True)
 
     config = DemoConfig(
         directory=Path(args.dir), once=args.once, interval=parse_duration(args.interval), listen=args.listen

@@ -80,16 +80,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_run(r: dict[str, Any]) -> None:
+    """One run and its steps. Names, reasons and agents' errors are shown with control characters escaped: a
+    journalled name holding ESC or CR/LF must not recolour the terminal or forge a line."""
+    from reconciler.presentation.escape import printable
+
     head = f"run {r['id']} {r['kind']} {r['started']} -> {r['outcome'] or 'running'}"
     commit = r["git_commit"] or "-"
     short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
     head += f"  digest={(r['manifest_digest'] or '-')[:19]} commit={short}"
     if r["note"]:
         head += f"  ({r['note']})"
-    print(head)
+    print(printable(head))
     for s in r["steps"]:
         where = f"{s['environment']}/{s['server']}"
         line = f"  {s['outcome'] or 'pending':<11} {s['action']:<11} {where}: {s['reason']}"
         if s["error"]:
             line += f"  error: {s['error']}"
-        print(line)
+        print(printable(line))

@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import status_rows
     from reconciler.cli.plan_cmd import settings_from
+    from reconciler.presentation.escape import printable
 
     rows = status_rows(settings_from(args))
     if args.format == "json":
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print("no servers recorded or running")
     for r in rows:
         mark = "" if r["managed"] else " (unmanaged)"
-        print(f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
-              f"recorded={r['recorded'] or '-'} live={r['live']} last={r['last_step'] or '-'}")  # fmt: skip
+        # Names and states come from rows and agents: a control character is shown, never obeyed.
+        line = (f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
+                f"recorded={r['recorded'] or '-'} live={r['live']} last={r['last_step'] or '-'}")  # fmt: skip
+        print(printable(line))
     return 0
