@@ -1,12 +1,29 @@
-"""Fixtures shared by every test package: temporary PostgreSQL databases on the real server."""
+"""Fixtures shared by every test package: temporary PostgreSQL databases on the real server, and the
+reconciler's loggers put back as they were after each test."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _reconciler_logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process (``setup_logging``) points the ``reconciler`` logger at the stream
+    pytest captured for that test, which is closed when the test ends; one that raises a level leaves it for
+    every later test. Either would make a later record (from a thread that outlives its test) fail with
+    "I/O operation on closed file". Each test gets the loggers back as it found them."""
+    root = logging.getLogger("reconciler")
+    handlers, level, propagate = list(root.handlers), root.level, root.propagate
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    root.propagate = propagate
+
 
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

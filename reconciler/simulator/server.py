@@ -68,6 +68,10 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
         self.sim = sim
         self.toolbox = toolbox
+        # The connections being served: a stopped simulator closes them, so that no kept-alive connection
+        # thread goes on answering (and logging) after its owner, a test or the demo, has ended.
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         self.tls = tls
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -83,6 +87,22 @@ class _Server(ThreadingHTTPServer):
         ``Thread.start()`` blocks the accept loop until the new thread holds the GIL (measured: most of the
         simulator's cost per connection with 64 clients connecting at once)."""
         _thread.start_new_thread(self.process_request_thread, (request, client_address))
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up or rejects our certificate is the client's business: one debug line,
@@ -169,7 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:
-        if log.isEnabledFor(logging.DEBUG):
+        # A connection cut by stop() may still note its end; once stopped, the simulator has nothing to report.
+        if log.isEnabledFor(logging.DEBUG) and not self.server.sim.stopped:
             log.debug("sim %s %s", self.server.toolbox.address, format % args)
 
     def address_string(self) -> str:
@@ -500,9 +521,14 @@ class Simulator:
             self._thread = None
         self._close_sockets()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
     def _close_sockets(self) -> None:
         for srv in self._servers:
             srv.server_close()
+            srv.close_connections()
         for s in (self._wake_r, self._wake_w):
             s.close()
 

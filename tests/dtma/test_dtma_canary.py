@@ -22,8 +22,7 @@ async def no_sleep(seconds: float) -> None:
 
 def test_token_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    for name in ("reconciler",):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="reconciler")  # put back when the test ends
     texts: list[str] = []
     with running_simulator(token=CANARY, shape="b") as sim:
         client = DtmaClient(read_timeout=0.3, retry=RetryPolicy(attempts=2), sleep=no_sleep)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -302,3 +303,23 @@ def test_kind_agent_also_takes_docker_behind_its_back() -> None:
         with pytest.raises(urllib.error.HTTPError) as gone:
             sim.admin(0, "POST", "/__sim/docker/rm", {"name": "hand-made"})
         assert gone.value.code == 404
+
+
+def test_stopping_closes_kept_alive_connections_and_logs_nothing_after(caplog: pytest.LogCaptureFixture) -> None:
+    """A stopped simulator leaves no connection thread answering (and logging) after its owner has ended."""
+    caplog.set_level(logging.DEBUG, logger="reconciler.simulator")
+    with running_simulator() as sim:
+        host, port = sim.addresses[0].rsplit(":", 1)
+        conn = socket.create_connection((host, int(port)), timeout=5)
+        conn.sendall(f"GET /status HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode())
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    caplog.clear()
+    try:
+        try:
+            data = conn.recv(4096)
+        except ConnectionResetError:
+            data = b""  # the peer is gone: just as good
+        assert data == b""  # closed by stop(); before, this waited out the 5 s timeout (TimeoutError)
+    finally:
+        conn.close()
+    assert not [r for r in caplog.records if r.name.startswith("reconciler.simulator")]
