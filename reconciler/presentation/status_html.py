@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from reconciler.presentation.escape import printable
-from reconciler.presentation.status_view import CyclePoint, Query, RunView, StatusView
+from reconciler.presentation.status_view import TIMELINE_POINTS, CyclePoint, Query, RunView, StatusView
 from reconciler.runtime.fleet_status import EnvVerdict, ServerStatus
 
 LABELS = {
@@ -41,6 +42,7 @@ code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;ove
 .muted{color:#6a737d}.banner{padding:.5em .8em;border-radius:4px;background:#ffdce0;margin:.5em 0}
 .totals a{margin-right:1em}nav.pages a,nav.pages span{margin-right:.6em}details{margin:.3em 0}
 summary{cursor:pointer}form{margin:.5em 0}svg{vertical-align:middle}.bad{color:#b31d28;font-weight:600}
+.nowrap{white-space:nowrap}
 """
 
 
@@ -86,12 +88,12 @@ def render_page(view: StatusView) -> str:
 def _header(view: StatusView) -> Iterable[str]:
     fleet = view.fleet
     yield "<h1>mcp-reconciler</h1>"
-    last = fleet.cycle_at.isoformat(timespec="seconds") if fleet.cycle_at else "none yet"
-    ready = "ready" if view.ready else "not ready"
+    last = _when(fleet.cycle_at) if fleet.cycle_at else "none yet"
+    ready = "ready" if view.ready else f"not ready ({view.ready_reason})"
     yield (
-        f'<p class="muted" id="daemon">daemon {_t(ready)} ({_t(view.ready_reason)}); last cycle {_t(last)}, '
+        f'<p class="muted" id="daemon">daemon {_t(ready)}; last cycle {_t(last)}, '
         f"{fleet.duration:.2f}s; {fleet.cycles} cycle(s) seen; commit {_t(fleet.git_commit or '-')}; "
-        f"page generated {_t(view.generated_at.isoformat(timespec='seconds'))}, reloads every {view.refresh}s</p>"
+        f"page generated {_t(_when(view.generated_at))}, reloads every {view.refresh}s</p>"
     )
     for error in fleet.errors:
         yield f'<p class="banner">{_t(error)}</p>'
@@ -123,6 +125,10 @@ def _pager(view: StatusView) -> str:
     return f'<nav class="pages">{"".join(items)}</nav>'
 
 
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def _anchor(index: int) -> str:
     return f"env-{index}"
 
@@ -137,12 +143,13 @@ def _overview(view: StatusView) -> Iterable[str]:
     )
     for i, ev in enumerate(view.environments):
         e = ev.status
-        success = e.last_success.isoformat(timespec="seconds") if e.last_success else "never"
+        success = _when(e.last_success) if e.last_success else "never"
         bad = ' class="bad"' if e.unhealthy else ""
         yield (
             f'<tr class="env" data-env="{_t(e.name)}" data-verdict="{e.verdict.value}">'
-            f'<td><a href="#{_anchor(i)}">{_t(e.name)}</a></td><td class="mono">{_t(e.address or "-")}</td>'
-            f'<td class="verdict">{_verdict(e.verdict)}</td><td>{_t(e.reason)}</td><td>{_t(success)}</td>'
+            f'<td><a href="#{_anchor(i)}">{_t(e.name)}</a></td><td class="mono nowrap">{_t(e.address or "-")}</td>'
+            f'<td class="verdict">{_verdict(e.verdict)}</td><td>{_t(e.reason)}</td>'
+            f'<td class="nowrap">{_t(success)}</td>'
             f"<td>{e.declared}</td><td>{e.running}</td><td{bad}>{e.unhealthy}</td>"
             f"<td>{timeline_svg(ev.timeline)}</td></tr>"
         )
@@ -204,14 +211,16 @@ def timeline_svg(points: tuple[CyclePoint, ...], width: int = 160, height: int =
     """Bars: each journalled cycle's duration (scaled to the longest shown); dots: steps applied there."""
     if not points:
         return '<span class="muted">-</span>'
-    slot = width / max(len(points), 1)
+    points = points[-TIMELINE_POINTS:]
+    slot = width / TIMELINE_POINTS  # a fixed slot per cycle: the newest at the right edge
+    offset = (TIMELINE_POINTS - len(points)) * slot
     longest = max((p.duration or 0.0) for p in points) or 1.0
     most = max(p.steps for p in points) or 1
     shapes = []
     for i, p in enumerate(points):
         h = max(2.0, (p.duration or 0.0) / longest * (height - 4))
         colour = "#d73a49" if p.failed else "#2188ff"
-        x = i * slot + 1
+        x = offset + i * slot + 1
         tip = f"run {p.run_id} {p.started}: {p.duration or 0:.2f}s, {p.ok} of {p.steps} step(s) ok, {p.outcome}"
         shapes.append(
             f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(1.0, slot - 2):.1f}" height="{h:.1f}" '
