@@ -162,7 +162,8 @@ class Daemon:
             finally:
                 self._idle.set()
             self.last_report, self.last_cycle_end = report, self.clock.monotonic()
-            self.fleet = self._fleet_after(report)
+            if self.site is not None and self.config.listen:  # only a served page pays for its view
+                self.fleet = self._fleet_after(report)
             listeners.record_metrics(self.metrics, report, self.backoff_state(), self.clock.now().timestamp())
             self._health(report)
             self._log(report)

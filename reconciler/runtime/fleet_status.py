@@ -10,17 +10,18 @@ Every free text here (reasons, agent messages) has each secret value in scope re
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from reconciler.core.backoff import BackoffState
-from reconciler.core.observed import LiveListing, Observed, RecordedEnvironment, Unreachable
+from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, Unreachable
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, Notice, Step
 from reconciler.core.redact import redact
-from reconciler.core.verdict import GapKind
+from reconciler.core.verdict import Gap, GapKind
 from reconciler.model.loader import environment_key
 from reconciler.model.spec import Desired, EnvironmentSpec
 from reconciler.runtime.cycle_data import CycleReport
@@ -102,14 +103,44 @@ class FleetStatus:
         return {e.name: e for e in self.environments}
 
 
-@dataclass(frozen=True)
 class _Context:
-    report: CycleReport
-    now: datetime
-    secrets: tuple[str, ...] = field(repr=False)
+    """One report, indexed once by environment (a cycle covers up to thousands of toolboxes)."""
+
+    def __init__(self, report: CycleReport, now: datetime, secrets: tuple[str, ...]) -> None:
+        self.report, self.now, self.secrets = report, now, secrets
+        self.rows: dict[str, RecordedEnvironment] = {}
+        self.instances: dict[str, list[RecordedInstance]] = defaultdict(list)
+        observed = report.observed
+        if observed is not None:
+            for row in observed.recorded.environments:
+                self.rows.setdefault(environment_key(row.id), row)
+            for row in observed.recorded.environments:
+                if row.name:
+                    self.rows.setdefault(row.name, row)
+            for i in observed.recorded.instances:
+                self.instances[i.environment_id].append(i)
+        self.steps: dict[str, list[Step]] = defaultdict(list)
+        self.notices: dict[str, list[Notice]] = defaultdict(list)
+        if report.plan is not None:
+            for step in report.plan.steps:
+                self.steps[step.environment_id].append(step)
+            for n in report.plan.notices:
+                self.notices[n.environment_id or n.environment_name].append(n)
+        self.results: dict[str, dict[tuple[str, Action], StepResult]] = defaultdict(dict)
+        for r in report.results:
+            self.results[r.step.environment_id][(r.step.server, r.step.action)] = r
+        self.gaps: dict[str | None, list[Gap]] = defaultdict(list)
+        for g in report.verdict.gaps:
+            self.gaps[g.environment].append(g)
+        self.gap_names = set(self.gaps) - {None}
 
     def clean(self, text: str | None) -> str | None:
-        return None if text is None else redact(text, self.secrets)
+        return None if text is None or not self.secrets else redact(text, self.secrets)
+
+    def row_of(self, spec: EnvironmentSpec) -> tuple[str, RecordedEnvironment | None]:
+        """The environment's display name (its row's name, else its id, as reports name it) and its row."""
+        row = self.rows.get(environment_key(spec.environment)) or self.rows.get(spec.environment)
+        return (row.name or row.id, row) if row is not None else (spec.environment, None)
 
 
 def update(
@@ -125,9 +156,10 @@ def update(
     the cycle (UTC); ``secrets``: every secret value in scope, redacted from every text kept."""
     ctx = _Context(report, now, tuple(s for s in secrets if s))
     before = previous.by_name()
+    acted_on = set(report.acted_on)
     envs: list[EnvironmentStatus] = []
     for spec in desired.environments if desired is not None else ():
-        name, row = _row_of(spec, report.observed)
+        name, row = ctx.row_of(spec)
         old = before.get(name)
         if report.plan is None:
             envs.append(old or _pending(name, spec, "no cycle has reached the database yet"))
@@ -139,7 +171,7 @@ def update(
         elif name in report.locked_elsewhere:
             base = old or _pending(name, spec, "")
             envs.append(replace(base, verdict=EnvVerdict.LOCKED, reason="being reconciled by another process"))
-        elif name in report.acted_on or name in report.verdict.environments() or row is None:
+        elif name in acted_on or name in ctx.gap_names or row is None:
             envs.append(_fresh(ctx, name, spec, row, old))
         else:
             envs.append(old or _pending(name, spec, "not covered by a cycle yet"))
@@ -154,16 +186,6 @@ def update(
     )
 
 
-def _row_of(spec: EnvironmentSpec, observed: Observed | None) -> tuple[str, RecordedEnvironment | None]:
-    """The environment's display name (its row's name, else its id, as reports name it) and its row."""
-    if observed is not None:
-        key = environment_key(spec.environment)
-        for row in observed.recorded.environments:
-            if environment_key(row.id) == key or row.name == spec.environment:
-                return row.name or row.id, row
-    return spec.environment, None
-
-
 def _pending(name: str, spec: EnvironmentSpec, reason: str) -> EnvironmentStatus:
     servers = tuple(
         ServerStatus(s.name, True, str(s.source), s.image, s.state, None, None, None, None) for s in spec.servers
@@ -176,14 +198,12 @@ def _pending(name: str, spec: EnvironmentSpec, reason: str) -> EnvironmentStatus
 def _fresh(
     ctx: _Context, name: str, spec: EnvironmentSpec, row: RecordedEnvironment | None, old: EnvironmentStatus | None
 ) -> EnvironmentStatus:
-    report = ctx.report
     env_id = row.id if row is not None else None
-    plan = report.plan
-    steps = [s for s in plan.steps if s.environment_id == env_id] if plan is not None and env_id else []
-    notices = [n for n in plan.notices if _notice_of(n, env_id, name)] if plan is not None else []
-    results = {(r.step.server, r.step.action): r for r in report.results if r.step.environment_id == env_id}
+    steps = ctx.steps.get(env_id, []) if env_id else []
+    notices = ctx.notices.get(env_id or name, [])
+    results = ctx.results.get(env_id, {}) if env_id else {}
     servers = _servers(ctx, spec, env_id, steps=steps, notices=notices, results=results)
-    gaps = report.verdict.of(name)
+    gaps = ctx.gaps.get(name, [])
     failed = [r for r in results.values() if r.outcome == StepOutcome.FAILED]
     if gaps:
         verdict = EnvVerdict.REFUSED if all(g.kind is GapKind.REFUSED for g in gaps) else EnvVerdict.INCOMPLETE
@@ -215,10 +235,6 @@ def _fresh(
     )
 
 
-def _notice_of(notice: Notice, env_id: str | None, name: str) -> bool:
-    return (env_id is not None and notice.environment_id == env_id) or notice.environment_name == name
-
-
 def _servers(
     ctx: _Context,
     spec: EnvironmentSpec,
@@ -233,7 +249,7 @@ def _servers(
     live_state = None
     containers = {}
     if observed is not None and env_id is not None:
-        recorded = {i.name: i for i in observed.recorded.instances if i.environment_id == env_id and i.name}
+        recorded = {i.name: i for i in ctx.instances.get(env_id, ()) if i.name}
         live_state = observed.live.get(env_id)
         if isinstance(live_state, LiveListing):
             containers = live_state.by_name()
