@@ -42,7 +42,7 @@ code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;ove
 .muted{color:#6a737d}.banner{padding:.5em .8em;border-radius:4px;background:#ffdce0;margin:.5em 0}
 .totals a{margin-right:1em}nav.pages a,nav.pages span{margin-right:.6em}details{margin:.3em 0}
 summary{cursor:pointer}form{margin:.5em 0}svg{vertical-align:middle}.bad{color:#b31d28;font-weight:600}
-.nowrap{white-space:nowrap}
+.nowrap{white-space:nowrap}td.reason{min-width:22em;overflow-wrap:anywhere}
 """
 
 
@@ -138,23 +138,25 @@ def _overview(view: StatusView) -> Iterable[str]:
     yield _pager(view)
     yield (
         '<table id="environments"><thead><tr><th>environment</th><th>address</th><th>verdict</th>'
-        "<th>reason</th><th>last success</th><th>declared</th><th>running</th><th>unhealthy</th>"
-        "<th>last cycles</th></tr></thead><tbody>"
+        '<th title="declared / running / unhealthy">servers</th><th>last success</th>'
+        '<th title="duration (bars) and steps applied (dots) of the last journalled cycles">last cycles</th>'
+        "<th>reason</th></tr></thead><tbody>"
     )
     for i, ev in enumerate(view.environments):
         e = ev.status
         success = _when(e.last_success) if e.last_success else "never"
-        bad = ' class="bad"' if e.unhealthy else ""
+        unhealthy = f'<span class="bad">{e.unhealthy} unhealthy</span>' if e.unhealthy else "0 unhealthy"
         yield (
             f'<tr class="env" data-env="{_t(e.name)}" data-verdict="{e.verdict.value}">'
-            f'<td><a href="#{_anchor(i)}">{_t(e.name)}</a></td><td class="mono nowrap">{_t(e.address or "-")}</td>'
-            f'<td class="verdict">{_verdict(e.verdict)}</td><td>{_t(e.reason)}</td>'
-            f'<td class="nowrap">{_t(success)}</td>'
-            f"<td>{e.declared}</td><td>{e.running}</td><td{bad}>{e.unhealthy}</td>"
-            f"<td>{timeline_svg(ev.timeline)}</td></tr>"
+            f'<td class="nowrap"><a href="#{_anchor(i)}">{_t(e.name)}</a></td>'
+            f'<td class="mono nowrap">{_t(e.address or "-")}</td>'
+            f'<td class="verdict">{_verdict(e.verdict)}</td>'
+            f'<td class="nowrap">{e.declared} declared<br>{e.running} running<br>{unhealthy}</td>'
+            f'<td class="nowrap">{_t(success)}</td><td>{timeline_svg(ev.timeline)}</td>'
+            f'<td class="reason">{_t(e.reason)}</td></tr>'
         )
     if not view.environments:
-        yield '<tr><td colspan="9" class="muted">no environment matches</td></tr>'
+        yield '<tr><td colspan="7" class="muted">no environment matches</td></tr>'
     yield "</tbody></table>"
     yield _pager(view)
 
@@ -207,7 +209,7 @@ def _server_row(s: ServerStatus) -> str:
     )
 
 
-def timeline_svg(points: tuple[CyclePoint, ...], width: int = 160, height: int = 28) -> str:
+def timeline_svg(points: tuple[CyclePoint, ...], width: int = 120, height: int = 28) -> str:
     """Bars: each journalled cycle's duration (scaled to the longest shown); dots: steps applied there."""
     if not points:
         return '<span class="muted">-</span>'
