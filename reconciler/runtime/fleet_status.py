@@ -135,7 +135,9 @@ class _Context:
         self.gap_names = set(self.gaps) - {None}
 
     def clean(self, text: str | None) -> str | None:
-        return None if text is None or not self.secrets else redact(text, self.secrets)
+        if text is None or not self.secrets:
+            return text
+        return redact(text, self.secrets)
 
     def row_of(self, spec: EnvironmentSpec) -> tuple[str, RecordedEnvironment | None]:
         """The environment's display name (its row's name, else its id, as reports name it) and its row."""
