@@ -13,6 +13,7 @@ from reconciler.app.stores import open_store
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.observed import LiveListing, Unreachable
 from reconciler.core.plan import Policy
+from reconciler.model.spec import Desired
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
 from reconciler.runtime.execute import ExecutorConfig, StepResult
 from reconciler.runtime.observe import observe
@@ -40,12 +41,18 @@ def reconcile_once(
     executor_config: ExecutorConfig = DEFAULT_EXECUTOR,
     sleep: Callable[[float], None] = time.sleep,
     lock_wait: float = APPLY_LOCK_WAIT,
+    desired: Desired | None = None,
+    servers: Sequence[str] | None = None,
+    refresh: bool = True,
+    saved_steps: tuple[tuple[str, str, str], ...] | None = None,
 ) -> CycleReport:
-    """One plan (``apply=False``) or apply run, journalled. Raises ManifestError, StoreError, PlanError (a
-    stale saved plan), LockHeldError (an environment stayed locked by another process for ``lock_wait``)."""
+    """One plan (``apply=False``) or apply run, journalled. ``desired`` (a saved plan's) replaces reading
+    ``paths``. Raises ManifestError, StoreError, PlanError (a stale saved plan), LockHeldError (an environment
+    stayed locked by another process for ``lock_wait``)."""
     from reconciler.model.loader import load_manifests, resolve_secrets
 
-    desired = load_manifests(list(paths))
+    if desired is None:
+        desired = load_manifests(list(paths))
     values = resolve_secrets(desired, os.environ if environ is None else environ)
     clock = SystemClock()
     store = open_store(settings.database_url)
@@ -65,9 +72,12 @@ def reconcile_once(
             env_filter=tuple(env_filter) if env_filter else None,
             lock="wait" if apply else "none",
             lock_wait=lock_wait,
-            git_commit=GitWorkTree().commit(list(paths)),
+            git_commit=GitWorkTree().commit(list(paths)) if paths else None,
             saved_basis=saved_basis,
             want_basis=want_basis,
+            servers=tuple(servers) if servers else None,
+            refresh=refresh,
+            saved_steps=saved_steps,
         )
         ports = CyclePorts(store, dtma, journal, clock, key, sleep)
         report, _ = run_cycle(

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "validate": "check manifests (schema and semantics), offline",
     "plan": "show what apply would change",
     "apply": "apply the changes a plan shows",
+    "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
     "run": "run the reconciler as a daemon",
     "journal": "read the journal of plan and apply runs",

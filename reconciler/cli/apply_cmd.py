@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from reconciler.cli.plan_cmd import add_common, render, settings_from, use_color
+from reconciler.cli.saved_file import SavedPlan, looks_like_plan, read_plan_file
 from reconciler.errors import ConfigError
 
 EXAMPLE = """example:
@@ -27,8 +27,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "apply",
         help="apply the changes a plan shows",
-        description="Observe, plan and apply. Given a saved plan (plan.json), apply it only if the manifests, "
-        "the database rows and the listings it was based on are unchanged.",
+        description="Observe, plan and apply. Given a saved plan (plan.json, from `plan --out`), apply exactly "
+        "its reviewed steps, within its saved scope, only if the database rows and listings of that scope are "
+        "unchanged; no manifest is read (secrets are taken from the environment now).",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -40,20 +41,32 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="how long to wait for an environment another process is reconciling (default 30s), then refuse",
     )
-    add_common(p)
+    p.add_argument(
+        "--no-color", action="store_true", help="no colour even on a terminal (also NO_COLOR, TERM=dumb)"
+    )
+    add_common(p, servers=True)
     p.set_defaults(handler=run)
 
 
-def _saved(paths: list[str]) -> dict[str, Any] | None:
-    if len(paths) != 1 or not paths[0].endswith(".json"):
+def _saved(args: argparse.Namespace) -> SavedPlan | None:
+    """The saved plan ``apply`` was given, if any; a plan file beside manifest paths, or with a scope option,
+    is a usage error (the plan's own scope is what was reviewed)."""
+    plans = [p for p in args.paths if looks_like_plan(p)]
+    if not plans:
         return None
-    try:
-        data = json.loads(Path(paths[0]).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read saved plan {paths[0]}: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("basis"), dict):
-        raise ConfigError(f"{paths[0]} is not a saved plan (no basis); make one with `plan --out`")
-    return data
+    if len(args.paths) != 1:
+        raise ConfigError(
+            f"apply takes one saved plan or manifest paths, not both ({', '.join(plans)} is a plan): "
+            "`reconciler apply plan.json` or `reconciler apply manifests/`"
+        )
+    if args.env or args.server:
+        raise ConfigError("--env/--server do not apply to a saved plan: its scope is the one that was reviewed")
+    saved = read_plan_file(plans[0])
+    if not saved.savable:
+        raise ConfigError(f"{plans[0]} has no basis (a `plan --format json` output?): make one with `plan --out`")
+    if not saved.scope.refreshed:
+        raise ConfigError(f"{plans[0]} was made with --no-refresh (live state not read): it cannot be applied")
+    return saved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,16 +76,22 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.core.plan import Plan, Policy
     from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
+    from reconciler.runtime.cycle import step_keys
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.saved_plan import Basis
 
     settings = settings_from(args)
-    saved = _saved(args.paths)
+    saved = _saved(args)
     paths: list[str] = args.paths
-    basis = None
+    env_filter, servers = args.env, args.server
+    basis = desired = saved_steps = None
     if saved is not None:
-        basis = Basis.from_dict(saved["basis"])
-        paths = [str(p) for p in saved["basis"].get("paths", [])]
+        basis = Basis.from_dict(saved.data["basis"])
+        desired = saved.desired()
+        saved_steps = step_keys(saved.plan)
+        env_filter = list(saved.scope.environments) if saved.scope.environments else None
+        servers = list(saved.scope.servers) if saved.scope.servers else None
+        paths = []
     json_lines = args.log_format == "json"
     tty = sys.stderr.isatty()
 
@@ -91,14 +110,17 @@ def run(args: argparse.Namespace) -> int:
         settings,
         paths,
         apply=True,
-        env_filter=args.env,
+        env_filter=env_filter,
+        servers=servers,
+        desired=desired,
+        saved_steps=saved_steps,
         policy=Policy(allow_mass_delete=args.allow_mass_delete),
         saved_basis=basis,
         on_step=progress,
         lock_wait=parse_duration(args.lock_wait),
     )
     the_plan = result.plan or Plan(steps=())
-    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout), result.observed))
+    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout, args.no_color), result.observed))
     applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.core.plan import Notice, NoticeKind, Plan
 from reconciler.core.verdict import GAP_KINDS, Verdict, verdict_of
 from reconciler.model.spec import SourceRef
@@ -37,9 +39,9 @@ def _notice_level(n: Notice) -> str:
     return "notice"
 
 
-def render_github(plan: Plan, *, verdict: Verdict | None = None) -> str:
+def render_github(plan: Plan, *, verdict: Verdict | None = None, notes: Sequence[str] = ()) -> str:
     verdict = verdict_of(plan) if verdict is None else verdict
-    lines: list[str] = []
+    lines: list[str] = [f"::warning title=Plan scope::{escape_data(n)}" for n in notes]
     if not verdict.complete:  # said first, as an error: what this plan does not cover, and why
         gaps = "; ".join(gap_text(g) for g in verdict.gaps if g.environment is not None)
         headline = escape_data(f"{incomplete_headline(verdict)} {gaps}".strip())

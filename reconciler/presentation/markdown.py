@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.core.plan import Plan
 from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
@@ -14,10 +16,12 @@ def cell(text: object) -> str:
     return printable(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("`", "\\`")
 
 
-def render_markdown(plan: Plan, *, verdict: Verdict | None = None) -> str:
+def render_markdown(plan: Plan, *, verdict: Verdict | None = None, notes: Sequence[str] = ()) -> str:
     counts = summary_counts(plan)
     verdict = verdict_of(plan) if verdict is None else verdict
     lines = ["### mcp-reconciler plan", ""]
+    for note in notes:  # a partial plan, or one made without reading the live state
+        lines += [f"> :warning: {cell(note)}", ""]
     if not verdict.complete:  # said first: what this plan does not cover, and why
         lines.append(f"> :x: **{cell(incomplete_headline(verdict))}**")
         lines += [f"> - {cell(gap_text(g))}" for g in verdict.gaps if g.environment is not None]

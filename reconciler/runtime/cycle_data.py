@@ -47,6 +47,10 @@ class CycleRequest:
     git_commit: str | None = None
     saved_basis: Basis | None = None  # apply plan.json: refuse when the world changed since
     want_basis: bool = False  # plan --out
+    servers: tuple[str, ...] | None = None  # --server: only these servers' steps and notices (a partial plan)
+    refresh: bool = True  # False (--no-refresh): the database rows stand in for the listings; no DTMA call
+    # apply plan.json: (environment id, server, action) of each reviewed step; a re-plan that differs is refused
+    saved_steps: tuple[tuple[str, str, str], ...] | None = None
     flap_threshold: int | None = None  # daemon: drop steps of servers that do not settle
     backoff: BackoffPolicy | None = None  # daemon: leave failing environments alone for a while
 
@@ -83,6 +87,7 @@ class CycleReport:
     run_id: int | None = None
     observed: Observed | None = field(default=None, repr=False)
     basis: Basis | None = None  # only when asked for (plan --out) or checked (apply plan.json)
+    desired: Desired | None = field(default=None, repr=False)  # the environments in scope, as planned
     applied: ApplyResult = field(default_factory=ApplyResult)
     manifest_valid: bool = True
     database_ok: bool = True
