@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from reconciler.cli.plan_output import add_split, write_extras
+
 EXAMPLE = """example:
   reconciler plan manifests/ --detailed-exitcode
   reconciler plan manifests/ --env research-toolbox --format markdown
@@ -69,6 +71,7 @@ def register(subparsers: Any) -> None:
         "be reconciled (the plan still names each one)",
     )
     add_common(p, servers=True)
+    add_split(p)
     p.set_defaults(handler=run)
 
 
@@ -103,6 +106,7 @@ def plan_scope(args: argparse.Namespace, plan: Any, observed: Any, *, refreshed:
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import reconcile_once
     from reconciler.core.plan import Plan
+    from reconciler.core.verdict import verdict_of
     from reconciler.errors import ConfigError, ReconcilerError
     from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import plan_exit_code
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     the_plan = result.plan or Plan(steps=())
     scope = plan_scope(args, the_plan, result.observed, refreshed=not args.no_refresh)
     sys.stdout.write(render(the_plan, args.format, use_color(sys.stdout, args.no_color), result.observed, scope))
+    write_extras(args, the_plan, verdict_of(the_plan, result.observed), scope)
     if args.out and result.basis is not None:
         from reconciler.cli.saved_file import write_plan_file
         from reconciler.presentation.plan_json import plan_to_dict
