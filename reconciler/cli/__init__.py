@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "db": "create the schema; register toolboxes in a database the reconciler owns",
     "sim": "start the DTMA simulator (loopback only)",
     "demo": "try it: simulated toolboxes, embedded state and the reconcile loop on the examples",
+    "schema": "print the JSON Schema of manifests or of plans",
 }
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value: the word after them is never the command.

@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         help="how long to wait for an environment another process is reconciling (default 30s), then refuse",
     )
     p.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="do not ask for confirmation on a terminal (apply never asks when stdin is not a terminal)",
+    )
+    p.add_argument(
         "--no-color", action="store_true", help="no colour even on a terminal (also NO_COLOR, TERM=dumb)"
     )
     add_common(p, servers=True)
