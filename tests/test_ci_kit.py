@@ -5,8 +5,10 @@ temporary repository; `reconciler schema` prints the shipped schemas."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +88,33 @@ def test_the_pre_commit_hook_sees_every_manifest_at_once() -> None:
     hook = next(h for h in hooks if h["id"] == "reconciler-validate")
     assert hook["pass_filenames"] is False and hook["entry"].split()[:2] == ["reconciler", "validate"]
     build_parser().parse_args([*hook["entry"].split()[1:], *hook["args"]])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_pre_commit_hook_catches_a_broken_manifest(tmp_path: Path) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.fail("the pre-commit hook test needs the repository's git checkout")
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "research-toolbox.yaml", repo / "manifests" / "good.yaml")
+    who = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    env = {**os.environ, **who, "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "PRE_COMMIT_HOME": str(tmp_path / "cache")}  # fmt: skip
+
+    def hook() -> subprocess.CompletedProcess[str]:
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), "reconciler-validate", "--all-files"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    subprocess.run(["git", "init", "-q", "."], cwd=repo, check=True, env=env)
+    passed = hook()
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    (repo / "manifests" / "broken.yaml").write_text(
+        "apiVersion: mcp-reconciler/v1\nkind: Toolbox\nenvironment: other\nservers:\n  - name: srv\n    image: 3\n"
+    )
+    failed = hook()
+    assert failed.returncode == 1
+    assert "manifests/broken.yaml:6:12: servers[0].image" in failed.stdout
