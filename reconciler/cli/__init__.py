@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "sim": "start the DTMA simulator (loopback only)",
     "demo": "try it: simulated toolboxes, embedded state and the reconcile loop on the examples",
     "schema": "print the JSON Schema of manifests or of plans",
+    "completion": "print a bash or zsh completion script",
 }
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value: the word after them is never the command.
