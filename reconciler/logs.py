@@ -48,5 +48,3 @@ def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     root = logging.getLogger("reconciler")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs request URLs at INFO; they carry no token, but keep them out unless debugging.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)

@@ -17,7 +17,8 @@ EXAMPLE = """example:
   reconciler plan manifests/ --out plan.json && reconciler apply plan.json
 
 exit codes: 0 converged (every toolbox in scope observed, every step done), 1 nothing applied (error,
-refused, incomplete, or every step failed), 4 partially applied (some steps failed)
+refused, incomplete, or every step failed), 4 partially applied (some steps failed, or steps were done
+while another toolbox in scope was unobserved, refused or unsettled)
 Apply takes each environment's lock (the daemon's): it waits up to --lock-wait for one another process
 reconciles, then refuses naming that process ("environment X is being reconciled by pid N on host H").
 """
@@ -137,4 +138,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {printable(err)}", file=sys.stderr)
     outcome = result.outcome or RunOutcome.NOTHING_APPLIED
     print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}", file=sys.stderr)
-    return apply_exit_code(outcome)
+    return apply_exit_code(outcome, applied_any=any(r.outcome == StepOutcome.OK for r in applied))

@@ -2,7 +2,8 @@
 
 plan: 0 no changes (or not ``--detailed-exitcode``), 2 changes, 3 changes including a destructive step,
 1 error or an incomplete plan (unless ``--allow-incomplete``). apply (and ``run --once``, ``demo --once``):
-0 converged, 4 partially applied, 1 anything else.
+0 converged, 4 partially applied (some steps failed, or steps were applied while a toolbox in scope was not
+observed, refused or left unsettled), 1 anything else (nothing applied).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ def plan_exit_code(plan: Plan, detailed: bool, *, complete: bool = True, allow_i
     return DESTRUCTIVE_CHANGES if plan.has_destructive else CHANGES
 
 
-def apply_exit_code(outcome: RunOutcome) -> int:
+def apply_exit_code(outcome: RunOutcome, *, applied_any: bool = False) -> int:
     if outcome is RunOutcome.CONVERGED:
         return OK
     if outcome is RunOutcome.PARTIAL:
+        return PARTIAL
+    # 1 promises "nothing applied": a run that changed one toolbox while another was unreachable or refused is
+    # not converged, but saying nothing was applied would hide the changes it made.
+    if applied_any and outcome in (RunOutcome.INCOMPLETE, RunOutcome.REFUSED, RunOutcome.STOPPED):
         return PARTIAL
     return ERROR

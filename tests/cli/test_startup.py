@@ -12,7 +12,7 @@ import pytest
 from reconciler.cli import COMMANDS, build_parser, chosen_command
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-HEAVY = ("httpx", "psycopg", "sqlite_utils", "prometheus_client", "apscheduler", "jsonschema")
+HEAVY = ("asyncio", "psycopg", "sqlite_utils", "prometheus_client", "apscheduler", "jsonschema")
 
 PROBE = """
 import json, sys

@@ -1,5 +1,5 @@
 """apply's exit codes from the cycle's journal outcome: 0 converged, 4 partially applied, 1 anything else
-(an error, a refusal, an incomplete run, every step failed)."""
+(an error, a refusal, an incomplete run, every step failed, with nothing applied)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def report(outcomes: list[str], *, notices: tuple[Notice, ...] = (), errors: tup
 def code(outcomes: list[str], *, notices: tuple[Notice, ...] = (), errors: tuple[str, ...] = ()) -> int:
     outcome = report(outcomes, notices=notices, errors=errors).outcome
     assert outcome is not None
-    return apply_exit_code(outcome)
+    return apply_exit_code(outcome, applied_any="ok" in outcomes)
 
 
 def test_apply_exit_codes() -> None:
@@ -35,10 +35,11 @@ def test_apply_exit_codes() -> None:
     assert code(["ok", "failed"]) == 4
     assert code(["failed"]) == 1
     assert code([], notices=(REFUSED,)) == 1
-    assert code(["ok"], notices=(REFUSED,)) == 1  # refused is never clean, even with other steps done
+    # Never clean, and never "nothing applied" either once another toolbox's steps were done.
+    assert code(["ok"], notices=(REFUSED,)) == 4
     assert code([], errors=("secret X is not set",)) == 1
     assert code([], notices=(UNREACHABLE,)) == 1
-    assert code(["ok"], notices=(UNREACHABLE,)) == 1
+    assert code(["ok"], notices=(UNREACHABLE,)) == 4
 
 
 def test_journal_outcomes_never_say_converged_for_a_gap() -> None:
