@@ -11,8 +11,9 @@ from typing import Any
 
 from reconciler.app.stores import open_store
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
-from reconciler.core.observed import LiveListing, Unreachable
-from reconciler.core.plan import Policy
+from reconciler.core.observed import LiveListing, Observed, Unreachable
+from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
 from reconciler.runtime.execute import ExecutorConfig, StepResult
@@ -45,6 +46,8 @@ def reconcile_once(
     servers: Sequence[str] | None = None,
     refresh: bool = True,
     saved_steps: tuple[tuple[str, str, str], ...] | None = None,
+    approve: Callable[[Plan, Verdict, Observed], bool] | None = None,
+    on_start: Callable[[Step], None] | None = None,
 ) -> CycleReport:
     """One plan (``apply=False``) or apply run, journalled. ``desired`` (a saved plan's) replaces reading
     ``paths``. Raises ManifestError, StoreError, PlanError (a stale saved plan), LockHeldError (an environment
@@ -81,7 +84,10 @@ def reconcile_once(
         )
         ports = CyclePorts(store, dtma, journal, clock, key, sleep)
         report, _ = run_cycle(
-            ports, settings, request, hooks=CycleHooks(on_step=on_step, executor_config=executor_config)
+            ports,
+            settings,
+            request,
+            hooks=CycleHooks(on_step=on_step, executor_config=executor_config, approve=approve, on_start=on_start),
         )
         if apply:
             journal.prune(

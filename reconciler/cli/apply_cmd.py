@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import threading
+import time
 from typing import Any
 
-from reconciler.cli.plan_cmd import add_common, render, settings_from, use_color
+from reconciler.cli.plan_cmd import add_common, settings_from, use_color
 from reconciler.cli.saved_file import SavedPlan, looks_like_plan, read_plan_file
 from reconciler.errors import ConfigError
 
@@ -75,13 +76,22 @@ def _saved(args: argparse.Namespace) -> SavedPlan | None:
     return saved
 
 
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    from reconciler.app.reconcile import reconcile_once, step_line
+    from reconciler.app.reconcile import reconcile_once
     from reconciler.cli.run_cmd import parse_duration
+    from reconciler.core.observed import Observed
     from reconciler.core.outcomes import RunOutcome, StepOutcome
     from reconciler.core.plan import Plan, Policy
+    from reconciler.core.scope import PlanScope
+    from reconciler.core.verdict import Verdict
     from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
+    from reconciler.presentation.progress import Progress
+    from reconciler.presentation.render import render_plan
     from reconciler.runtime.cycle import step_keys
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.saved_plan import Basis
@@ -98,35 +108,62 @@ def run(args: argparse.Namespace) -> int:
         env_filter = list(saved.scope.environments) if saved.scope.environments else None
         servers = list(saved.scope.servers) if saved.scope.servers else None
         paths = []
-    json_lines = args.log_format == "json"
-    tty = sys.stderr.isatty()
-
-    def progress(result: StepResult) -> None:
-        line = step_line(result)
-        if json_lines:
-            print(json.dumps({"event": "step", **line}, sort_keys=True), file=sys.stderr, flush=True)
-        elif tty:
-            marks = {StepOutcome.OK: "done", StepOutcome.SKIPPED: "skip", StepOutcome.FAILED: "FAIL"}
-            mark = marks.get(StepOutcome(result.outcome), str(result.outcome))
-            tail = f": {line['message']}" if line["message"] else ""
-            text = f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}"
-            print(printable(text), file=sys.stderr)
-
-    result = reconcile_once(
-        settings,
-        paths,
-        apply=True,
-        env_filter=env_filter,
-        servers=servers,
-        desired=desired,
-        saved_steps=saved_steps,
-        policy=Policy(allow_mass_delete=args.allow_mass_delete),
-        saved_basis=basis,
-        on_step=progress,
-        lock_wait=parse_duration(args.lock_wait),
+    color = use_color(sys.stdout, args.no_color)
+    scope = (
+        saved.scope
+        if saved is not None
+        else PlanScope(
+            environments=tuple(args.env) if args.env else None, servers=tuple(args.server) if args.server else None
+        )
     )
+    progress = Progress(_stderr_line, time.monotonic, json_lines=args.log_format == "json")
+
+    def approve(plan: Plan, verdict: Verdict, observed: Observed) -> bool:
+        """The plan first; then, on a terminal and for manifests only, the operator's yes."""
+        sys.stdout.write(render_plan(plan, "text", color=color, verdict=verdict, scope=scope))
+        sys.stdout.flush()
+        if saved is not None or args.auto_approve or not plan.steps or not sys.stdin.isatty():
+            return True
+        try:
+            answer = input(f"\nApply these {len(plan.steps)} step(s)? Only 'yes' is accepted: ")
+        except EOFError:
+            answer = ""
+        return answer.strip() == "yes"
+
+    def on_step(result: StepResult) -> None:
+        progress.end(result.step, str(result.outcome), result.message)
+
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(1.0):
+            progress.tick()
+
+    thread = threading.Thread(target=ticker, name="apply-progress", daemon=True)
+    thread.start()
+    try:
+        result = reconcile_once(
+            settings,
+            paths,
+            apply=True,
+            env_filter=env_filter,
+            servers=servers,
+            desired=desired,
+            saved_steps=saved_steps,
+            policy=Policy(allow_mass_delete=args.allow_mass_delete),
+            saved_basis=basis,
+            on_step=on_step,
+            on_start=progress.start,
+            approve=approve,
+            lock_wait=parse_duration(args.lock_wait),
+        )
+    finally:
+        stop.set()
+        thread.join()
+    if result.cancelled:
+        print("Apply cancelled: nothing applied.", file=sys.stderr)
+        return 1
     the_plan = result.plan or Plan(steps=())
-    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout, args.no_color), result.observed))
     applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.

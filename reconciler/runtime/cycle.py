@@ -208,6 +208,8 @@ class _Cycle:
         if not request.journal_idle and not the_plan.steps:
             state = self._next_state(flaps, observed, ids)
             return replace(report, stalled=state.stalled()), state
+        if self.hooks.approve is not None and not self.hooks.approve(the_plan, verdict, observed):
+            return replace(report, cancelled=True), self._next_state(flaps)
         run_id = self._start_run()
         if request.saved_basis is not None and basis is not None:
             try:
@@ -259,6 +261,8 @@ class _Cycle:
                 return "not started: the daemon is stopping"
             if self.locked and store.lock_lost():
                 return "not started: the database connection holding the environment locks was lost"
+            if hooks.on_start is not None:
+                hooks.on_start(step)
             return None
 
         executor = Executor(

@@ -12,7 +12,7 @@ from reconciler.core import flap
 from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
-from reconciler.core.plan import Plan, Policy
+from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Store
@@ -62,6 +62,9 @@ class CycleHooks:
     on_run: Callable[[int | None], None] | None = None  # the journal run being applied; None once done
     rand: Callable[[], float] = random.random
     executor_config: ExecutorConfig = field(default_factory=ExecutorConfig)
+    # apply: shown the plan before anything is journalled or done; False cancels (a declined confirmation)
+    approve: Callable[[Plan, Verdict, Observed], bool] | None = None
+    on_start: Callable[[Step], None] | None = None  # a step is about to start (progress lines)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class CycleReport:
     errors: tuple[str, ...] = ()  # manifest, database and git problems, one line each
     git_commit: str | None = None
     duration: float = 0.0
+    cancelled: bool = False  # the approve hook declined: nothing journalled, nothing applied
 
     @property
     def results(self) -> tuple[StepResult, ...]:
