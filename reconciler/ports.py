@@ -128,6 +128,13 @@ class DtmaTarget:
     environment_id: str
     base_url: str  # http://{public_ip_address}:{DTMA_PORT}
     token: Secret = field(repr=False)
+    name: str = ""  # the environment's name, for messages
+
+    @property
+    def label(self) -> str:
+        """How messages name the toolbox: "research-toolbox at 127.0.0.2:30000" (the id when it has no name)."""
+        address = self.base_url.split("://", 1)[-1]
+        return f"{self.name or self.environment_id} at {address}"
 
 
 @dataclass(frozen=True)

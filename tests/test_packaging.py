@@ -25,6 +25,7 @@ def test_installed_wheel_validates_from_any_directory(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "reconciler/_data/schemas/manifest.v1.schema.json" in names
     assert "reconciler/_data/schemas/plan.v1.schema.json" in names
+    assert "reconciler/_data/schemas/status-api.v1.schema.json" in names
     assert any(n.startswith("reconciler/_data/state/postgres/") for n in names)
     assert any(n.startswith("reconciler/_data/state/sqlite/") for n in names)
     for example in ("research-toolbox.yaml", "coding-toolbox.yaml", "systemd/mcp-reconciler.service"):

@@ -194,7 +194,7 @@ class DtmaClient:
     async def _call(self, target: DtmaTarget, call: Call) -> tuple[int, bytes]:
         """Send ``call`` (again, while the protocol says so) and return the status and body of an answer
         that means success (or a missing route, where the call allows it)."""
-        where = call.where(target.environment_id)
+        where = call.where(target.label)
         deadline = self._deploy_timeout if call.deploy else self._deadline
         try:
             ep = self._endpoint(target, call, where)  # a URL no request can be made of fails here
@@ -259,7 +259,7 @@ class DtmaClient:
                 path = STATUS
         if path == STATUS:
             status, data = await self._call(target, Call("GET", STATUS))
-        where = f"GET {path} on environment {target.environment_id}"
+        where = f"GET {path} on {target.label}"
         listing = parse_listing(target.environment_id, self._json(where, data))
         self._last_listing[target.environment_id] = listing
         return listing
@@ -299,7 +299,7 @@ class DtmaClient:
     def deploy(self, target: DtmaTarget, request: DeployRequest) -> DeployResult:
         call = deploy_call(request)
         _, data = self._run(target, call)
-        return deploy_result(self._json(call.where(target.environment_id), data))
+        return deploy_result(self._json(call.where(target.label), data))
 
     def _named(self, target: DtmaTarget, method: str, path: str, name: str) -> None:
         try:

@@ -66,8 +66,8 @@ class Call:
     secrets: tuple[str, ...] = field(default=(), repr=False)  # redacted from any text of the answer
     missing_route_ok: bool = False  # a 404 "no such route" is returned to the caller, not raised
 
-    def where(self, environment_id: str) -> str:
-        return f"{self.method} {self.path} on environment {environment_id}"
+    def where(self, toolbox: str) -> str:
+        return f"{self.method} {self.path} on {toolbox}"
 
 
 def bearer(token: Secret, where: str) -> str:

@@ -1,7 +1,8 @@
-"""``--listen``: /healthz, /readyz and /metrics over stdlib http.server, in a background thread.
+"""``--listen``: /healthz, /readyz, /metrics and the status page over stdlib http.server, in a background
+thread.
 
 Loopback only unless the operator allows another address explicitly: the endpoints carry no secrets, but
-they describe the fleet.
+they describe the fleet. Read-only: GET and HEAD are served, every other method is refused with 405.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from reconciler.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
+TEXT = "text/plain; charset=utf-8"
+# The page has inline CSS and SVG and nothing else: no script runs, even one that slipped past escaping.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+
+# A page handler: (path, query) -> (status, body, content type), or None when the path is not its own.
+Pages = Callable[[str, dict[str, list[str]]], tuple[int, bytes, str] | None]
 
 
 def parse_listen(listen: str, *, allow_remote: bool = False) -> tuple[str, int]:
@@ -61,9 +69,11 @@ class StatusServer:
         ready: Callable[[], tuple[bool, str]],
         metrics: Callable[[], bytes],
         metrics_type: str,
+        pages: Pages | None = None,
     ) -> None:
         outer = self
         self._ready, self._metrics, self._metrics_type = ready, metrics, metrics_type
+        self._pages = pages
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "mcp-reconciler"
@@ -71,24 +81,60 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
 
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    self._send(200, b"ok\n", "text/plain; charset=utf-8")
-                elif path == "/readyz":
-                    ok, why = outer._ready()
-                    self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
-                elif path == "/metrics":
-                    self._send(200, outer._metrics(), outer._metrics_type)
-                else:
-                    self._send(404, b"not found: try /healthz, /readyz or /metrics\n", "text/plain; charset=utf-8")
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers 501 for a method it has no do_X for; this server changes nothing, so
+                # every method but GET and HEAD is refused the same way, with 405 and the Allow header.
+                if name.startswith("do_"):
+                    return self._refuse
+                raise AttributeError(name)
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
+            def _refuse(self) -> None:
+                body = b"method not allowed: this server is read-only (GET, HEAD)\n"
+                self.send_response(405)
+                self.send_header("Allow", "GET, HEAD")
+                self.send_header("Content-Type", TEXT)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self._answer(head=True)
+
+            def do_GET(self) -> None:
+                self._answer(head=False)
+
+            def _answer(self, *, head: bool) -> None:
+                url = urlsplit(self.path)
+                path = url.path
+                if path == "/healthz":
+                    self._send(200, b"ok\n", TEXT, head)
+                elif path == "/readyz":
+                    ok, why = outer._ready()
+                    self._send(200 if ok else 503, (why + "\n").encode(), TEXT, head)
+                elif path == "/metrics":
+                    self._send(200, outer._metrics(), outer._metrics_type, head)
+                else:
+                    page = None
+                    if outer._pages is not None:
+                        try:
+                            page = outer._pages(path, parse_qs(url.query))
+                        except Exception:
+                            log.exception("status page %s failed", path)
+                            page = (500, b"internal error: see the daemon's log\n", TEXT)
+                    if page is None:
+                        page = (404, b"not found: try /, /api/status, /healthz, /readyz or /metrics\n", TEXT)
+                    self._send(*page, head)
+
+            def _send(self, status: int, body: bytes, content_type: str, head: bool = False) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Content-Security-Policy", CSP)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
 
         server_class = _Server6 if ":" in host else ThreadingHTTPServer
         try:

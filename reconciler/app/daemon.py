@@ -18,6 +18,7 @@ from types import FrameType
 
 from reconciler.adapters.metrics import DaemonMetrics
 from reconciler.app import listeners
+from reconciler.app.status_site import SiteFactory
 from reconciler.app.stores import open_store, parse_database_url
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.backoff import BackoffState
@@ -25,7 +26,7 @@ from reconciler.core.outcomes import RunOutcome
 from reconciler.core.plan import Policy
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.ports import Clock, Store
-from reconciler.runtime import health
+from reconciler.runtime import fleet_status, health
 from reconciler.runtime.cycle import CycleHooks, CycleReport
 from reconciler.runtime.execute import ExecutorConfig, StepResult
 from reconciler.runtime.tick import DaemonConfig, DaemonState, TickPorts, tick
@@ -51,14 +52,20 @@ class Daemon:
         executor_config: ExecutorConfig | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        site: SiteFactory | None = None,
+        on_serving: Callable[[str], None] | None = None,
     ) -> None:
         """Opens the journal and the store. With SQLite, takes the one-daemon-per-file lock: a second
-        daemon raises LockHeldError here. A PostgreSQL server that is down is retried every cycle."""
+        daemon raises LockHeldError here. A PostgreSQL server that is down is retried every cycle.
+
+        ``site`` builds the status page served on ``--listen`` (``presentation.status_site.status_pages``;
+        without it only the probes and metrics are served); ``on_serving`` is told the address served."""
         self.settings, self.config, self.policy = settings, config, policy or Policy()
         self.clock: Clock = clock or SystemClock()
         self.metrics = DaemonMetrics()
         self._environ = os.environ if environ is None else environ
         self._on_step, self._on_cycle = on_step, on_cycle
+        self.site, self.on_serving = site, on_serving
         self._executor_config = executor_config or ExecutorConfig()
         self._rng, self._sleep = rng or random.Random(), sleep
         self._store: Store | None = None
@@ -78,6 +85,7 @@ class Daemon:
         self._health = listeners.HealthJournal(self._journal, self.clock)
         self._log = listeners.CycleLog()
         self.last_report: CycleReport | None = None
+        self.fleet = fleet_status.FleetStatus()  # what the status page shows; replaced after every cycle
         self.last_cycle_end: float | None = None  # clock.monotonic() at the end of the last cycle
         self.cycle_finished = threading.Event()  # set after every cycle (tests and embedders wait on it)
         self.http_address: str | None = None  # host:port actually served by --listen (port 0 = any)
@@ -154,6 +162,8 @@ class Daemon:
             finally:
                 self._idle.set()
             self.last_report, self.last_cycle_end = report, self.clock.monotonic()
+            if self.site is not None and self.config.listen:  # only a served page pays for its view
+                self.fleet = self._fleet_after(report)
             listeners.record_metrics(self.metrics, report, self.backoff_state(), self.clock.now().timestamp())
             self._health(report)
             self._log(report)
@@ -161,6 +171,25 @@ class Daemon:
                 self._on_cycle(report)
             self.cycle_finished.set()
             return report
+
+    def _fleet_after(self, report: CycleReport) -> fleet_status.FleetStatus:
+        loaded = self._state.loaded
+        secrets = {
+            *self._state.journal_secrets,
+            self.settings.dtma_token.reveal() if self.settings.dtma_token else "",
+        }
+        try:
+            return fleet_status.update(
+                self.fleet,
+                report,
+                desired=loaded.desired if loaded is not None else None,
+                backoff=self.backoff_state(),
+                now=self.clock.now(),
+                secrets=secrets,
+            )
+        except Exception:  # the page is a view: it never stops the daemon
+            log.exception("updating the status page failed; it shows the previous cycle")
+            return self.fleet
 
     def _set_current_run(self, run_id: int | None) -> None:
         self._current_run = run_id

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.app.daemon import CycleReport, Daemon, DaemonConfig
+from reconciler.app.status_site import SiteFactory
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Plan
 from reconciler.errors import ConfigError
@@ -213,10 +214,16 @@ def describe_plan(plan: Plan) -> list[str]:
 
 
 def run_demo(
-    config: DemoConfig, *, echo: Echo, environ: Mapping[str, str] | None = None, token: str | None = None
+    config: DemoConfig,
+    *,
+    echo: Echo,
+    environ: Mapping[str, str] | None = None,
+    token: str | None = None,
+    site: SiteFactory | None = None,
 ) -> int:
     """Start the simulated toolboxes, register them, reconcile the examples; once, or until SIGINT/SIGTERM.
-    ``token`` (default: random) is the DTMA bearer token the simulator and the reconciler share."""
+    ``token`` (default: random) is the DTMA bearer token the simulator and the reconciler share; ``site``
+    builds the status page served on ``config.listen`` (its address is printed)."""
     from reconciler.model.loader import load_manifests
 
     env = dict(os.environ if environ is None else environ)
@@ -260,6 +267,10 @@ def run_demo(
                 environ=env,
                 on_step=printer,
                 on_cycle=CyclePrinter(echo, once=config.once),
+                site=site,
+                on_serving=lambda address: echo(
+                    f"status page: http://{address}/ (JSON: /api/status, /api/runs; probes: /healthz, /readyz)"
+                ),
             )
             code = daemon.run()
         finally:

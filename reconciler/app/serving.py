@@ -1,4 +1,4 @@
-"""``--listen``: the daemon's probes and metrics served over HTTP (the server is an adapter)."""
+"""``--listen``: the daemon's probes, metrics and status page served over HTTP (the server is an adapter)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.adapters.http_status import StatusServer, parse_listen
 from reconciler.adapters.metrics import CONTENT_TYPE
+from reconciler.app.status_site import SiteSources, journal_reader
 
 if TYPE_CHECKING:
     from reconciler.app.daemon import Daemon
@@ -15,12 +16,34 @@ log = logging.getLogger("reconciler.daemon")
 
 
 def serve(daemon: Daemon) -> StatusServer:
-    """Start serving /healthz, /readyz and /metrics for ``daemon`` on its ``--listen`` address."""
+    """Start serving the status page (/, /api/status, /api/runs), /healthz, /readyz and /metrics for
+    ``daemon`` on its ``--listen`` address."""
     listen = daemon.config.listen or ""
     host, port = parse_listen(listen, allow_remote=daemon.config.allow_remote_listen)
+    pages = None
+    if daemon.site is not None:
+        pages = daemon.site(
+            SiteSources(
+                fleet=lambda: daemon.fleet,
+                ready=daemon.readiness,
+                now=daemon.clock.now,
+                runs=journal_reader(daemon.settings.journal_path),
+                refresh=max(5, min(60, round(daemon.config.interval))),
+            )
+        )
     server = StatusServer(
-        host, port, ready=daemon.readiness, metrics=daemon.metrics.render, metrics_type=CONTENT_TYPE
+        host,
+        port,
+        ready=daemon.readiness,
+        metrics=daemon.metrics.render,
+        metrics_type=CONTENT_TYPE,
+        pages=pages,
     ).start()
     daemon.http_address = server.address
-    log.info("serving /healthz, /readyz and /metrics on http://%s", server.address)
+    if pages is not None:
+        log.info("status page on http://%s/ (also /api/status, /healthz, /readyz, /metrics)", server.address)
+    else:
+        log.info("serving /healthz, /readyz and /metrics on http://%s", server.address)
+    if daemon.on_serving is not None:
+        daemon.on_serving(server.address)
     return server

@@ -12,6 +12,7 @@ EXAMPLE = """example:
   reconciler demo --once                  # one cycle: creates the example servers, prints a summary
   reconciler demo                         # a cycle every 10s until Ctrl-C (exit 0)
   reconciler demo --dir /tmp/demo --interval 5s
+  reconciler demo --listen 127.0.0.1:8080 # the status page at a fixed address (default: a free port)
   reconciler journal --journal .reconciler/demo/journal.db
 
 Nothing outside --dir is touched: the simulated toolboxes listen on loopback only and the demo ignores
@@ -35,13 +36,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--once", action="store_true", help="one cycle, then a summary (exit code as for apply)")
     p.add_argument("--interval", default="10s", metavar="DURATION", help="between cycles (default 10s)")
     p.add_argument("--dir", default=DEFAULT_DIR, metavar="DIR", help=f"state and journal (default {DEFAULT_DIR})")
-    p.add_argument("--listen", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics (with the daemon)")
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="the status page, /healthz, /readyz and /metrics (default 127.0.0.1:0: a free loopback port, "
+        "printed at start)",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.demo import DemoConfig, run_demo
     from reconciler.cli.run_cmd import parse_duration
+    from reconciler.presentation.status_site import status_pages
 
     if args.listen is not None and ":" not in args.listen:
         raise ConfigError(f"--listen {args.listen!r} is not HOST:PORT")
@@ -52,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
     config = DemoConfig(
         directory=Path(args.dir), once=args.once, interval=parse_duration(args.interval), listen=args.listen
     )
-    return run_demo(config, echo=echo)
+    return run_demo(config, echo=echo, site=status_pages)

@@ -67,7 +67,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories")
     p.add_argument("--interval", default="30s", metavar="DURATION", help="time between cycles (default 30s)")
     p.add_argument("--jitter", default="10%", metavar="AMOUNT", help="delay each cycle by up to this (10%% or 5s)")
-    p.add_argument("--listen", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics (e.g. 127.0.0.1:9464)")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve the status page (/), /api/status, /healthz, /readyz, /metrics (e.g. 127.0.0.1:9464)",
+    )
     p.add_argument("--allow-remote-listen", action="store_true", help="allow --listen on a non-loopback address")
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
     p.add_argument("--git-pull", action="store_true", help="git pull --ff-only the manifests before each cycle")
@@ -88,6 +92,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.daemon import Daemon, DaemonConfig
     from reconciler.core.plan import Policy
+    from reconciler.presentation.status_site import status_pages
 
     interval = parse_duration(args.interval)
     config = DaemonConfig(
@@ -114,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         policy=Policy(allow_mass_delete=args.allow_mass_delete),
         on_step=_log_step,
+        site=status_pages,
     )
     return daemon.run()
 

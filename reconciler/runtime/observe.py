@@ -35,7 +35,7 @@ def target_for(env: RecordedEnvironment, settings: Settings) -> DtmaTarget | Unr
     if not token:
         return Unreachable(env.id, "no DTMA token (set BACKEND_TO_DTMA_API_KEY)")
     host = f"[{env.address}]" if ":" in env.address else env.address
-    return DtmaTarget(env.id, f"{settings.dtma_scheme}://{host}:{settings.dtma_port}", token)
+    return DtmaTarget(env.id, f"{settings.dtma_scheme}://{host}:{settings.dtma_port}", token, env.name or "")
 
 
 def listed_instance_ids(observed: Observed) -> tuple[str, ...]:

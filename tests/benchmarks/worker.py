@@ -433,12 +433,93 @@ def startup_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     return out
 
 
+# -- status page --------------------------------------------------------------------------------------------
+
+
+def page_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    """The daemon's status page at a fleet's size: the fleet status after a cycle, a journal of ``runs`` runs
+    with steps spread over the toolboxes, then GET / and GET /api/status as the HTTP server calls them."""
+    from dataclasses import replace as dc_replace
+    from datetime import UTC, datetime, timedelta
+
+    from reconciler.adapters.journal import Journal
+    from reconciler.app.status_site import SiteSources, journal_reader
+    from reconciler.core.plan import Policy
+    from reconciler.core.planner import plan
+    from reconciler.core.verdict import verdict_of
+    from reconciler.presentation.status_site import status_pages
+    from reconciler.runtime.cycle import CycleReport
+    from reconciler.runtime.fleet_status import FleetStatus, update
+
+    toolboxes, per_env, runs = job["toolboxes"], job["servers"], job["runs"]
+    desired, observed = core_inputs(toolboxes * per_env, per_env)
+    # One toolbox in ten unreachable, so the page has incomplete rows to sort first.
+    from reconciler.core.observed import Unreachable
+
+    live = dict(observed.live)
+    for env in observed.recorded.environments[::10]:
+        live[env.id] = Unreachable(env.id, "transport failure (ConnectError)")
+    observed = dc_replace(observed, live=live)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    the_plan = plan(desired, observed, Policy(), now, {})
+    names = tuple(e.name or e.id for e in observed.recorded.environments)
+    report = CycleReport(the_plan, verdict=verdict_of(the_plan, observed), observed=observed, acted_on=names)
+    m_update, fleet = measure(lambda: update(FleetStatus(), report, desired=desired, backoff={}, now=now))
+    journal_path = work / "journal.db"
+    journal = Journal(journal_path)
+    for r in range(runs):
+        started = now + timedelta(seconds=30 * r)
+        run_id = journal.start_run("apply", started, note="daemon")
+        for k in range(5):  # five steps a run, on toolboxes spread over the fleet
+            name = names[(r * 5 + k) * 7 % len(names)]
+            step = journal.intent(run_id, started, environment=name, server="s000", action="restart",
+                                  reason="s000 is exited, declared running")  # fmt: skip
+            journal.outcome(step, started + timedelta(seconds=2), "ok")
+        journal.finish_run(run_id, started + timedelta(seconds=3), "converged")
+    journal.close()
+    handle = status_pages(
+        SiteSources(lambda: fleet, lambda: (True, "ready"), lambda: now, journal_reader(str(journal_path)))
+    )
+
+    def page() -> Any:
+        return handle("/", {})
+
+    def api() -> Any:
+        return handle("/api/status", {"per_page": ["1000"]})
+
+    m_page, answer = median_run(page, job.get("repeats", 5))
+    m_api, api_answer = median_run(api, job.get("repeats", 5))
+    body = answer[1].decode() if answer else ""
+    envs_listed = body.count('class="env"')
+    api_doc = json.loads(api_answer[1]) if api_answer else {}
+    api_kib = len(api_answer[1]) // 1024 if api_answer else 0
+    bound = job["limit_s"]
+    size = f"{toolboxes:,} toolboxes x {per_env}"
+    facts = {
+        "rows": envs_listed,
+        "incomplete_first": 'data-verdict="incomplete"' in body.split('class="env"', 2)[1]
+        if envs_listed
+        else False,
+        "api_environments": len(api_doc.get("environments", [])),
+    }
+    return [
+        row("status page: GET /", size, m_page, bound, target=f"< {bound:g} s", met=m_page.wall < bound,
+            note=f"a page of 50 environments, worst first, with timelines from {runs} journal runs; "
+            f"{len(body) // 1024} KiB; fleet status update after the cycle {m_update.wall:.3f} s",
+            facts=facts),
+        row("status page: GET /api/status (all)", size, m_api, bound, target=f"< {bound:g} s",
+            met=m_api.wall < bound, note=f"per_page=1000: every environment with its servers, "
+            f"{api_kib} KiB", facts={"environments": facts["api_environments"]}),
+    ]  # fmt: skip
+
+
 JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
     "observe": observe_job,
     "apply": apply_job,
     "core": core_job,
     "steady": steady_job,
     "startup": startup_job,
+    "page": page_job,
 }
 
 

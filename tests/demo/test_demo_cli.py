@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,11 @@ def test_without_once_applies_manifest_edits_and_stops_on_sigint_with_exit_0(tmp
         wait_for(" ok\n", 8)
         assert sum(line.startswith("  create ") for line in seen) == 8
         wait_for("in sync")
+        wait_for("status page: http://127.0.0.1:")  # the demo serves its page on a free loopback port
+        url = next(line for line in seen if line.startswith("status page: ")).split()[2]
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            page = resp.read().decode()
+        assert 'data-env="research-toolbox"' in page and 'data-env="coding-toolbox"' in page
         manifest = demo_dir / "manifests" / "research-toolbox.yaml"
         manifest.write_text(manifest.read_text().replace("Europe/Berlin", "Europe/Paris"))
         wait_for("replace research-toolbox/time ok")

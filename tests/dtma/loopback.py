@@ -37,7 +37,7 @@ class Loopback:
     requests: list[Request] = field(default_factory=list)
 
     def target(self, token: str = TOKEN) -> DtmaTarget:
-        return DtmaTarget("env-loop", self.url, Secret(token))
+        return DtmaTarget("env-loop", self.url, Secret(token), "loop-toolbox")
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for r in self.requests if (r.method, r.path) == (method, path))

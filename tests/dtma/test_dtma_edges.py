@@ -132,7 +132,8 @@ def test_an_echoing_agent_leaks_no_secret_and_is_bounded(dtma: DtmaClient) -> No
     texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
     assert not [t for t in texts if SECRET in t or TOKEN in t]
     assert "API_KEY=[redacted]" in str(exc) and "LOG=info" in str(exc)
-    where = "POST /tools on environment env-loop: 500: "
+    # The toolbox is named by name and address, not by its id alone.
+    where = f"POST /tools on loop-toolbox at {agent.url.split('://')[1]}: 500: "
     assert str(exc).startswith(where) and len(str(exc)) <= len(where) + ANSWER_TEXT_LIMIT
 
 

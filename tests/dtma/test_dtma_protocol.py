@@ -175,7 +175,7 @@ def test_retry_decisions() -> None:
 
 def test_tokens_no_header_can_carry_are_refused_before_sending() -> None:
     with pytest.raises(DtmaTokenError, match=r"outside Latin-1.*BACKEND_TO_DTMA_API_KEY") as caught:
-        bearer(Secret("tök€n"), "GET /tools/status on environment e")
+        bearer(Secret("tök€n"), "GET /tools/status on e at 127.0.0.1:1")
     assert isinstance(caught.value, ConfigError) and isinstance(caught.value, DtmaAuthError)
     assert "tök€n" not in str(caught.value)
     assert bearer(Secret(" tok "), "w") == "Bearer tok"
