@@ -12,8 +12,10 @@ from typing import Any
 from reconciler.app.stores import open_store
 from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
-from reconciler.core.observed import LiveListing, Unreachable
-from reconciler.core.plan import Policy
+from reconciler.core.observed import LiveListing, Observed, Unreachable
+from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.verdict import Verdict
+from reconciler.model.spec import Desired
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
 from reconciler.runtime.execute import ExecutorConfig, StepResult
 from reconciler.runtime.observe import observe
@@ -39,12 +41,20 @@ def reconcile_once(
     executor_config: ExecutorConfig | None = None,
     sleep: Callable[[float], None] = time.sleep,
     lock_wait: float = APPLY_LOCK_WAIT,
+    desired: Desired | None = None,
+    servers: Sequence[str] | None = None,
+    refresh: bool = True,
+    saved_steps: tuple[tuple[str, str, str], ...] | None = None,
+    approve: Callable[[Plan, Verdict, Observed], bool] | None = None,
+    on_start: Callable[[Step], None] | None = None,
 ) -> CycleReport:
-    """One plan (``apply=False``) or apply run, journalled. Raises ManifestError, StoreError, PlanError (a
-    stale saved plan), LockHeldError (an environment stayed locked by another process for ``lock_wait``)."""
+    """One plan (``apply=False``) or apply run, journalled. ``desired`` (a saved plan's) replaces reading
+    ``paths``. Raises ManifestError, StoreError, PlanError (a stale saved plan), LockHeldError (an environment
+    stayed locked by another process for ``lock_wait``)."""
     from reconciler.model.loader import load_manifests, resolve_secrets
 
-    desired = load_manifests(list(paths))
+    if desired is None:
+        desired = load_manifests(list(paths))
     values = resolve_secrets(desired, os.environ if environ is None else environ)
     clock = SystemClock()
     store = open_store(settings.database_url)
@@ -64,16 +74,24 @@ def reconcile_once(
             env_filter=tuple(env_filter) if env_filter else None,
             lock="wait" if apply else "none",
             lock_wait=lock_wait,
-            git_commit=GitWorkTree().commit(list(paths)),
+            git_commit=GitWorkTree().commit(list(paths)) if paths else None,
             saved_basis=saved_basis,
             want_basis=want_basis,
+            servers=tuple(servers) if servers else None,
+            refresh=refresh,
+            saved_steps=saved_steps,
         )
         ports = CyclePorts(store, dtma, journal, clock, key, sleep)
         report, _ = run_cycle(
             ports,
             settings,
             request,
-            hooks=CycleHooks(on_step=on_step, executor_config=executor_config_for(settings, executor_config)),
+            hooks=CycleHooks(
+                on_step=on_step,
+                executor_config=executor_config_for(settings, executor_config),
+                approve=approve,
+                on_start=on_start,
+            ),
         )
         if apply:
             journal.prune(

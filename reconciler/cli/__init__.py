@@ -21,12 +21,15 @@ COMMANDS: dict[str, str] = {
     "validate": "check manifests (schema and semantics), offline",
     "plan": "show what apply would change",
     "apply": "apply the changes a plan shows",
+    "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
     "run": "run the reconciler as a daemon",
     "journal": "read the journal of plan and apply runs",
     "db": "create the schema; register toolboxes in a database the reconciler owns",
     "sim": "start the DTMA simulator (loopback only)",
     "demo": "try it: simulated toolboxes, embedded state and the reconcile loop on the examples",
+    "schema": "print the JSON Schema of manifests or of plans",
+    "completion": "print a bash or zsh completion script",
 }
 COMMAND_MODULES = tuple(COMMANDS)
 # Global options that take a value: the word after them is never the command.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+import threading
+import time
 from typing import Any
 
-from reconciler.cli.plan_cmd import add_common, render, settings_from, use_color
+from reconciler.cli.plan_cmd import add_common, settings_from, use_color
+from reconciler.cli.saved_file import SavedPlan, looks_like_plan, read_plan_file
 from reconciler.errors import ConfigError
 
 EXAMPLE = """example:
@@ -28,8 +29,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "apply",
         help="apply the changes a plan shows",
-        description="Observe, plan and apply. Given a saved plan (plan.json), apply it only if the manifests, "
-        "the database rows and the listings it was based on are unchanged.",
+        description="Observe, plan and apply. Given a saved plan (plan.json, from `plan --out`), apply exactly "
+        "its reviewed steps, within its saved scope, only if the database rows and listings of that scope are "
+        "unchanged; no manifest is read (secrets are taken from the environment now).",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,65 +43,127 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="how long to wait for an environment another process is reconciling (default 30s), then refuse",
     )
-    add_common(p)
+    p.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="do not ask for confirmation on a terminal (apply never asks when stdin is not a terminal)",
+    )
+    p.add_argument(
+        "--no-color", action="store_true", help="no colour even on a terminal (also NO_COLOR, TERM=dumb)"
+    )
+    add_common(p, servers=True)
     p.set_defaults(handler=run)
 
 
-def _saved(paths: list[str]) -> dict[str, Any] | None:
-    if len(paths) != 1 or not paths[0].endswith(".json"):
+def _saved(args: argparse.Namespace) -> SavedPlan | None:
+    """The saved plan ``apply`` was given, if any; a plan file beside manifest paths, or with a scope option,
+    is a usage error (the plan's own scope is what was reviewed)."""
+    plans = [p for p in args.paths if looks_like_plan(p)]
+    if not plans:
         return None
-    try:
-        data = json.loads(Path(paths[0]).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read saved plan {paths[0]}: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("basis"), dict):
-        raise ConfigError(f"{paths[0]} is not a saved plan (no basis); make one with `plan --out`")
-    return data
+    if len(args.paths) != 1:
+        raise ConfigError(
+            f"apply takes one saved plan or manifest paths, not both ({', '.join(plans)} is a plan): "
+            "`reconciler apply plan.json` or `reconciler apply manifests/`"
+        )
+    if args.env or args.server:
+        raise ConfigError("--env/--server do not apply to a saved plan: its scope is the one that was reviewed")
+    saved = read_plan_file(plans[0])
+    if not saved.savable:
+        raise ConfigError(f"{plans[0]} has no basis (a `plan --format json` output?): make one with `plan --out`")
+    if not saved.scope.refreshed:
+        raise ConfigError(f"{plans[0]} was made with --no-refresh (live state not read): it cannot be applied")
+    return saved
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.app.reconcile import reconcile_once, step_line
+    from reconciler.app.reconcile import reconcile_once
     from reconciler.cli.run_cmd import parse_duration
+    from reconciler.core.observed import Observed
     from reconciler.core.outcomes import RunOutcome, StepOutcome
     from reconciler.core.plan import Plan, Policy
+    from reconciler.core.scope import PlanScope
+    from reconciler.core.verdict import Verdict
     from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
+    from reconciler.presentation.progress import Progress
+    from reconciler.presentation.render import render_plan
+    from reconciler.runtime.cycle import step_keys
     from reconciler.runtime.execute import StepResult
     from reconciler.runtime.saved_plan import Basis
 
     settings = settings_from(args)
-    saved = _saved(args.paths)
+    saved = _saved(args)
     paths: list[str] = args.paths
-    basis = None
+    env_filter, servers = args.env, args.server
+    basis = desired = saved_steps = None
     if saved is not None:
-        basis = Basis.from_dict(saved["basis"])
-        paths = [str(p) for p in saved["basis"].get("paths", [])]
-    json_lines = args.log_format == "json"
-    tty = sys.stderr.isatty()
-
-    def progress(result: StepResult) -> None:
-        line = step_line(result)
-        if json_lines:
-            print(json.dumps({"event": "step", **line}, sort_keys=True), file=sys.stderr, flush=True)
-        elif tty:
-            marks = {StepOutcome.OK: "done", StepOutcome.SKIPPED: "skip", StepOutcome.FAILED: "FAIL"}
-            mark = marks.get(StepOutcome(result.outcome), str(result.outcome))
-            tail = f": {line['message']}" if line["message"] else ""
-            text = f"[{mark}] {line['action']} {line['environment']}/{line['server']}{tail}"
-            print(printable(text), file=sys.stderr)
-
-    result = reconcile_once(
-        settings,
-        paths,
-        apply=True,
-        env_filter=args.env,
-        policy=Policy(allow_mass_delete=args.allow_mass_delete),
-        saved_basis=basis,
-        on_step=progress,
-        lock_wait=parse_duration(args.lock_wait),
+        basis = Basis.from_dict(saved.data["basis"])
+        desired = saved.desired()
+        saved_steps = step_keys(saved.plan)
+        env_filter = list(saved.scope.environments) if saved.scope.environments else None
+        servers = list(saved.scope.servers) if saved.scope.servers else None
+        paths = []
+    color = use_color(sys.stdout, args.no_color)
+    scope = (
+        saved.scope
+        if saved is not None
+        else PlanScope(
+            environments=tuple(args.env) if args.env else None, servers=tuple(args.server) if args.server else None
+        )
     )
+    progress = Progress(_stderr_line, time.monotonic, json_lines=args.log_format == "json")
+
+    def approve(plan: Plan, verdict: Verdict, observed: Observed) -> bool:
+        """The plan first; then, on a terminal and for manifests only, the operator's yes."""
+        sys.stdout.write(render_plan(plan, "text", color=color, verdict=verdict, scope=scope))
+        sys.stdout.flush()
+        if saved is not None or args.auto_approve or not plan.steps or not sys.stdin.isatty():
+            return True
+        try:
+            answer = input(f"\nApply these {len(plan.steps)} step(s)? Only 'yes' is accepted: ")
+        except EOFError:
+            answer = ""
+        return answer.strip() == "yes"
+
+    def on_step(result: StepResult) -> None:
+        progress.end(result.step, str(result.outcome), result.message)
+
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(1.0):
+            progress.tick()
+
+    thread = threading.Thread(target=ticker, name="apply-progress", daemon=True)
+    thread.start()
+    try:
+        result = reconcile_once(
+            settings,
+            paths,
+            apply=True,
+            env_filter=env_filter,
+            servers=servers,
+            desired=desired,
+            saved_steps=saved_steps,
+            policy=Policy(allow_mass_delete=args.allow_mass_delete),
+            saved_basis=basis,
+            on_step=on_step,
+            on_start=progress.start,
+            approve=approve,
+            lock_wait=parse_duration(args.lock_wait),
+        )
+    finally:
+        stop.set()
+        thread.join()
+    if result.cancelled:
+        print("Apply cancelled: nothing applied.", file=sys.stderr)
+        return 1
     the_plan = result.plan or Plan(steps=())
-    sys.stdout.write(render(the_plan, "text", use_color(sys.stdout), result.observed))
     applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.

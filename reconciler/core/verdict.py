@@ -104,10 +104,12 @@ def _gap(notice: Notice, kind: GapKind, addresses: Mapping[str, str]) -> Gap:
     return Gap(name, addresses.get(notice.environment_id), kind, notice.message, notice.server)
 
 
-def verdict_of(plan: Plan, observed: Observed | None = None) -> Verdict:
+def verdict_of(
+    plan: Plan, observed: Observed | None = None, *, addresses: Mapping[str, str] | None = None
+) -> Verdict:
     """The plan's gaps in the plan's notice order, then its plan-wide errors. ``observed`` (when given)
-    supplies each toolbox's address; a saved plan rendered without observing has names only."""
-    addresses: dict[str, str] = {}
+    supplies each toolbox's address; a saved plan rendered without observing uses the ``addresses`` it kept."""
+    addresses = dict(addresses or {})
     if observed is not None:
         addresses = {e.id: e.address for e in observed.recorded.environments if e.address}
     gaps = [_gap(n, kind, addresses) for n in plan.notices if (kind := gap_kind(n)) is not None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.core.plan import Notice, NoticeKind, Plan
 from reconciler.core.verdict import Verdict, gap_kind, verdict_of
 from reconciler.model.spec import SourceRef
@@ -36,22 +38,48 @@ def _notice_level(n: Notice) -> str:
     return "notice"
 
 
-def render_github(plan: Plan, *, verdict: Verdict | None = None) -> str:
+ANNOTATIONS_PER_LEVEL = 10  # GitHub shows at most 10 annotations of each level per step; it drops the rest
+
+
+def render_github(
+    plan: Plan, *, verdict: Verdict | None = None, notes: Sequence[str] = (), cap: int = ANNOTATIONS_PER_LEVEL
+) -> str:
+    """Workflow commands, at most ``cap`` annotations per level: the rest are printed as plain log lines and
+    counted in a final notice, so nothing vanishes without a word."""
     verdict = verdict_of(plan) if verdict is None else verdict
-    lines: list[str] = []
+    items: list[tuple[str, str]] = [("warning", f" title=Plan scope::{escape_data(n)}") for n in notes]
     if not verdict.complete:  # said first, as an error: what this plan does not cover, and why
         gaps = "; ".join(gap_text(g) for g in verdict.gaps if g.environment is not None)
         headline = escape_data(f"{incomplete_headline(verdict)} {gaps}".strip())
-        lines.append(f"::error title=Incomplete plan::{headline}")
+        items.append(("error", f" title=Incomplete plan::{headline}"))
     for err in plan.errors:
-        lines.append(f"::error::{escape_data(err)}")
+        items.append(("error", f"::{escape_data(err)}"))
     for s in plan.steps:
         level = "warning" if s.destructive else "notice"
         text = f"{s.action.value} {s.environment_name}/{s.server}: {s.reason}"
-        lines.append(f"::{level}{_where(s.source)}::{escape_data(text)}")
+        items.append((level, f"{_where(s.source)}::{escape_data(text)}"))
     for n in plan.notices:
         who = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
         text = f"{n.kind.value} {who}: {n.message}"
-        lines.append(f"::{_notice_level(n)}{_where(n.source)}::{escape_data(text)}")
+        items.append((_notice_level(n), f"{_where(n.source)}::{escape_data(text)}"))
+    levels = ("error", "warning", "notice")
+    total = {lv: sum(1 for level, _ in items if level == lv) for lv in levels}
+    overflow = any(total[lv] > cap for lv in levels)
+    # The "and N more" notice is itself a notice: it takes the last notice slot.
+    room = {"error": cap, "warning": cap, "notice": cap - 1 if overflow else cap}
+    shown = dict.fromkeys(levels, 0)
+    lines: list[str] = []
+    for level, rest in items:
+        if shown[level] < room[level]:
+            shown[level] += 1
+            lines.append(f"::{level}{rest}")
+        else:  # still in the log, as plain text (a workflow command would be dropped)
+            lines.append(f"{level}: {rest.split('::', 1)[-1]}")
+    if overflow:
+        hidden = ", ".join(f"{total[lv] - shown[lv]} {lv}(s)" for lv in levels if total[lv] > shown[lv])
+        lines.append(
+            f"::notice title=More in the log::and {hidden} more not shown as annotations (GitHub shows "
+            f"{cap} per level); the full plan is in the log above and in the job summary"
+        )
     lines.append(summary_line(plan, verdict))
     return "\n".join(lines) + "\n"

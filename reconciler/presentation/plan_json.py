@@ -11,9 +11,19 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Step
+from reconciler.core.scope import PlanScope
 from reconciler.core.verdict import Verdict
 from reconciler.errors import PlanError
-from reconciler.model.spec import TRANSPORTS, EnvValue, SecretRef, ServerSpec, SourceRef
+from reconciler.model.spec import (
+    TRANSPORTS,
+    Desired,
+    EnvironmentPolicy,
+    EnvironmentSpec,
+    EnvValue,
+    SecretRef,
+    ServerSpec,
+    SourceRef,
+)
 from reconciler.presentation.summary import summary_counts
 
 FORMAT_VERSION = 1
@@ -87,11 +97,79 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def scope_to_dict(scope: PlanScope) -> dict[str, Any]:
+    return {
+        "environments": list(scope.environments) if scope.environments is not None else None,
+        "servers": list(scope.servers) if scope.servers is not None else None,
+        "partial": scope.partial,
+        "refreshed": scope.refreshed,
+        "addresses": dict(sorted(scope.addresses.items())),
+    }
+
+
+def scope_from_dict(data: Mapping[str, Any] | None) -> PlanScope:
+    if data is None:
+        return PlanScope()
+    envs, servers = data.get("environments"), data.get("servers")
+    return PlanScope(
+        environments=tuple(str(e) for e in envs) if envs is not None else None,
+        servers=tuple(str(s) for s in servers) if servers is not None else None,
+        refreshed=bool(data.get("refreshed", True)),
+        addresses={str(k): str(v) for k, v in dict(data.get("addresses") or {}).items()},
+    )
+
+
+def desired_to_dict(desired: Desired) -> list[dict[str, Any]]:
+    """The environments a saved plan applies, with their servers as declared (secret references only)."""
+    return [
+        {
+            "environment": e.environment,
+            "policy": {"prune": e.policy.prune, "allowEmpty": e.policy.allow_empty},
+            "servers": [spec_to_dict(s) for s in e.servers],
+            "source": _source(e.source),
+        }
+        for e in desired.environments
+    ]
+
+
+def desired_from_dict(data: Any, digest: str) -> Desired:
+    """The saved desired state; PlanError when it is missing (a plan saved by an older reconciler)."""
+    if not isinstance(data, list):
+        raise PlanError(
+            "saved plan carries no desired state (made by an older reconciler, which re-read the manifests at "
+            "apply time); make a new plan with `plan --out`"
+        )
+    try:
+        environments = []
+        for e in data:
+            policy = e.get("policy") or {}
+            source = _source_from(e.get("source"))
+            environments.append(
+                EnvironmentSpec(
+                    environment=str(e["environment"]),
+                    servers=tuple(spec_from_dict(s) for s in e["servers"]),
+                    policy=EnvironmentPolicy(
+                        prune=bool(policy.get("prune", False)), allow_empty=bool(policy.get("allowEmpty", False))
+                    ),
+                    source=source if source is not None else SourceRef("<memory>", 0),
+                )
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PlanError(f"saved plan's desired state is not valid: {exc!r}; make a new plan") from exc
+    return Desired(environments=tuple(environments), digest=digest)
+
+
 def plan_to_dict(
-    plan: Plan, *, basis: Mapping[str, Any] | None = None, verdict: Verdict | None = None
+    plan: Plan,
+    *,
+    basis: Mapping[str, Any] | None = None,
+    scope: PlanScope | None = None,
+    desired: Desired | None = None,
+    verdict: Verdict | None = None,
 ) -> dict[str, Any]:
-    """The plan document; with ``verdict`` (as ``plan --format json`` and saved plans give it) it also says
-    whether the plan is complete and, if not, what it could not see or settle."""
+    """``plan --format json`` (and ``show``) carry the scope and, with ``verdict``, whether the plan is complete
+    and, if not, what it could not see or settle; a saved plan (``--out``) also its basis and the desired state
+    of the environments in scope, so that it applies with no manifest at hand."""
     data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "created_at": plan.created_at.isoformat() if plan.created_at is not None else None,
@@ -108,8 +186,12 @@ def plan_to_dict(
     }
     if verdict is not None:
         data.update(verdict_to_dict(verdict))
+    if scope is not None:
+        data["scope"] = scope_to_dict(scope)
     if basis is not None:
         data["basis"] = dict(basis)
+    if desired is not None:
+        data["desired"] = desired_to_dict(desired)
     return data
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
 from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
@@ -47,10 +49,14 @@ def _step_lines(step: Step, color: bool) -> list[str]:
     return lines
 
 
-def render_text(plan: Plan, *, color: bool = False, verdict: Verdict | None = None) -> str:
+def render_text(
+    plan: Plan, *, color: bool = False, verdict: Verdict | None = None, notes: Sequence[str] = ()
+) -> str:
     """``verdict`` (with the toolboxes' addresses) when the caller has one; else it is judged from the plan."""
     verdict = verdict_of(plan) if verdict is None else verdict
-    lines: list[str] = []
+    lines: list[str] = [_paint(printable(n), "1;33", color) for n in notes]  # partial, or not refreshed
+    if notes:
+        lines.append("")
     if not verdict.complete:  # said first: what this plan does not cover, and why
         lines.append(_paint(incomplete_headline(verdict), "1;31", color))
         lines += [f"  ! {gap_text(g)}" for g in verdict.gaps if g.environment is not None]

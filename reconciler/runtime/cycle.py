@@ -19,6 +19,7 @@ from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Step
 from reconciler.core.planner import plan as make_plan
+from reconciler.core.scope import narrow_to_servers
 from reconciler.core.verdict import apply_outcome, plan_outcome, verdict_of
 from reconciler.errors import ConfigError, LockHeldError, PlanError, StoreError
 from reconciler.model.loader import environment_key, secret_fingerprints
@@ -32,7 +33,7 @@ from reconciler.runtime.cycle_data import (
     CycleState,
 )
 from reconciler.runtime.execute import ApplyResult, Executor
-from reconciler.runtime.observe import listed_instance_ids, observe, targets_for
+from reconciler.runtime.observe import listed_instance_ids, observe, observe_recorded, targets_for
 from reconciler.runtime.saved_plan import basis_of, check_basis
 from reconciler.settings import Settings
 
@@ -43,8 +44,15 @@ log = logging.getLogger(__name__)
 LOCK_POLL = 0.5  # seconds between attempts while waiting for an environment's lock
 
 
-def scope(desired: Desired, env_filter: Sequence[str] | None, *, prune: bool = False) -> Desired:
-    """The environments ``--env`` names (an unknown name is an error listing the valid ones)."""
+def scope(
+    desired: Desired,
+    env_filter: Sequence[str] | None,
+    *,
+    prune: bool = False,
+    servers: Sequence[str] | None = None,
+) -> Desired:
+    """The environments ``--env`` names (an unknown name is an error listing the valid ones); ``servers``
+    (``--server``) must each be declared in one of them."""
     environments = desired.environments
     if env_filter:
         keys = {environment_key(e.environment) for e in environments}
@@ -56,9 +64,20 @@ def scope(desired: Desired, env_filter: Sequence[str] | None, *, prune: bool = F
             )
         wanted = {environment_key(name) for name in env_filter}
         environments = tuple(e for e in environments if environment_key(e.environment) in wanted)
+    if servers:
+        declared = {s.name for e in environments for s in e.servers}
+        unknown = [name for name in servers if name not in declared]
+        if unknown:
+            valid = ", ".join(sorted(declared)) or "none"
+            raise ConfigError(f"--server {', '.join(unknown)} matches no server in scope (valid: {valid})")
     if prune:
         environments = tuple(replace(e, policy=replace(e.policy, prune=True)) for e in environments)
     return replace(desired, environments=environments)
+
+
+def step_keys(the_plan: Plan) -> tuple[tuple[str, str, str], ...]:
+    """What identifies a reviewed step: its environment, server and action, in plan order."""
+    return tuple((s.environment_id, s.server, s.action.value) for s in the_plan.steps)
 
 
 def run_cycle(
@@ -86,7 +105,10 @@ class _Cycle:
         self.locked: list[RecordedEnvironment] = []
 
     def run(self) -> tuple[CycleReport, CycleState]:
-        desired = scope(self.request.desired, self.request.env_filter, prune=self.request.prune)
+        request = self.request
+        if request.kind == "apply" and not request.refresh:
+            raise ConfigError("a plan made without reading the live state (--no-refresh) cannot be applied")
+        desired = scope(request.desired, request.env_filter, prune=request.prune, servers=request.servers)
         rows = self.ports.store.observe_environments()
         try:
             specs, chosen = self._choose(desired, rows)
@@ -158,20 +180,26 @@ class _Cycle:
         ports, request = self.ports, self.request
         ids = {r.id for r in chosen}
         # The rows read for choosing are the observation's: the table is not read twice per cycle.
-        observed = observe(ports.store, ports.dtma, self.settings, environment_ids=ids, environments=rows)
+        if request.refresh:
+            observed = observe(ports.store, ports.dtma, self.settings, environment_ids=ids, environments=rows)
+        else:
+            observed = observe_recorded(ports.store, environment_ids=ids, environments=rows)
         policy = replace(request.policy, one_instance_per_image=ports.store.unique_image_per_environment)
         fingerprints = secret_fingerprints(request.secret_values, ports.key)
         the_plan = make_plan(desired, observed, policy, ports.clock.now(), fingerprints)
         flaps = dict(self.state.flap)
         if request.flap_threshold is not None:
             the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
+        the_plan = narrow_to_servers(the_plan, request.servers)
         verdict = verdict_of(the_plan, observed)
         basis = None
         if request.want_basis or request.saved_basis is not None:
             # One fingerprint query per toolbox: paid only by `plan --out` and `apply plan.json`.
             touched = {e for e in ids if e in observed.live}
             basis = basis_of(desired.digest, ports.store, observed, touched)
-        report = self._report(the_plan, verdict=verdict, observed=observed, basis=basis, acted_on=chosen)
+        report = self._report(
+            the_plan, verdict=verdict, observed=observed, basis=basis, acted_on=chosen, desired=desired
+        )
         if request.kind == "plan":
             outcome = plan_outcome(verdict, the_plan)
             run_id = self._start_run()
@@ -180,10 +208,17 @@ class _Cycle:
         if not request.journal_idle and not the_plan.steps:
             state = self._next_state(flaps, observed, ids)
             return replace(report, stalled=state.stalled()), state
+        if self.hooks.approve is not None and not self.hooks.approve(the_plan, verdict, observed):
+            return replace(report, cancelled=True), self._next_state(flaps)
         run_id = self._start_run()
         if request.saved_basis is not None and basis is not None:
             try:
                 check_basis(request.saved_basis, basis)
+                if request.saved_steps is not None and step_keys(the_plan) != request.saved_steps:
+                    raise PlanError(
+                        "saved plan is stale, nothing applied: planning again now gives other steps than the "
+                        "reviewed ones. Run plan again."
+                    )
             except PlanError:
                 ports.journal.finish_run(run_id, ports.clock.now(), RunOutcome.REFUSED)
                 raise
@@ -227,6 +262,8 @@ class _Cycle:
                 return "not started: the daemon is stopping"
             if self.locked and store.lock_lost():
                 return "not started: the database connection holding the environment locks was lost"
+            if hooks.on_start is not None:
+                hooks.on_start(step)
             return None
 
         executor = Executor(

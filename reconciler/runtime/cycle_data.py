@@ -12,7 +12,7 @@ from reconciler.core import flap
 from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
-from reconciler.core.plan import Plan, Policy
+from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Store
@@ -47,6 +47,10 @@ class CycleRequest:
     git_commit: str | None = None
     saved_basis: Basis | None = None  # apply plan.json: refuse when the world changed since
     want_basis: bool = False  # plan --out
+    servers: tuple[str, ...] | None = None  # --server: only these servers' steps and notices (a partial plan)
+    refresh: bool = True  # False (--no-refresh): the database rows stand in for the listings; no DTMA call
+    # apply plan.json: (environment id, server, action) of each reviewed step; a re-plan that differs is refused
+    saved_steps: tuple[tuple[str, str, str], ...] | None = None
     flap_threshold: int | None = None  # daemon: drop steps of servers that do not settle
     backoff: BackoffPolicy | None = None  # daemon: leave failing environments alone for a while
 
@@ -58,6 +62,9 @@ class CycleHooks:
     on_run: Callable[[int | None], None] | None = None  # the journal run being applied; None once done
     rand: Callable[[], float] = random.random
     executor_config: ExecutorConfig = field(default_factory=ExecutorConfig)
+    # apply: shown the plan before anything is journalled or done; False cancels (a declined confirmation)
+    approve: Callable[[Plan, Verdict, Observed], bool] | None = None
+    on_start: Callable[[Step], None] | None = None  # a step is about to start (progress lines)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class CycleReport:
     run_id: int | None = None
     observed: Observed | None = field(default=None, repr=False)
     basis: Basis | None = None  # only when asked for (plan --out) or checked (apply plan.json)
+    desired: Desired | None = field(default=None, repr=False)  # the environments in scope, as planned
     applied: ApplyResult = field(default_factory=ApplyResult)
     manifest_valid: bool = True
     database_ok: bool = True
@@ -94,6 +102,7 @@ class CycleReport:
     errors: tuple[str, ...] = ()  # manifest, database and git problems, one line each
     git_commit: str | None = None
     duration: float = 0.0
+    cancelled: bool = False  # the approve hook declined: nothing journalled, nothing applied
 
     @property
     def results(self) -> tuple[StepResult, ...]:

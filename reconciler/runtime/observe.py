@@ -10,6 +10,8 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.core.observed import (
+    ContainerState,
+    LiveContainer,
     LiveListing,
     LiveState,
     Observed,
@@ -102,4 +104,41 @@ def observe(
         live[env_id] = Unreachable(env_id, str(listing)) if isinstance(listing, Exception) else listing
     for target in targets:  # a client that forgot one is still not "empty"
         live.setdefault(target.environment_id, Unreachable(target.environment_id, "no listing returned"))
+    return Observed(recorded=RecordedState(environments=environments, instances=instances), live=live)
+
+
+# What a recorded status says about the container, for a plan made without reading the listings
+# (--no-refresh): the rows stand in for the listing. A status with no container behind it lists nothing.
+_STATE_OF_STATUS: dict[str, ContainerState] = {
+    "running": "running",
+    "active": "running",
+    "stopped": "exited",
+    "error": "exited",
+    "error_runtime": "exited",
+    "deploying": "created",
+    "starting": "created",
+    "stopping": "running",
+}
+
+
+def observe_recorded(
+    store: Store,
+    *,
+    environment_ids: Collection[str] | None = None,
+    environments: Sequence[RecordedEnvironment] | None = None,
+) -> Observed:
+    """An observation from the database only: each toolbox in scope "lists" what its rows record. No DTMA
+    call; the plan made from it says the live state was not read and cannot be saved for apply."""
+    environments = tuple(store.observe_environments() if environments is None else environments)
+    instances = store.observe_instances()
+    live: dict[str, LiveState] = {}
+    for env in environments:
+        if environment_ids is not None and env.id not in environment_ids and env.name not in environment_ids:
+            continue
+        containers = tuple(
+            LiveContainer(row.name, _STATE_OF_STATUS[row.status], row.image, row.id)
+            for row in instances
+            if row.environment_id == env.id and row.name and row.status in _STATE_OF_STATUS
+        )
+        live[env.id] = LiveListing(env.id, containers, "c")
     return Observed(recorded=RecordedState(environments=environments, instances=instances), live=live)
