@@ -164,7 +164,10 @@ class Daemon:
                 self._idle.set()
             self.last_report, self.last_cycle_end = report, self.clock.monotonic()
             if self.site is not None and self.config.listen:  # only a served page pays for its view
-                self.fleet = self._fleet_after(report)
+                backoff, now = self.backoff_state(), self.clock.now()
+                self.fleet = listeners.status_view(
+                    self.fleet, report, self._state, settings=self.settings, backoff=backoff, now=now
+                )
             listeners.record_metrics(self.metrics, report, self.backoff_state(), self.clock.now().timestamp())
             self._health(report)
             self._log(report)
@@ -172,25 +175,6 @@ class Daemon:
                 self._on_cycle(report)
             self.cycle_finished.set()
             return report
-
-    def _fleet_after(self, report: CycleReport) -> fleet_status.FleetStatus:
-        loaded = self._state.loaded
-        secrets = {
-            *self._state.journal_secrets,
-            self.settings.dtma_token.reveal() if self.settings.dtma_token else "",
-        }
-        try:
-            return fleet_status.update(
-                self.fleet,
-                report,
-                desired=loaded.desired if loaded is not None else None,
-                backoff=self.backoff_state(),
-                now=self.clock.now(),
-                secrets=secrets,
-            )
-        except Exception:  # the page is a view: it never stops the daemon
-            log.exception("updating the status page failed; it shows the previous cycle")
-            return self.fleet
 
     def _set_current_run(self, run_id: int | None) -> None:
         self._current_run = run_id

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 
 from reconciler.adapters.metrics import DaemonMetrics
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import StepOutcome
 from reconciler.ports import Clock, Journal
-from reconciler.runtime import health
+from reconciler.runtime import fleet_status, health
 from reconciler.runtime.cycle import CycleReport
+from reconciler.runtime.tick import DaemonState
+from reconciler.settings import Settings
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -80,3 +83,29 @@ class CycleLog:
             else:
                 log.info("every environment in scope is complete again")
         self._gaps = gaps
+
+
+def status_view(
+    previous: fleet_status.FleetStatus,
+    report: CycleReport,
+    state: DaemonState,
+    *,
+    settings: Settings,
+    backoff: Mapping[str, BackoffState],
+    now: datetime,
+) -> fleet_status.FleetStatus:
+    """The status page's view after a cycle; on any failure the previous one (the page never stops the daemon)."""
+    loaded = state.loaded
+    secrets = {*state.journal_secrets, settings.dtma_token.reveal() if settings.dtma_token else ""}
+    try:
+        return fleet_status.update(
+            previous,
+            report,
+            desired=loaded.desired if loaded is not None else None,
+            backoff=backoff,
+            now=now,
+            secrets=secrets,
+        )
+    except Exception:
+        log.exception("updating the status page failed; it shows the previous cycle")
+        return previous
