@@ -20,7 +20,6 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sim_helpers import RunningSimulator, running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.journal import Journal
@@ -46,6 +45,7 @@ from reconciler.runtime.execute import ApplyResult, Executor, ExecutorConfig
 from reconciler.runtime.observe import observe, targets_for
 from reconciler.settings import Settings
 from tests.core.golden_io import instance_from_config
+from tests.sim_helpers import RunningSimulator, running_simulator
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 SCHEMA = json.loads(schema_path("plan.v1.schema.json").read_text())

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from sim_helpers import RunningSimulator, running_simulator
 
 # These tests drive the whole program through these parts: imported here, so that a broken import fails the
 # run instead of turning the end-to-end tests into skips.
@@ -22,6 +21,7 @@ import reconciler.app.stores
 import reconciler.cli.db_cmd
 import reconciler.core.planner
 import reconciler.model.loader  # noqa: F401
+from tests.sim_helpers import RunningSimulator, running_simulator
 
 
 def require_every_part() -> None:

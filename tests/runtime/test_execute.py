@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sim_helpers import RunningSimulator, running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.journal import Journal
@@ -20,6 +19,7 @@ from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.ports import DeployRequest, DeployResult, DtmaTarget, NewInstance
 from reconciler.runtime.execute import ApplyResult, Executor, ExecutorConfig
+from tests.sim_helpers import RunningSimulator, running_simulator
 
 CANARY = "canary-9f8e7d"
 

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sim_helpers import running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.journal import Journal
@@ -27,6 +26,7 @@ from reconciler.errors import (
 from reconciler.model.secrets import Secret
 from reconciler.ports import DeployRequest, DeployResult, DtmaTarget
 from tests.runtime.test_execute import CANARY, World, outcomes, spec, step
+from tests.sim_helpers import running_simulator
 
 
 async def _no_wait(_seconds: float) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sim_helpers import running_simulator
-
 from reconciler.adapters.clock import SystemClock
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.journal import Journal
@@ -16,6 +14,7 @@ from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.ports import DtmaTarget
 from reconciler.runtime.execute import Executor, ExecutorConfig
+from tests.sim_helpers import running_simulator
 
 CANARY = "canary-sim-5a4b3c"
 

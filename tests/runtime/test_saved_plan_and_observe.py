@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sim_helpers import running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.sqlite_store import SqliteStore
@@ -21,6 +20,7 @@ from reconciler.model.secrets import Secret
 from reconciler.runtime.observe import observe, target_for
 from reconciler.runtime.saved_plan import Basis, check_basis, listing_fingerprint
 from reconciler.settings import Settings, from_environ
+from tests.sim_helpers import running_simulator
 
 
 def test_basis_round_trips_and_any_change_is_refused_by_name() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_helpers import call, running_simulator
 
 from reconciler.simulator import Simulator, SimulatorError
+from tests.sim_helpers import call, running_simulator
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dtma-samples"
 REAL = json.loads((SAMPLES / "real-agent-answers.json").read_text())

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_helpers import call, running_simulator
+
+from tests.sim_helpers import call, running_simulator
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dtma-samples"
 ERRORS = json.loads((SAMPLES / "errors.json").read_text())

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_helpers import ADMIN_TOKEN, running_simulator
 
 from reconciler.simulator import Simulator, SimulatorError
+from tests.sim_helpers import ADMIN_TOKEN, running_simulator
 
 TOKEN = "tok"
 

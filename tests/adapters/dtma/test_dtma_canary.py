@@ -6,12 +6,12 @@ import logging
 import traceback
 
 import pytest
-from sim_helpers import running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.errors import DtmaError
 from reconciler.model.secrets import Secret
 from reconciler.ports import DeployRequest, DtmaTarget
+from tests.sim_helpers import running_simulator
 
 CANARY = "canary-token-7f3a9c1e5b"
 

@@ -17,7 +17,7 @@ from reconciler.runtime.observe import target_for
 from reconciler.settings import from_environ
 from reconciler.simulator import Simulator
 
-TLS = Path(__file__).parent.parent / "fixtures" / "tls"
+TLS = Path(__file__).parents[2] / "fixtures" / "tls"
 TOKEN = "tls-test-token-8d7c6b5a"
 
 

@@ -18,7 +18,7 @@ from reconciler.app.serving import serve
 from reconciler.app.stores import open_store
 from reconciler.presentation.status_site import status_pages
 from reconciler.resources import schema_path
-from tests.daemon.conftest import CANARY, TOKEN, DaemonWorld, server
+from tests.app.daemon.conftest import CANARY, TOKEN, DaemonWorld, server
 
 SCHEMA = json.loads(schema_path("status-api.v1.schema.json").read_text())
 SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}}

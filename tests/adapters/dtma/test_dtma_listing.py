@@ -12,7 +12,7 @@ from reconciler.adapters.dtma_listing import detect_shape, parse_listing, parse_
 from reconciler.core.observed import LivePort
 from reconciler.errors import DtmaResponseError
 
-SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dtma-samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "dtma-samples"
 
 
 def load(name: str) -> Any:

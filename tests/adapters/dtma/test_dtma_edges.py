@@ -1,4 +1,4 @@
-"""Hard edges of the DTMA client against hostile agents on loopback (tests/dtma/loopback.py) and the
+"""Hard edges of the DTMA client against hostile agents on loopback (tests/adapters/dtma/loopback.py) and the
 simulator: a trickling agent, a deploy that gets no answer, an agent that echoes secrets, a token no header
 can carry, and how many times a failing call is sent."""
 
@@ -10,8 +10,6 @@ import traceback
 from collections.abc import Iterator
 
 import pytest
-from loopback import TOKEN, Request, answer, loopback
-from sim_helpers import running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.adapters.dtma_protocol import ANSWER_TEXT_LIMIT
@@ -28,6 +26,8 @@ from reconciler.errors import (
 from reconciler.model.secrets import Secret
 from reconciler.ports import DeployRequest, DtmaTarget
 from reconciler.settings import from_environ
+from tests.adapters.dtma.loopback import TOKEN, Request, answer, loopback
+from tests.sim_helpers import running_simulator
 
 SECRET = "echo-me-secret-4d1f8a"
 LISTING = {"version": "1", "service": "DTMA", "tool_instances": []}

@@ -42,7 +42,7 @@ from reconciler.errors import (
 from reconciler.model.secrets import Secret
 from reconciler.ports import DeployRequest
 
-SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dtma-samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "dtma-samples"
 REAL = json.loads((SAMPLES / "real-agent-answers.json").read_text())
 ERRORS = json.loads((SAMPLES / "errors.json").read_text())
 

@@ -12,7 +12,7 @@ from reconciler.cli.run_cmd import parse_duration
 from reconciler.model.loader import load_manifests
 from reconciler.settings import from_environ
 
-SYSTEMD = Path(__file__).resolve().parents[2] / "examples" / "systemd"
+SYSTEMD = Path(__file__).resolve().parents[3] / "examples" / "systemd"
 
 
 def _unit() -> configparser.ConfigParser:

@@ -12,7 +12,7 @@ from reconciler.adapters.journal import Journal
 from reconciler.app.daemon import CycleReport
 from reconciler.core.plan import NoticeKind
 from reconciler.errors import LockHeldError
-from tests.daemon.conftest import CANARY, DaemonWorld, server
+from tests.app.daemon.conftest import CANARY, DaemonWorld, server
 
 SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.app.daemon import CycleReport
-from tests.daemon.conftest import DaemonWorld, server
+from tests.app.daemon.conftest import DaemonWorld, server
 
 pytestmark = pytest.mark.postgres
 

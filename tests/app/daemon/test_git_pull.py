@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.adapters.journal import Journal
-from tests.daemon.conftest import DaemonWorld, server
+from tests.app.daemon.conftest import DaemonWorld, server
 
 
 def git(cwd: Path, *args: str) -> str:

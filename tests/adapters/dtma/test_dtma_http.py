@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sim_helpers import running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, RetryPolicy
 from reconciler.core.observed import LiveListing
@@ -26,9 +25,10 @@ from reconciler.errors import DtmaResponseError, DtmaServerError, DtmaTransportE
 from reconciler.model.secrets import Secret
 from reconciler.ports import DtmaTarget
 from reconciler.simulator import Simulator
+from tests.sim_helpers import running_simulator
 
 TOKEN = "aio-test-token-3b9e1f"
-TLS = Path(__file__).parent.parent / "fixtures" / "tls"
+TLS = Path(__file__).parents[2] / "fixtures" / "tls"
 LISTING = json.dumps(
     {
         "dtma_version": "1.0.0",

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sim_helpers import FakeClock, running_simulator
 
 from reconciler.adapters.dtma_client import DtmaClient, DtmaForgottenError, RetryPolicy, is_forgotten
 from reconciler.errors import (
@@ -22,6 +21,7 @@ from reconciler.errors import (
 )
 from reconciler.model.secrets import Secret
 from reconciler.ports import DeployRequest, DtmaTarget
+from tests.sim_helpers import FakeClock, running_simulator
 
 
 class Sleeps:

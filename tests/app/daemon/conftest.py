@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from sim_helpers import RunningSimulator, running_simulator
 
 from reconciler.app.daemon import Daemon, DaemonConfig
 from reconciler.app.stores import open_store
 from reconciler.model.secrets import Secret
 from reconciler.runtime.execute import ExecutorConfig
 from reconciler.settings import Settings
+from tests.sim_helpers import RunningSimulator, running_simulator
 
 TOKEN = "daemon-dtma-token-8e7f6a"
 CANARY = "CANARY-daemon-0f1e2d3c"

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from sim_helpers import running_simulator
 
 from reconciler.adapters.store_rows import McpRules
 from reconciler.app.stores import migrate_database
+from tests.sim_helpers import running_simulator
 
 from .conftest import Backend
 from .helpers import new_instance, server

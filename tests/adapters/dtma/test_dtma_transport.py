@@ -7,12 +7,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sim_helpers import running_simulator
-
 from reconciler.adapters.dtma_client import DtmaClient
 from reconciler.adapters.dtma_http import HttpTransport, _RawConn
 from reconciler.model.secrets import Secret
 from reconciler.ports import DtmaTarget
+from tests.sim_helpers import running_simulator
 
 
 def transport_of(client: DtmaClient) -> HttpTransport:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.adapters.journal import Journal
 from reconciler.runtime.execute import StepResult
-from tests.daemon.conftest import CANARY, TOKEN, DaemonWorld, server
+from tests.app.daemon.conftest import CANARY, TOKEN, DaemonWorld, server
 
 
 def get(url: str) -> tuple[int, str]:

@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.app.serving import serve
 from reconciler.presentation.status_site import status_pages
-from tests.daemon.conftest import DaemonWorld, server
+from tests.app.daemon.conftest import DaemonWorld, server
 
 pytestmark = pytest.mark.browser
 
