@@ -13,6 +13,7 @@ VERDICTS = ("complete", "incomplete", "refused")
 class DaemonMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._verdicts: dict[str, str] | None = None  # what the verdict gauge shows now
         r = self.registry
         self.cycle_duration = Histogram(
             "reconciler_cycle_duration_seconds",
@@ -69,6 +70,9 @@ class DaemonMetrics:
 
     def set_verdicts(self, verdicts: Mapping[str, str]) -> None:
         """The last cycle's verdict per environment it covered: complete, incomplete or refused."""
+        if verdicts == self._verdicts:
+            return  # a steady fleet: 3,000 label look-ups a cycle at 1,000 toolboxes, for nothing
+        self._verdicts = dict(verdicts)
         self.verdict.clear()
         for name, verdict in verdicts.items():
             for value in VERDICTS:
