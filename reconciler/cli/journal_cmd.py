@@ -50,27 +50,16 @@ def _since(text: str | None) -> datetime | None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from reconciler.adapters.journal import Journal, as_dict
+    from reconciler.app.journal_read import journal_entries
     from reconciler.settings import from_environ
 
     path = args.journal or from_environ().journal_path
     if not Path(path).exists():
         print(f"no journal at {path} yet", file=sys.stderr)
         return 0
-    # Read-only: reading never writes, so it works on a journal this user cannot modify.
-    journal = Journal(path, read_only=True)
-    try:
-        runs = journal.runs(since=_since(args.since), run_id=args.run, limit=args.limit)
-        if args.run is not None and not runs:
-            raise ConfigError(f"no run {args.run} in journal {path} (`reconciler journal` lists the runs)")
-        out: list[dict[str, Any]] = []
-        for r in runs:
-            steps = journal.steps(run_id=r.id, environment=args.env, server=args.server)
-            if (args.env or args.server) and not steps:
-                continue
-            out.append({**as_dict(r), "steps": [as_dict(s) for s in steps]})
-    finally:
-        journal.close()
+    out = journal_entries(
+        path, since=_since(args.since), run_id=args.run, limit=args.limit, environment=args.env, server=args.server
+    )
     if args.format == "json":
         print(json.dumps(out, indent=2))
         return 0
