@@ -21,7 +21,6 @@ from typing import Any
 
 from reconciler.simulator.images import port_key
 from reconciler.simulator.toolbox import (
-    _NAMED,
     AGENT_PORT,
     NAME_RE,
     ApiError,
@@ -94,23 +93,12 @@ class AgentToolbox(Toolbox):
     def is_public(self, method: str, path: str) -> bool:
         return method == "GET" and path == "/status"  # the newer agent's /status checks no token
 
-    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def listing_route(self, method: str, path: str) -> tuple[int, Any] | None:
         if method == "GET" and path == "/status":
             return 200, self.public_status()
         if method == "GET" and path == "/tools/status":
             return 200, self.tools_status()
-        if method == "POST" and path == "/tools":
-            return 201, self.deploy(body)
-        m = _NAMED.match(path)
-        if m:
-            name, action = m.group(1), m.group(2)
-            if method == "DELETE" and not action:
-                return 200, self.delete(name)
-            if method == "POST" and action == "/start":
-                return 200, self.start(name)
-            if method == "POST" and action == "/stop":
-                return 200, self.stop(name)
-        return 404, {"error": "Not Found"}  # Express's catch-all: no restart route, nothing else
+        return None  # everything else as every lineage routes it; Express's catch-all 404 has no restart route
 
     # -- Docker, as the agent sees it ------------------------------------------------------------------
 
@@ -498,12 +486,12 @@ class OlderAgentToolbox(AgentToolbox):
     def is_public(self, method: str, path: str) -> bool:
         return False
 
-    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def listing_route(self, method: str, path: str) -> tuple[int, Any] | None:
         if method == "GET" and path == "/status":
             return 200, self.registry_status()
         if method == "GET" and path == "/tools/status":
-            return 404, {"error": "Not Found"}
-        return super().handle(method, path, body)
+            return 404, {"error": "Not Found"}  # no such route in this lineage
+        return None
 
     def _fail(self, code: int, verb: str, name: str, text: str) -> None:
         # The older agent answers with Docker's own status code (error.statusCode || 500).

@@ -173,11 +173,11 @@ class Toolbox:
         return False
 
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        """The agent's answer (status, JSON body or None for an empty one); raises ApiError for errors."""
-        if method == "GET" and path == "/status" and self.shape in ("a", "b"):
-            return 200, self.listing(self.shape)
-        if method == "GET" and path == "/tools/status" and self.shape in ("b", "c"):
-            return 200, self.listing("c")
+        """The agent's answer (status, JSON body or None for an empty one); raises ApiError for errors. The
+        write routes are every lineage's; the listing routes are the one thing the lineages differ in here."""
+        listing = self.listing_route(method, path)
+        if listing is not None:
+            return listing
         if method == "POST" and path == "/tools":
             return 201, self.deploy(body)
         m = _NAMED.match(path)
@@ -190,6 +190,14 @@ class Toolbox:
             if method == "POST" and action == "/stop":
                 return 200, self.stop(name)
         return 404, {"error": "Not Found"}
+
+    def listing_route(self, method: str, path: str) -> tuple[int, Any] | None:
+        """The answer to a listing route this agent serves, or None for any other route."""
+        if method == "GET" and path == "/status" and self.shape in ("a", "b"):
+            return 200, self.listing(self.shape)
+        if method == "GET" and path == "/tools/status" and self.shape in ("b", "c"):
+            return 200, self.listing("c")
+        return None
 
     def count(self, route: str) -> None:
         with self.lock:
