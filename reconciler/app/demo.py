@@ -187,10 +187,10 @@ class CyclePrinter:
             return
         if report.plan is None:
             return
-        in_sync = not (report.plan.steps or report.plan.notices or report.plan.errors)
+        in_sync = report.verdict.complete and not (report.plan.steps or report.plan.notices or report.plan.errors)
         if in_sync and self._quiet:
             return
-        head, *rest = describe_plan(report.plan)
+        head, *rest = describe_plan(report.plan, complete=report.verdict.complete)
         tail = " (quiet until something changes)" if in_sync and not self._once else ""
         run = f", journal run {report.run_id}" if report.run_id is not None else ""
         self._echo(f"cycle {self._cycle}: {head}{run}{tail}")
@@ -199,13 +199,17 @@ class CyclePrinter:
         self._quiet = in_sync
 
 
-def describe_plan(plan: Plan) -> list[str]:
-    """What the plan held (one line), then what it left alone and why, and its errors."""
+def describe_plan(plan: Plan, *, complete: bool = True) -> list[str]:
+    """What the plan held (one line), then what it left alone and why, and its errors. "In sync" only when
+    every toolbox was observed and nothing is left unsettled (``complete``)."""
     counts: dict[str, int] = {}
     for step in plan.steps:
         counts[str(step.action)] = counts.get(str(step.action), 0) + 1
     head = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
-    lines = [f"planned {head}" if head else "in sync, nothing to do"]
+    idle = (
+        "in sync, nothing to do" if complete else "incomplete: not every toolbox was seen or settled (notes below)"
+    )
+    lines = [f"planned {head}" if head else idle]
     for n in plan.notices:
         where = f"{n.environment_name}/{n.server}" if n.server else n.environment_name
         lines.append(f"  note: {n.kind} {where}: {n.message}")

@@ -88,3 +88,14 @@ def test_stand_ins_only_for_the_secrets_the_examples_use_and_the_environment_lac
     made = demo_secret_values(desired, {"GITHUB_TOKEN": "set"})
     assert list(made) == ["CONTEXT7_API_KEY"]
     assert made["CONTEXT7_API_KEY"] != demo_secret_values(desired, {})["CONTEXT7_API_KEY"]  # random
+
+
+def test_an_incomplete_cycle_is_never_called_in_sync() -> None:
+    from reconciler.app.demo import describe_plan
+    from reconciler.core.plan import Notice, NoticeKind, Plan
+
+    unseen = Plan(steps=(), notices=(Notice("e", "tb", None, NoticeKind.UNREACHABLE, "connection refused"),))
+    head, *notes = describe_plan(unseen, complete=False)
+    assert "in sync" not in head and head.startswith("incomplete")
+    assert any("connection refused" in n for n in notes)
+    assert describe_plan(Plan(steps=()))[0] == "in sync, nothing to do"
