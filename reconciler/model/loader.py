@@ -83,10 +83,12 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
     dotfiles)."""
     files: list[ManifestFile] = []
     issues: list[ManifestIssue] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
 
     def add(path: Path, display: str, digest_name: str, found: bool = False) -> None:
-        key = path.resolve()
+        # The same file named twice (or through a symlink) is read once: one stat, not a realpath per file.
+        info = path.stat()
+        key = (info.st_dev, info.st_ino)
         if key not in seen:
             seen.add(key)
             files.append(ManifestFile(path, display, digest_name, found))

@@ -84,6 +84,8 @@ def check_servers(document: Any, line_of: Callable[[tuple[str | int, ...]], int]
 
 def control_character(text: str) -> str | None:
     """The first control or format character of ``text`` as ``U+XXXX``, or None."""
+    if text.isprintable():  # every category in _UNPRINTABLE is unprintable to str.isprintable
+        return None
     for c in text:
         if unicodedata.category(c) in _UNPRINTABLE:
             return f"U+{ord(c):04X}"
