@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -85,8 +86,8 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
-        default="text" if defaults else argparse.SUPPRESS,
-        help="log and progress lines as text or JSON lines",
+        default=None if defaults else argparse.SUPPRESS,
+        help="log and progress lines as text or JSON lines (default: $RECONCILER_LOG_FORMAT, else text)",
     )
     parser.add_argument(
         "-v",
@@ -102,8 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(chosen_command(words), full=False)
     args = parser.parse_args(words)
     from reconciler.errors import ReconcilerError
-    from reconciler.logs import setup_logging
+    from reconciler.logs import log_format, setup_logging
 
+    try:
+        args.log_format = log_format(args.log_format, os.environ)
+    except ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     setup_logging(fmt=args.log_format, verbosity=args.verbose)
     try:
         code: int = args.handler(args)

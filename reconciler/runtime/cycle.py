@@ -353,7 +353,7 @@ class _Cycle:
             current = backoff.get(env_id, BackoffState())
             if problem is None:
                 if current.backing_off:
-                    log.info("environment %s recovered; backoff reset", name)
+                    log.info("environment %s recovered; backoff reset", name, extra={"environment": name})
                 backoff[env_id] = succeeded(current)
                 continue
             new = failed(current, policy, now, self.hooks.rand(), problem)
@@ -361,6 +361,7 @@ class _Cycle:
             log.warning(
                 "environment %s failed %d time(s) in a row (%s); next attempt in %.0fs",
                 name, new.failures, problem, new.retry_at - now,
+                extra={"environment": name, "outcome": "backing-off"},
             )  # fmt: skip
         return {k: v for k, v in backoff.items() if v.backing_off}
 
