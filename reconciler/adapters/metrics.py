@@ -63,6 +63,13 @@ class DaemonMetrics:
             registry=r,
         )
 
+        self.notification_failures = Counter(
+            "reconciler_notification_failures",
+            "Notifications not delivered, by reason (timeout, connection, http-status, queue-full).",
+            ["reason"],
+            registry=r,
+        )
+
     def record_steps(self, results: Iterable[tuple[str, str]]) -> None:
         """Count steps given as (action, outcome) pairs."""
         for action, outcome in results:
