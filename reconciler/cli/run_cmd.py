@@ -7,7 +7,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli.plan_cmd import add_common, settings_from
+from reconciler.cli.plan_cmd import add_adopt, add_common, settings_from
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def register(subparsers: Any) -> None:
         help="where reconcile-now finds the daemon (default: daemon.pid beside the journal)",
     )
     add_common(p)
+    add_adopt(p)
     p.set_defaults(handler=run)
 
 
@@ -149,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         stop_timeout=parse_duration(args.stop_timeout),
         allow_remote_listen=args.allow_remote_listen,
         prune=args.prune,
+        adopt=args.adopt,
     )
     if args.listen:
         from reconciler.adapters.http_status import parse_listen
