@@ -41,6 +41,7 @@ def record_metrics(
     metrics.database_up.set(1 if report.database_ok else 0)
     if report.plan is not None:
         metrics.set_verdicts(health.environment_verdicts(report))
+        metrics.set_suspended(report.suspended)
     if report.ok:
         metrics.last_success.set(now)
     if series is not None:
@@ -89,6 +90,7 @@ class CycleLog:
 
     def __init__(self) -> None:
         self._gaps: tuple[str, ...] = ()
+        self._suspended: dict[str, str] = {}  # name -> what the log said about its suspension
 
     def __call__(self, report: CycleReport) -> None:
         done = sum(1 for r in report.results if r.outcome == StepOutcome.OK)
@@ -101,6 +103,7 @@ class CycleLog:
             )  # fmt: skip
         if report.plan is None:
             return
+        self._log_suspensions(report)
         gaps = tuple(str(g) for g in report.verdict.gaps)
         if gaps != self._gaps:
             if gaps:
@@ -113,6 +116,19 @@ class CycleLog:
             else:
                 log.info("every environment in scope is complete again", extra=cycle_fields(report))
         self._gaps = gaps
+
+    def _log_suspensions(self, report: CycleReport) -> None:
+        """Once when an environment is suspended (or its suspension changes) and once when it is resumed."""
+        now = {name: s.describe() for name, s in report.suspended.items()}
+        for name in sorted(now):
+            if self._suspended.get(name) != now[name]:
+                log.warning("environment %s is %s: observed, not acted on until resumed", name, now[name])
+        covered = set(report.acted_on)
+        for name in sorted(set(self._suspended) - set(now)):
+            if name in covered:
+                log.info("environment %s was resumed: reconciling it again", name)
+        # An environment this cycle did not cover (backing off, locked elsewhere) keeps what was said of it.
+        self._suspended = {**{k: v for k, v in self._suspended.items() if k not in covered}, **now}
 
 
 def cycle_fields(report: CycleReport) -> dict[str, str | int]:

@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
     "run": "run the reconciler as a daemon",
+    "suspend": "stop the daemon and apply from changing an environment (during an incident)",
+    "resume": "let the daemon and apply change a suspended environment again",
     "reconcile-now": "ask the running daemon for a cycle now (SIGHUP)",
     "journal": "read the journal of plan and apply runs",
     "db": "create the schema; register toolboxes in a database the reconciler owns",
