@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "apply": "apply the changes a plan shows",
     "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
+    "import": "write a manifest for what an environment runs",
     "run": "run the reconciler as a daemon",
     "reconcile-now": "ask the running daemon for a cycle now (SIGHUP)",
     "journal": "read the journal of plan and apply runs",
