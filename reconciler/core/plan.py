@@ -35,6 +35,7 @@ class NoticeKind(StrEnum):
     NAME_HELD = "name-held"  # the agent holds a name no container has: only an agent restart frees it
     PENDING = "pending"  # a deploy was sent and not yet confirmed: not re-sent until it shows or times out
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
+    SUSPENDED = "suspended"  # `reconciler suspend`: the environment (no server) or a step held back (server)
 
 
 # Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.
