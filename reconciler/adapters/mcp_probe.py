@@ -30,7 +30,7 @@ from reconciler.core.health import ProbeResult, ProbeTarget, ReadinessKind
 from reconciler.core.redact import agent_text
 
 # Newest first: the version a client proposes, then the ones it accepts back (the spec's negotiation).
-PROTOCOL_VERSIONS: tuple[str, ...] = ("2025-06-18", "2025-03-26", "2024-11-05")
+PROTOCOL_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 LIST_CAPABILITIES: tuple[tuple[str, str, str], ...] = (
     ("resources", "resources/list", "resources"),
     ("prompts", "prompts/list", "prompts"),

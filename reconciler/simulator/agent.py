@@ -137,6 +137,12 @@ class AgentToolbox(Toolbox):
             if port not in taken:
                 return port
 
+    def mcp_ports(self, c: SimContainer) -> set[int]:
+        """Only what Docker published (a port the image does not EXPOSE is not reachable)."""
+        if not c.started or c.stopped:
+            return set()
+        return {int(p["HostPort"]) for p in c.published if p["HostPort"].isdigit()}
+
     def _host_ports(self) -> set[int]:
         return {int(p["HostPort"]) for c in self._all() for p in c.published if p["HostPort"].isdigit()}
 
