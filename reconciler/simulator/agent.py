@@ -479,7 +479,14 @@ class AgentToolbox(Toolbox):
             for item in items:
                 c = self.containers[str(item["name"])]
                 c.started_at = time.time()
-                self.registry[c.name] = Managed(c.instance_id, c.image, {})
+                c.exposed = {port_key(k) for k in c.port_bindings}
+                c.published = [
+                    {"key": port_key(k), "HostIp": "", "HostPort": str(b["HostPort"])}
+                    for k, bl in c.port_bindings.items()
+                    for b in bl
+                    if str(b.get("HostPort", "")).isdigit()
+                ]
+                self.registry[c.name] = Managed(c.instance_id, c.image, dict(c.port_bindings))
         return count
 
 

@@ -376,10 +376,24 @@ class _McpHandler(FastRequestHandler):
         if answer is None:
             self._send(202, b"", "text/plain", headers)
         elif behaviour.answers == "sse":
-            event = f"event: message\ndata: {json.dumps(answer)}\n\n".encode()
-            self._send(200, event, "text/event-stream", {**headers, "Cache-Control": "no-cache"})
+            self._stream_answer(answer, headers)
         else:
             self._json(200, answer, headers)
+
+    def _stream_answer(self, answer: dict[str, Any], headers: dict[str, str]) -> None:
+        """The answer as an event stream in chunks, as streaming servers send it (a comment first, then the
+        event split across two chunks, then the stream's end)."""
+        self.log_request(200, "-")
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            f"Transfer-Encoding: chunked\r\n{extra}\r\n"
+        )
+        event = f"event: message\ndata: {json.dumps(answer)}\n\n".encode()
+        half = len(event) // 2
+        chunks = [b": stream opened\n\n", event[:half], event[half:]]
+        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        self.wfile.write(head.encode("latin-1") + body)
 
     def _delete_session(self, lst: _Listener) -> None:
         sid = self.headers.get("Mcp-Session-Id")

@@ -258,8 +258,11 @@ class _Handler(FastRequestHandler):
         try:
             self._admin_route(method, path, body)
         finally:
-            if method != "GET":
+            # containers of this toolbox may have started or gone (an image's settings sync every toolbox)
+            if method == "POST" and path == "/__sim/images":
                 sim.mcp.sync_all(list(sim.toolboxes()))
+            elif method != "GET":
+                sim.mcp.sync(self.server.toolbox)
 
     def _admin_route(self, method: str, path: str, body: Any) -> None:
         sim, tb = self.server.sim, self.server.toolbox

@@ -364,7 +364,8 @@ class Toolbox:
     def seed(self, items: Any) -> int:
         """Add managed containers as if deployed and already running (benchmarks build large fleets so).
 
-        ``items``: a list of ``{"name", "image", "instance_id"}``; a name already present is a 409.
+        ``items``: a list of ``{"name", "image", "instance_id"}``, each with optional ``"ports"`` (Docker's
+        PortBindings, published as given: their MCP servers listen); a name already present is a 409.
         """
         if not isinstance(items, list):
             raise ApiError(400, {"success": False, "error": "seed needs a list of containers"})
@@ -383,7 +384,7 @@ class Toolbox:
                     _cid(),
                     now - self.start_delay,
                     [],
-                    {},
+                    dict(item.get("ports") or {}),
                 )
         return len(items)
 

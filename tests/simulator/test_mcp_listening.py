@@ -130,3 +130,13 @@ def test_image_flags_and_behaviour_defaults() -> None:
     assert McpBehaviour(resources=("r",)).announced == ("tools", "resources")
     with pytest.raises(ValueError, match="unknown MCP setting"):
         McpBehaviour().updated({"colour": "red"})
+
+
+def test_seeded_containers_with_ports_listen(sim: RunningSimulator) -> None:
+    ports = {"8080/tcp": [{"HostPort": str(PORT)}]}
+    seeded = sim.admin(
+        0, "POST", "/__sim/seed", {"containers": [{"name": "s0", "instance_id": "i0", "ports": ports}]}
+    )
+    assert seeded["seeded"] == 1
+    assert sim.sim.mcp_status(0)["listening"] == {str(PORT): "s0"}
+    assert initialize(HOST)["result"]["capabilities"] == {"tools": {"listChanged": False}}
