@@ -52,6 +52,10 @@ class Settings:
     blocked_retry_after: float = 600.0
     # How long the executor watches the listing for a deploy whose answer timed out before it ends ``pending``.
     deploy_watch_timeout: float = 120.0
+    # The git webhook's secret (POST /hooks/git); without it the route refuses every request.
+    webhook_secret: Secret | None = field(default=None, repr=False)
+    # Where notifications go (RECONCILER_NOTIFY, beside --notify): a Slack webhook URL is itself a secret.
+    notify_urls: tuple[Secret, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -107,6 +111,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
         blocked_retry_after=_number(env, "RECONCILER_BLOCKED_RETRY_AFTER", 600.0, float),
         deploy_watch_timeout=_number(env, "RECONCILER_DEPLOY_WATCH_TIMEOUT", 120.0, float),
+        webhook_secret=Secret(env["RECONCILER_WEBHOOK_SECRET"]) if env.get("RECONCILER_WEBHOOK_SECRET") else None,
+        notify_urls=tuple(Secret(u) for u in re.split(r"[\s,]+", env.get("RECONCILER_NOTIFY", "")) if u),
     )
 
 

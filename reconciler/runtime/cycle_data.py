@@ -13,6 +13,7 @@ from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Prober, Store
@@ -41,6 +42,7 @@ class CycleRequest:
     policy: Policy = field(default_factory=Policy)
     env_filter: tuple[str, ...] | None = None  # environment names or ids (--env)
     prune: bool = False  # every environment acts as if its manifest said policy.prune: true
+    adopt: bool = False  # every environment acts as if its manifest said policy.adopt: true
     lock: LockMode = "none"  # skip: leave a locked environment to its holder (daemon); wait: apply
     lock_wait: float = 30.0  # seconds ``wait`` waits for a held lock before refusing
     journal_idle: bool = True  # False (daemon): journal only a cycle whose plan has steps
@@ -97,6 +99,8 @@ class CycleReport:
     database_ok: bool = True
     backing_off: tuple[str, ...] = ()
     locked_elsewhere: tuple[str, ...] = ()
+    # environments in scope an operator suspended (by name): observed and planned, their steps held back
+    suspended: Mapping[str, Suspension] = field(default_factory=dict)
     stalled: tuple[str, ...] = ()  # "environment/server"
     unreachable: tuple[str, ...] = ()
     acted_on: tuple[str, ...] = ()  # environments observed (and locked, when locking) this cycle
