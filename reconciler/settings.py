@@ -49,6 +49,11 @@ class Settings:
     blocked_retry_after: float = 600.0
     # How long the executor watches the listing for a deploy whose answer timed out before it ends ``pending``.
     deploy_watch_timeout: float = 120.0
+    # Rollouts (core/rollout.py): a replace of one server across toolboxes goes out in waves and halts on the
+    # first step that does not end ok. Off: every step at once (apply --no-rollout, RECONCILER_ROLLOUT=off).
+    rollout: bool = True
+    rollout_first_wave: int = 1
+    rollout_max_in_flight: int = 10
 
     def __repr__(self) -> str:
         return (
@@ -103,7 +108,21 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
         blocked_retry_after=_number(env, "RECONCILER_BLOCKED_RETRY_AFTER", 600.0, float),
         deploy_watch_timeout=_number(env, "RECONCILER_DEPLOY_WATCH_TIMEOUT", 120.0, float),
+        rollout=_switch(env, "RECONCILER_ROLLOUT", True),
+        rollout_first_wave=_number(env, "RECONCILER_ROLLOUT_FIRST_WAVE", 1, int),
+        rollout_max_in_flight=_number(env, "RECONCILER_ROLLOUT_MAX_IN_FLIGHT", 10, int),
     )
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}={env.get(name)!r} must be on or off")
 
 
 def _latin1(text: str) -> bool:
