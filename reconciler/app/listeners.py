@@ -1,17 +1,21 @@
-"""What listens to each daemon cycle's report: the metrics, the journalled health condition and the log."""
+"""What listens to each daemon cycle's report: the metrics, the journalled health condition, the log and the
+notifications."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 
 from reconciler.adapters.metrics import DaemonMetrics
+from reconciler.adapters.notify import Notifier
+from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import StepOutcome
 from reconciler.ports import Clock, Journal
 from reconciler.runtime import fleet_status, health
 from reconciler.runtime.cycle import CycleReport
+from reconciler.runtime.environment_series import CycleSeries, series_of
 from reconciler.runtime.tick import DaemonState
 from reconciler.settings import Settings
 
@@ -28,7 +32,10 @@ def record_metrics(
     metrics.drift.set(len(report.plan.steps) if report.plan is not None else 0)
     metrics.unreachable.set(len(report.unreachable))
     metrics.stalled.set(len(report.stalled))
-    metrics.set_backoff({name: s.failures for name, s in backoff.items()})
+    series = series_of(report)
+    # The cycle's memory may still hold the backoff of an environment that left the manifests: not shown.
+    failures = {name: s.failures for name, s in backoff.items() if series is None or name in series.mentioned}
+    metrics.set_backoff(failures)
     metrics.locked_elsewhere.set(len(report.locked_elsewhere))
     metrics.manifest_valid.set(1 if report.manifest_valid else 0)
     metrics.database_up.set(1 if report.database_ok else 0)
@@ -36,6 +43,23 @@ def record_metrics(
         metrics.set_verdicts(health.environment_verdicts(report))
     if report.ok:
         metrics.last_success.set(now)
+    if series is not None:
+        record_environments(metrics, series, now)
+
+
+def record_environments(metrics: DaemonMetrics, series: CycleSeries, now: float) -> None:
+    """The per-environment series; an environment the cycle no longer speaks for loses its series."""
+    for name, values in series.covered.items():
+        metrics.set_environment(
+            name,
+            drift_steps=values.drift_steps,
+            drift_by_action=values.drift_by_action,
+            unobserved=values.unobserved,
+            failed_steps=values.failed_steps,
+            stalled_servers=values.stalled_servers,
+            success_at=now if values.succeeded else None,
+        )
+    metrics.keep_environments(series.mentioned)
 
 
 class HealthJournal:
@@ -109,3 +133,55 @@ def status_view(
     except Exception:
         log.exception("updating the status page failed; it shows the previous cycle")
         return previous
+
+
+class Notifications:
+    """Tells the operators what a cycle found (``core.notify``: events, deduplication, the rate limit) through
+    a ``Notifier`` that delivers in the background. Never raises: a notification never stops a cycle."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        *,
+        period: timedelta = notify.DEFAULT_PERIOD,
+        unobserved_cycles: int = notify.DEFAULT_UNOBSERVED_CYCLES,
+    ) -> None:
+        self._notifier, self._period, self._unobserved_cycles = notifier, period, unobserved_cycles
+        self._memory = notify.NotifyMemory()
+
+    def __call__(self, report: CycleReport, now: datetime, secrets: Iterable[str]) -> tuple[notify.Event, ...]:
+        """Queue the messages this cycle gives; returns them (already redacted)."""
+        try:
+            events, self._memory = notify.decide(
+                self._memory,
+                facts_of(report),
+                now,
+                period=self._period,
+                unobserved_cycles=self._unobserved_cycles,
+                secrets=secrets,
+            )
+            for event in events:
+                self._notifier.send(event, now)
+            return events
+        except Exception:
+            log.exception("deriving notifications failed; this cycle sends none")
+            return ()
+
+    def close(self) -> None:
+        self._notifier.close()
+
+
+def facts_of(report: CycleReport) -> notify.CycleFacts:
+    """The parts of a cycle's report the notifier reads."""
+    applied = tuple(
+        notify.AppliedStep(r.step, str(r.outcome), r.message, str(r.notice) if r.notice is not None else None)
+        for r in report.results
+    )
+    return notify.CycleFacts(
+        plan=report.plan,
+        applied=applied,
+        gaps=report.verdict.gaps,
+        acted_on=report.acted_on,
+        backing_off=report.backing_off,
+        run_id=report.run_id,
+    )

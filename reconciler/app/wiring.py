@@ -7,17 +7,26 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.adapters.clock import SystemClock
-from reconciler.adapters.dtma_client import DtmaClient
+from reconciler.adapters.dtma_client import DtmaClient, RequestObserver
 from reconciler.adapters.git import GitWorkTree
 from reconciler.adapters.journal import Journal
 from reconciler.adapters.key_file import read_or_create_key
+from reconciler.adapters.mcp_probe import McpProber
 from reconciler.errors import ConfigError
 from reconciler.ports import Store
 from reconciler.settings import Settings
 
 log = logging.getLogger("reconciler")
 
-__all__ = ["GitWorkTree", "SystemClock", "open_dtma", "open_journal", "secret_key", "secret_key_path"]
+__all__ = [
+    "GitWorkTree",
+    "SystemClock",
+    "open_dtma",
+    "open_journal",
+    "open_prober",
+    "secret_key",
+    "secret_key_path",
+]
 
 
 def secret_key_path(settings: Settings) -> Path:
@@ -53,8 +62,10 @@ def holds_fingerprints(store: Store) -> bool:
     return any(i.managed and i.config.get("secret_fingerprints") for i in store.observe_instances())
 
 
-def open_dtma(settings: Settings) -> DtmaClient:
-    """The DTMA client for these settings; keep it across cycles so its connection pool is reused."""
+def open_dtma(settings: Settings, on_request: RequestObserver | None = None) -> DtmaClient:
+    """The DTMA client for these settings; keep it across cycles so its connection pool is reused.
+    ``on_request`` is told of every request (the daemon passes ``DaemonMetrics.observe_dtma``: the client
+    and the metrics never import one another)."""
     return DtmaClient(
         connect_timeout=settings.dtma_connect_timeout,
         read_timeout=settings.dtma_read_timeout,
@@ -62,7 +73,14 @@ def open_dtma(settings: Settings) -> DtmaClient:
         deploy_timeout=settings.dtma_deploy_timeout,
         concurrency=settings.dtma_concurrency,
         verify=settings.dtma_verify,
+        on_request=on_request,
     )
+
+
+def open_prober(settings: Settings, secrets: Iterable[str] = ()) -> McpProber:
+    """The MCP readiness prober; keep it across cycles so its worker threads are reused. ``probe_many``'s
+    ``concurrency`` bounds each call; the pool is as large as the DTMA client's bound."""
+    return McpProber(secrets=secrets, max_workers=settings.dtma_concurrency)
 
 
 def open_journal(settings: Settings, secrets: Iterable[str] = ()) -> Journal:

@@ -22,6 +22,7 @@ class Action(StrEnum):
     DELETE = "delete"
     SYNC_STATUS = "sync-status"  # database repair only, no DTMA call
     SYNC_CONFIG = "sync-config"  # stored config only (protect), no DTMA call
+    ADOPT = "adopt"  # write the managed row of a running container (policy.adopt); the container is kept
 
 
 class NoticeKind(StrEnum):
@@ -38,7 +39,8 @@ class NoticeKind(StrEnum):
     NAME_HELD = "name-held"  # the agent holds a name no container has: only an agent restart frees it
     PENDING = "pending"  # a deploy was sent and not yet confirmed: not re-sent until it shows or times out
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
-    ROLLOUT_HALTED = "rollout-halted"  # a rollout stopped: this toolbox keeps the version it runs (core.rollout)
+    ROLLOUT_HALTED = "rollout-halted"  # a rollout stopped here (core.rollout): said once, on the halting toolbox
+    ROLLOUT_HELD = "rollout-held"  # a halted rollout's step not done: this toolbox keeps the version it runs
 
 
 # Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.
@@ -76,7 +78,7 @@ class Step:
     source: SourceRef | None = None  # the manifest line that asked for it
     desired: ServerSpec | None = None
     instance_id: str | None = None  # the recorded row it acts on, if any
-    status_from: str | None = None  # for sync-status
+    status_from: str | None = None  # for sync-status; for adopt, set when the row to take over exists
     status_to: str | None = None  # the enum value written when the step succeeds
     spec_hash: str | None = None  # desired spec hash (create, replace)
 
@@ -87,7 +89,7 @@ class Step:
 
     @property
     def calls_dtma(self) -> bool:
-        return self.action not in (Action.SYNC_STATUS, Action.SYNC_CONFIG)
+        return self.action not in (Action.SYNC_STATUS, Action.SYNC_CONFIG, Action.ADOPT)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
     ("stop", (Action.STOP,)),
     ("delete", (Action.DELETE,)),
     ("repair", (Action.SYNC_STATUS, Action.SYNC_CONFIG)),
+    ("adopt", (Action.ADOPT,)),
 )
 
 

@@ -117,7 +117,8 @@ class Halt:
     server: str
     spec_hash: str
     image: str | None
-    environment_name: str  # the toolbox where it stopped
+    environment_id: str  # the toolbox where it stopped
+    environment_name: str
     outcome: str
     error: str
 
@@ -196,7 +197,13 @@ def record(progress: Progress, index: RolloutIndex, step: Step, outcome: str, me
     halts = dict(progress.halts)
     if str(outcome) != StepOutcome.OK.value and rollout.key not in halts:
         halts[rollout.key] = Halt(
-            rollout.server, rollout.spec_hash, rollout.image, step.environment_name, str(outcome), message
+            rollout.server,
+            rollout.spec_hash,
+            rollout.image,
+            step.environment_id,
+            step.environment_name,
+            str(outcome),
+            message,
         )
     return Progress(finished, halts)
 
@@ -227,7 +234,7 @@ def hold_halted(plan: Plan, halted: Mapping[RolloutKey, Halt]) -> Plan:
                 step.environment_id,
                 step.environment_name,
                 step.server,
-                NoticeKind.ROLLOUT_HALTED,
+                NoticeKind.ROLLOUT_HELD,
                 f"{halt.reason}; {step.action} of {step.server} held until its spec changes again",
                 step.source,
             )
@@ -235,6 +242,27 @@ def hold_halted(plan: Plan, halted: Mapping[RolloutKey, Halt]) -> Plan:
     if not notices:
         return plan
     return replace(plan, steps=tuple(kept), notices=plan.notices + tuple(notices))
+
+
+def halt_notices(halts: Iterable[Halt], held: Iterable[Step]) -> tuple[Notice, ...]:
+    """One ``rollout-halted`` notice per halt, on the toolbox where it stopped, naming the toolboxes that keep
+    their version (``held``: the steps not started because of it): what notifications deliver, once."""
+    kept: dict[RolloutKey, list[str]] = {}
+    for step in held:
+        key = rollout_key(step)
+        if key is not None:
+            kept.setdefault(key, []).append(step.environment_name)
+    notices = []
+    for halt in halts:
+        names = sorted(kept.get(halt.key, ()))
+        image = f" to {halt.image}" if halt.image else ""
+        rest = f"; {len(names)} toolbox(es) keep the version they run: {', '.join(names[:10])}" if names else ""
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        message = f"{halt.reason} (rollout of {halt.server}{image}){rest}{more}"
+        notices.append(
+            Notice(halt.environment_id, halt.environment_name, halt.server, NoticeKind.ROLLOUT_HALTED, message)
+        )
+    return tuple(notices)
 
 
 def remember(halted: Mapping[RolloutKey, Halt], plan: Plan, new: Iterable[Halt]) -> dict[RolloutKey, Halt]:

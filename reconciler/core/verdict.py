@@ -40,7 +40,8 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.PENDING: GapKind.UNRECONCILABLE,  # a deploy sent and not yet listed
     NoticeKind.PORT_UNPUBLISHED: GapKind.UNRECONCILABLE,  # the declared hostPort is not published
     NoticeKind.PROTECTED: GapKind.UNRECONCILABLE,  # a declared server whose replace protect blocks
-    NoticeKind.ROLLOUT_HALTED: GapKind.UNRECONCILABLE,  # held by a rollout that halted, until the spec changes
+    NoticeKind.ROLLOUT_HALTED: GapKind.UNRECONCILABLE,  # the rollout stopped on this toolbox
+    NoticeKind.ROLLOUT_HELD: GapKind.UNRECONCILABLE,  # held by a rollout that halted, until the spec changes
 }
 
 

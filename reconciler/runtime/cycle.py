@@ -17,7 +17,7 @@ from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeeded
 from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
-from reconciler.core.plan import Plan, Step
+from reconciler.core.plan import NoticeKind, Plan, Step
 from reconciler.core.planner import plan as make_plan
 from reconciler.core.scope import narrow_to_servers
 from reconciler.core.verdict import apply_outcome, plan_outcome, verdict_of
@@ -51,6 +51,7 @@ def scope(
     *,
     prune: bool = False,
     servers: Sequence[str] | None = None,
+    adopt: bool = False,
 ) -> Desired:
     """The environments ``--env`` names (an unknown name is an error listing the valid ones); ``servers``
     (``--server``) must each be declared in one of them."""
@@ -73,6 +74,8 @@ def scope(
             raise ConfigError(f"--server {', '.join(unknown)} matches no server in scope (valid: {valid})")
     if prune:
         environments = tuple(replace(e, policy=replace(e.policy, prune=True)) for e in environments)
+    if adopt:
+        environments = tuple(replace(e, policy=replace(e.policy, adopt=True)) for e in environments)
     return replace(desired, environments=environments)
 
 
@@ -109,7 +112,9 @@ class _Cycle:
         request = self.request
         if request.kind == "apply" and not request.refresh:
             raise ConfigError("a plan made without reading the live state (--no-refresh) cannot be applied")
-        desired = scope(request.desired, request.env_filter, prune=request.prune, servers=request.servers)
+        desired = scope(
+            request.desired, request.env_filter, prune=request.prune, servers=request.servers, adopt=request.adopt
+        )
         rows = self.ports.store.observe_environments()
         try:
             specs, chosen = self._choose(desired, rows)
@@ -240,6 +245,10 @@ class _Cycle:
         flaps = flap.after_apply(flaps, (r.step for r in applied.results if r.outcome == StepOutcome.OK))
         halted = rollout.remember(halted, the_plan, applied.halts)
         state = self._next_state(flaps, observed, ids, applied, halted=halted)
+        if applied.halts:  # said once, in the report's notices, for the notifier and the status page
+            held = (r.step for r in applied.results if r.notice is NoticeKind.ROLLOUT_HELD)
+            notices = the_plan.notices + rollout.halt_notices(applied.halts, held)
+            report = replace(report, plan=replace(the_plan, notices=notices))
         report = replace(report, run_id=run_id, outcome=outcome, applied=applied, stalled=state.stalled())
         return report, state
 
@@ -283,7 +292,11 @@ class _Cycle:
             sleep=self.ports.sleep,
             secret_values=self.request.secret_values,
             secret_fingerprints=fingerprints,
-            config=replace(hooks.executor_config, global_concurrency=self.settings.apply_concurrency),
+            config=replace(
+                hooks.executor_config,
+                global_concurrency=self.settings.apply_concurrency,
+                deploy_concurrency=self.settings.dtma_deploy_concurrency,
+            ),
             on_step=hooks.on_step,
             gate=gate,
         )

@@ -9,13 +9,14 @@ from reconciler.core.rollout import (
     Progress,
     RolloutIndex,
     RolloutSettings,
+    halt_notices,
     held_back,
     hold_halted,
     plan_rollouts,
     record,
     remember,
 )
-from reconciler.core.verdict import Verdict, apply_outcome, verdict_of
+from reconciler.core.verdict import Verdict, apply_outcome, gap_kind, verdict_of
 from reconciler.model.spec import ServerSpec
 
 
@@ -103,13 +104,13 @@ def test_a_halted_rollout_is_held_by_the_daemon_until_the_spec_changes() -> None
     steps = tuple(replace_step(e) for e in envs(3))
     redeploy = Step("id-tb09", "tb09", "time", Action.CREATE, "absent", spec_hash="h2")
     plan = Plan(steps=(*steps, redeploy, replace_step("tb00", server="other", spec_hash="x")))
-    halt = Halt("time", "h2", "acme/time:2", "tb09", "failed", "manifest unknown")
-    halted = remember({}, plan, [halt, Halt("b", "h", None, "tb00", "pending", "")])
+    halt = Halt("time", "h2", "acme/time:2", "id-tb09", "tb09", "failed", "manifest unknown")
+    halted = remember({}, plan, [halt, Halt("b", "h", None, "id-tb00", "tb00", "pending", "")])
     assert halted == {("time", "h2"): halt}  # an inconclusive halt (pending) is not remembered
     held = hold_halted(plan, halted)
     assert [(s.environment_name, s.server) for s in held.steps] == [("tb00", "other")]
     assert [(n.environment_name, n.kind) for n in held.notices] == [
-        (e, NoticeKind.ROLLOUT_HALTED) for e in ("tb00", "tb01", "tb02", "tb09")
+        (e, NoticeKind.ROLLOUT_HELD) for e in ("tb00", "tb01", "tb02", "tb09")
     ]
     assert "held until its spec changes again" in held.notices[0].message
     assert not verdict_of(held).complete  # held steps are a gap: never "converged"
@@ -117,6 +118,18 @@ def test_a_halted_rollout_is_held_by_the_daemon_until_the_spec_changes() -> None
     bumped = Plan(steps=tuple(replace_step(e, spec_hash="h3") for e in envs(3)))
     assert remember(halted, bumped, ()) == {}
     assert hold_halted(bumped, remember(halted, bumped, ())) == bumped
+
+
+def test_a_halt_is_one_notice_on_the_toolbox_where_it_stopped() -> None:
+    halt = Halt("time", "h2", "acme/time:2", "id-tb00", "tb00", "failed", "manifest unknown")
+    held = [replace_step(e) for e in envs(14)[1:]] + [replace_step("tb99", server="other")]
+    [notice] = halt_notices([halt], held)
+    assert (notice.environment_id, notice.server, notice.kind) == ("id-tb00", "time", NoticeKind.ROLLOUT_HALTED)
+    assert notice.message == (
+        "rollout halted: time on tb00 failed: manifest unknown (rollout of time to acme/time:2); 13 toolbox(es) "
+        "keep the version they run: tb01, tb02, tb03, tb04, tb05, tb06, tb07, tb08, tb09, tb10 and 3 more"
+    )
+    assert gap_kind(notice) is not None
 
 
 def test_a_halted_rollout_makes_the_run_partial() -> None:

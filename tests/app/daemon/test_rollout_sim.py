@@ -8,6 +8,8 @@ from pathlib import Path
 
 from reconciler.adapters.journal import Journal
 from reconciler.app.daemon import Daemon
+from reconciler.app.listeners import facts_of
+from reconciler.core import notify
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import NoticeKind
 from reconciler.runtime.tick import DaemonConfig
@@ -50,15 +52,23 @@ def test_a_broken_image_halts_after_the_first_wave_stays_halted_and_a_new_spec_r
     assert [[t.environment_name for t in wave.toolboxes] for wave in rollout.waves] == [["tb0"], w.names[1:]]
     by_env = {r.step.environment_name: r for r in halted.results}
     assert by_env["tb0"].outcome == StepOutcome.FAILED
-    assert w.creates() == creates + 1 + FAST.retries - 1  # only tb0 was sent a deploy (and its retries)
+    assert w.creates() == creates + FAST.retries  # only tb0 was sent a deploy (tried FAST.retries times)
     for name in w.names[1:]:
         r = by_env[name]
-        assert r.outcome == StepOutcome.SKIPPED and r.notice is NoticeKind.ROLLOUT_HALTED
+        assert r.outcome == StepOutcome.SKIPPED and r.notice is NoticeKind.ROLLOUT_HELD
         assert r.message.startswith("rollout halted: time on tb0 failed: ")
         assert r.message.endswith(f"; {name} keeps the version it runs")
     assert halted.outcome is RunOutcome.PARTIAL
     [halt] = halted.applied.halts
     assert (halt.server, halt.environment_name, halt.outcome) == ("time", "tb0", "failed")
+    # One rollout-halted notice, on tb0, which the notifier delivers once (and the step that failed).
+    assert halted.plan is not None
+    [notice] = [n for n in halted.plan.notices if n.kind is NoticeKind.ROLLOUT_HALTED]
+    assert (
+        notice.environment_name == "tb0" and "9 toolbox(es) keep the version they run: tb1, tb2" in notice.message
+    )
+    events = notify.events_of(facts_of(halted), {}, 3)
+    assert sorted((e.kind, e.environment) for e in events) == [("rollout-halted", "tb0"), ("step-failed", "tb0")]
     # The other nine keep the old version (the live listings say so); tb0's old container was replaced.
     assert images(w) == {"tb0": None, **dict.fromkeys(w.names[1:], OLD)}
     assert halted.run_id is not None
@@ -72,10 +82,11 @@ def test_a_broken_image_halts_after_the_first_wave_stays_halted_and_a_new_spec_r
     for _ in range(2):
         again = d.cycle()
         assert again.results == () and again.run_id is None and again.plan is not None
-        held = [n for n in again.plan.notices if n.kind is NoticeKind.ROLLOUT_HALTED]
+        held = [n for n in again.plan.notices if n.kind is NoticeKind.ROLLOUT_HELD]
         assert sorted(n.environment_name for n in held) == w.names  # tb0's re-deploy is held too
+        assert notify.events_of(facts_of(again), {}, 3) == ()  # the halt was told once, not every interval
         assert not again.verdict.complete  # a halted rollout is never "in sync"
-    assert w.creates() == creates + 1 + FAST.retries - 1
+    assert w.creates() == creates + FAST.retries
     assert images(w)["tb1"] == OLD
 
     # A new spec (a good image) forgets the halt and rolls through every toolbox.
