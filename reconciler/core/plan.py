@@ -41,6 +41,7 @@ class NoticeKind(StrEnum):
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
     ROLLOUT_HALTED = "rollout-halted"  # a rollout stopped here (core.rollout): said once, on the halting toolbox
     ROLLOUT_HELD = "rollout-held"  # a halted rollout's step not done: this toolbox keeps the version it runs
+    SUSPENDED = "suspended"  # `reconciler suspend`: the environment (no server) or a step held back (server)
 
 
 # Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.

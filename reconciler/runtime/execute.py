@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, BlockReason, NoticeKind, Step
@@ -122,6 +123,7 @@ class Executor:
 
         def run_one(step: Step, state: _Chain) -> None:
             veto = self._gate(step) if self._gate is not None else None
+            started, duration = self.clock.monotonic(), None
             # A vetoed or skipped step is not started, so it has no journal row: nothing was attempted.
             if veto:
                 result = StepResult(step, StepOutcome.SKIPPED, veto)
@@ -133,6 +135,8 @@ class Executor:
                 result = self._skip_held(step, held)
             else:
                 result = self._run_step(step, state)
+                duration = self.clock.monotonic() - started
+            result = replace(result, run_id=self.run_id, duration=duration)
             with lock:
                 results.append(result)
             if observe is not None:

@@ -34,6 +34,23 @@ class StepResult:
     # forgot its containers, a toolbox that failed mid-apply, a deploy still pending): callers back off on it
     # and never claim convergence.
     notice: NoticeKind | None = None
+    run_id: int | None = None  # the journal run it belongs to (set by the executor)
+    duration: float | None = None  # seconds from the step's start to its outcome (None: never started)
+
+    def log_fields(self) -> dict[str, str | int]:
+        """The structured fields of a log line about this step (``extra=``; JSON logs show them): names,
+        the outcome and numbers only, never the message (which may quote an agent)."""
+        fields: dict[str, str | int] = {
+            "environment": self.step.environment_name,
+            "server": self.step.server,
+            "action": str(self.step.action),
+            "outcome": str(self.outcome),
+        }
+        if self.run_id is not None:
+            fields["run_id"] = self.run_id
+        if self.duration is not None:
+            fields["duration_ms"] = round(self.duration * 1000)
+        return fields
 
 
 @dataclass(frozen=True)
