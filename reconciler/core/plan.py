@@ -34,9 +34,17 @@ class NoticeKind(StrEnum):
     NAME_HELD = "name-held"  # the agent holds a name no container has: only an agent restart frees it
     PENDING = "pending"  # a deploy was sent and not yet confirmed: not re-sent until it shows or times out
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
+    PROBE_FAILED = "probe-failed"  # a running server failed its readiness probe this cycle
+    UNHEALTHY = "unhealthy"  # ... for failureThreshold cycles in a row (notified; onUnhealthy acts on it)
+    OFFER_DRIFT = "offer-drift"  # the server answers MCP but offers less than declared (capabilities, tools)
 
 
 # Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.
+
+
+# The change a restart planned for an unhealthy server carries: the executor restarts it even though its
+# container runs (a restart of a running container is otherwise a no-op).
+HEALTH_FIELD = "health"
 
 
 class BlockReason(StrEnum):

@@ -18,10 +18,12 @@ from reconciler.core.observed import (
     Observed,
     RecordedEnvironment,
     RecordedInstance,
+    ServerHealth,
     Unreachable,
 )
 from reconciler.core.plan import (
     BLOCKED_KEY,
+    HEALTH_FIELD,
     Action,
     BlockReason,
     Change,
@@ -31,6 +33,7 @@ from reconciler.core.plan import (
     Policy,
     Step,
 )
+from reconciler.core.readiness import offer_drift
 from reconciler.core.safety import guard_mass_delete, refuse_empty
 from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
 from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
@@ -65,6 +68,9 @@ def plan(
     rows_by_env: dict[str, list[RecordedInstance]] = {}
     for row in observed.recorded.instances:
         rows_by_env.setdefault(row.environment_id, []).append(row)
+    health_by_env: dict[str, dict[str, ServerHealth]] = {}
+    for (env_id, server), health in observed.health.items():
+        health_by_env.setdefault(env_id, {})[server] = health
 
     notices: list[Notice] = []
     errors: list[str] = []
@@ -100,8 +106,9 @@ def plan(
             notices.append(_unreachable(env, name, f"DTMA listing failed: {reason}", spec))
             continue
         env_plan = _EnvPlanner(
-            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now
-        )
+            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now,
+            health_by_env.get(env.id, {}),
+        )  # fmt: skip
         env_steps = env_plan.run()
         notices.extend(env_plan.notices)
         errors.extend(env_plan.errors)
@@ -145,6 +152,7 @@ class _EnvPlanner:
     policy: Policy
     fingerprints: Mapping[str, str]
     now: datetime
+    health: Mapping[str, ServerHealth]  # this cycle's readiness probes, by server name
 
     def __post_init__(self) -> None:
         self.notices: list[Notice] = []
@@ -366,9 +374,12 @@ class _EnvPlanner:
                 spec_hash=_comparable(row, wanted_hash),
             )
             return
+        health = self.health.get(name) if live.state == "running" else None
         if live.state == "running":
             self._check_ports(server, live)
-        mapped = status_for(live.state, server.state)
+            if health is not None and self._health(server, row, health, wanted_hash):
+                return
+        mapped = status_for(live.state, server.state, health.ok if health is not None else None)
         if row is not None and mapped is not None and row.status != mapped:
             self.step(
                 server,
@@ -381,6 +392,47 @@ class _EnvPlanner:
                 status_to=mapped,
                 spec_hash=_comparable(row, wanted_hash),
             )
+
+    def _health(
+        self, server: ServerSpec, row: RecordedInstance | None, health: ServerHealth, wanted_hash: str
+    ) -> bool:
+        """Notices from a running server's readiness probe, and (``onUnhealthy: restart``) a restart once it is
+        unhealthy; True when a restart was planned. The flap guard stalls a server whose restarts do not help."""
+        name, result = server.name, health.result
+        if result.ok:
+            drift = offer_drift(server, result)
+            if drift is not None:
+                self.notice(name, NoticeKind.OFFER_DRIFT, f"{name} offers less than declared: {drift}", server)
+            return False
+        probe = f"its {health.kind} readiness probe"
+        if not health.unhealthy:
+            self.notice(
+                name,
+                NoticeKind.PROBE_FAILED,
+                f"{name} runs but failed {probe} ({health.failures} of {health.threshold} before unhealthy): "
+                f"{result.error}",
+                server,
+            )
+            return False
+        self.notice(
+            name,
+            NoticeKind.UNHEALTHY,
+            f"{name} is unhealthy: failed {probe} {health.failures} cycles in a row: {result.error}",
+            server,
+        )
+        if server.on_unhealthy != "restart":
+            return False
+        self.step(
+            server,
+            name,
+            Action.RESTART,
+            f"{name} is unhealthy ({result.error}); onUnhealthy: restart",
+            changes=(Change(HEALTH_FIELD, "unhealthy", "healthy"),),
+            instance_id=row.id if row is not None else None,
+            status_to="running",
+            spec_hash=_comparable(row, wanted_hash),
+        )
+        return True
 
     def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:
         """A declared hostPort the listing does not show published: no step is planned (a new container would

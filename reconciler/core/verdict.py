@@ -23,6 +23,7 @@ class GapKind(StrEnum):
     )
     REFUSED = "refused"  # the mass-delete guard or allowEmpty stopped steps
     UNRECONCILABLE = "unreconcilable"  # a declared server that cannot be reconciled (conflict, plan error, ...)
+    UNHEALTHY = "unhealthy"  # a running server that does not pass its readiness probe
 
 
 # Which notices leave a gap, and of which kind: the one list of what "cannot be settled now" means (the
@@ -40,6 +41,10 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.PENDING: GapKind.UNRECONCILABLE,  # a deploy sent and not yet listed
     NoticeKind.PORT_UNPUBLISHED: GapKind.UNRECONCILABLE,  # the declared hostPort is not published
     NoticeKind.PROTECTED: GapKind.UNRECONCILABLE,  # a declared server whose replace protect blocks
+    NoticeKind.PROBE_FAILED: GapKind.UNHEALTHY,  # seen running, but its server did not answer: not converged
+    NoticeKind.UNHEALTHY: GapKind.UNHEALTHY,
+    # The server answers but offers less than declared: no step fixes it (the image must), so not converged.
+    NoticeKind.OFFER_DRIFT: GapKind.UNRECONCILABLE,
 }
 
 
@@ -129,7 +134,9 @@ def apply_outcome(
 
     - plan errors stopped every step: NOTHING_APPLIED;
     - the daemon was stopping and skipped steps: STOPPED;
-    - a step failed: PARTIAL when another step succeeded, else FAILED (every step tried failed);
+    - a step failed: PARTIAL when another step succeeded (or was applied and left unready), else FAILED
+      (every step tried failed);
+    - a step was applied but its server did not pass its readiness (UNREADY): PARTIAL;
     - a deploy was left pending (sent, not yet listed), or a step met what cannot be settled now
       (``unsettled``: a held name, a declared hostPort the new container does not publish): INCOMPLETE;
     - otherwise the verdict's INCOMPLETE or REFUSED when the plan had gaps, else CONVERGED.
@@ -139,8 +146,11 @@ def apply_outcome(
         return RunOutcome.NOTHING_APPLIED
     if stopped and StepOutcome.SKIPPED in outcomes:
         return RunOutcome.STOPPED
+    applied = bool(outcomes & {StepOutcome.OK, StepOutcome.UNREADY})
     if StepOutcome.FAILED in outcomes:
-        return RunOutcome.PARTIAL if StepOutcome.OK in outcomes else RunOutcome.FAILED
+        return RunOutcome.PARTIAL if applied else RunOutcome.FAILED
+    if StepOutcome.UNREADY in outcomes:
+        return RunOutcome.PARTIAL
     if unsettled or StepOutcome.PENDING in outcomes:
         return RunOutcome.INCOMPLETE
     return verdict.outcome or RunOutcome.CONVERGED
