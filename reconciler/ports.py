@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from reconciler.core.health import ProbeResult, ProbeTarget
 from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.model.secrets import Secret
 
@@ -188,6 +189,20 @@ class Dtma(Protocol):
     def delete(self, target: DtmaTarget, name: str) -> None: ...
 
     def health(self, target: DtmaTarget) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Prober(Protocol):
+    """Readiness probes of MCP servers (adapters/mcp_probe.py)."""
+
+    def probe_many(
+        self, targets: Sequence[ProbeTarget], *, concurrency: int
+    ) -> dict[tuple[str, str], ProbeResult]:
+        """Probe every target, at most ``concurrency`` at once and never two at once for one key; the answer
+        is keyed by (environment_id, server). A probe that fails is a result with ``ok=False`` and a
+        redacted, one-line error, never an exception."""
+        ...
 
     def close(self) -> None: ...
 

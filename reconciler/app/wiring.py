@@ -11,13 +11,22 @@ from reconciler.adapters.dtma_client import DtmaClient
 from reconciler.adapters.git import GitWorkTree
 from reconciler.adapters.journal import Journal
 from reconciler.adapters.key_file import read_or_create_key
+from reconciler.adapters.mcp_probe import McpProber
 from reconciler.errors import ConfigError
 from reconciler.ports import Store
 from reconciler.settings import Settings
 
 log = logging.getLogger("reconciler")
 
-__all__ = ["GitWorkTree", "SystemClock", "open_dtma", "open_journal", "secret_key", "secret_key_path"]
+__all__ = [
+    "GitWorkTree",
+    "SystemClock",
+    "open_dtma",
+    "open_journal",
+    "open_prober",
+    "secret_key",
+    "secret_key_path",
+]
 
 
 def secret_key_path(settings: Settings) -> Path:
@@ -63,6 +72,12 @@ def open_dtma(settings: Settings) -> DtmaClient:
         concurrency=settings.dtma_concurrency,
         verify=settings.dtma_verify,
     )
+
+
+def open_prober(settings: Settings, secrets: Iterable[str] = ()) -> McpProber:
+    """The MCP readiness prober; keep it across cycles so its worker threads are reused. ``probe_many``'s
+    ``concurrency`` bounds each call; the pool is as large as the DTMA client's bound."""
+    return McpProber(secrets=secrets, max_workers=settings.dtma_concurrency)
 
 
 def open_journal(settings: Settings, secrets: Iterable[str] = ()) -> Journal:

@@ -15,7 +15,7 @@ from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
-from reconciler.ports import Clock, Dtma, Journal, Store
+from reconciler.ports import Clock, Dtma, Journal, Prober, Store
 from reconciler.runtime.execute import ApplyResult, ExecutorConfig, StepResult
 from reconciler.runtime.saved_plan import Basis
 
@@ -30,6 +30,7 @@ class CyclePorts:
     clock: Clock
     key: bytes = field(repr=False)  # HMAC key of the secret fingerprints
     sleep: Callable[[float], None] = time.sleep
+    prober: Prober | None = None  # MCP readiness probes; None: container state only
 
 
 @dataclass(frozen=True)
