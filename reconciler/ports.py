@@ -104,6 +104,10 @@ class Store(Protocol):
         A row deleted meanwhile is skipped."""
         ...
 
+    def recorded_health(self) -> Mapping[str, Mapping[str, Any]]:
+        """Instance id -> its ``mcp_discovery_metadata`` where it holds a probe's answer (for ``status``)."""
+        ...
+
     def delete_instance(self, instance_id: str) -> None: ...
 
     def fingerprint(self, environment_id: str) -> str:

@@ -270,6 +270,14 @@ class MemoryStore:
                     written += 1
         return written
 
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        with self._use():
+            found = {
+                k: rows.probed_metadata(r.get("mcp_discovery_metadata"))
+                for k, r in self.database.instances.items()
+            }
+        return {k: copy.deepcopy(v) for k, v in found.items() if v is not None}
+
     def record_health(self, records: Sequence[HealthRecord]) -> None:
         with self._use():
             for record in records:

@@ -454,6 +454,18 @@ class PostgresStore:
             )
         return max(cursor.rowcount, 0)
 
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        if "mcp_discovery_metadata" not in self._columns.get("account_tool_instances", frozenset()):
+            return {}
+        with self._guard("reading health") as conn:
+            found = self._all(
+                conn,
+                "SELECT id::text AS id, mcp_discovery_metadata AS m FROM account_tool_instances "
+                "WHERE mcp_discovery_metadata ? 'last_probe'",
+            )
+        probed = {str(r["id"]): rows.probed_metadata(r["m"]) for r in found}
+        return {k: v for k, v in probed.items() if v is not None}
+
     def record_health(self, records: Sequence[HealthRecord]) -> None:
         present = self._columns.get("account_tool_instances", frozenset())
         records = [r for r in records if rows.is_uuid(r.instance_id)]

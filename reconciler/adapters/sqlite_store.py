@@ -353,6 +353,17 @@ class SqliteStore:
                 written += max(cursor.rowcount, 0)
         return written
 
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        if "mcp_discovery_metadata" not in self.mcp_columns:
+            return {}
+        sql = (
+            "SELECT id, mcp_discovery_metadata AS m FROM account_tool_instances "
+            "WHERE mcp_discovery_metadata IS NOT NULL"
+        )
+        with self._guard("reading health"):
+            found = {str(r["id"]): rows.probed_metadata(r["m"]) for r in self._db.query(sql)}
+        return {k: v for k, v in found.items() if v is not None}
+
     def record_health(self, records: Sequence[HealthRecord]) -> None:
         columns = self.mcp_columns
         if not records or "mcp_discovery_metadata" not in columns:

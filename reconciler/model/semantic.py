@@ -90,14 +90,10 @@ def _readiness_type(server: dict[str, Any]) -> str:
     declared = readiness.get("type") if isinstance(readiness, dict) else None
     if isinstance(declared, str):
         return declared
-    host_ip = server.get("hostIp")
-    if (
-        server.get("transport") in NETWORK_TRANSPORTS
-        and _int(server.get("hostPort")) is not None
-        and (host_ip is None or host_ip in EVERY_INTERFACE)
-    ):
-        return "mcp"
-    return "none"
+    host_ip, transport = server.get("hostIp"), server.get("transport")
+    every_interface = host_ip is None or (isinstance(host_ip, str) and host_ip in EVERY_INTERFACE)
+    network = isinstance(transport, str) and transport in NETWORK_TRANSPORTS
+    return "mcp" if network and every_interface and _int(server.get("hostPort")) is not None else "none"
 
 
 def _readiness_issues(server: dict[str, Any], index: int) -> list[SchemaIssue]:

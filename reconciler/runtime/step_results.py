@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconciler.core.health import ProbeResult
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import NoticeKind, Step
 from reconciler.errors import ReconcilerError
@@ -30,6 +31,7 @@ class StepResult:
     # forgot its containers, a toolbox that failed mid-apply, a deploy still pending): callers back off on it
     # and never claim convergence.
     notice: NoticeKind | None = None
+    probe: ProbeResult | None = None  # the readiness wait's last probe, after a create, replace or start
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class ApplyResult:
 
     @property
     def applied_any(self) -> bool:
-        return any(r.outcome == StepOutcome.OK for r in self.results)
+        return any(r.outcome in (StepOutcome.OK, StepOutcome.UNREADY) for r in self.results)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Done:
     outcome: StepOutcome
     message: str = ""
     notice: NoticeKind | None = None
+    probe: ProbeResult | None = None
 
 
 class StepFailed(ReconcilerError):
