@@ -104,6 +104,24 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class HealthEntry:
+    """One running server's readiness probe as the plan shows it (text, markdown, JSON)."""
+
+    environment_id: str
+    environment_name: str
+    server: str
+    kind: str  # mcp or http
+    ok: bool
+    error: str | None = None
+    failures: int = 0  # consecutive failed cycles
+    unhealthy: bool = False  # failed failureThreshold cycles in a row
+    protocol_version: str | None = None
+    server_name: str | None = None
+    server_version: str | None = None
+    tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Policy:
     """Run-wide safety settings (per-environment prune/allowEmpty come from the manifest)."""
 
@@ -137,6 +155,18 @@ class Plan:
     created_at: datetime | None = None
     manifest_digest: str = ""
     errors: tuple[str, ...] = field(default=())  # plan-level errors (e.g. unresolved secrets)
+    health: tuple[HealthEntry, ...] = ()  # the readiness probes of the running servers planned for
+
+    def health_line(self) -> str | None:
+        """``health: 4 servers probed, 3 healthy, 1 failing (web)``, or None when nothing was probed."""
+        if not self.health:
+            return None
+        failing = sorted(f"{h.environment_name}/{h.server}" for h in self.health if not h.ok)
+        text = f"health: {len(self.health)} server(s) probed, {len(self.health) - len(failing)} healthy"
+        if failing:
+            shown = ", ".join(failing[:5]) + (", ..." if len(failing) > 5 else "")
+            text += f", {len(failing)} failing ({shown})"
+        return text
 
     @property
     def has_changes(self) -> bool:

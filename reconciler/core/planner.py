@@ -27,6 +27,7 @@ from reconciler.core.plan import (
     Action,
     BlockReason,
     Change,
+    HealthEntry,
     Notice,
     NoticeKind,
     Plan,
@@ -69,8 +70,8 @@ def plan(
     for row in observed.recorded.instances:
         rows_by_env.setdefault(row.environment_id, []).append(row)
     health_by_env: dict[str, dict[str, ServerHealth]] = {}
-    for (env_id, server), health in observed.health.items():
-        health_by_env.setdefault(env_id, {})[server] = health
+    for (env_id, server), one in observed.health.items():
+        health_by_env.setdefault(env_id, {})[server] = one
 
     notices: list[Notice] = []
     errors: list[str] = []
@@ -78,6 +79,7 @@ def plan(
     managed_by_env: dict[str, int] = {}
     names: dict[str, str] = {}
     matched: list[tuple[str, RecordedEnvironment, EnvironmentSpec]] = []
+    probed: list[HealthEntry] = []
     for spec in desired.environments:
         found = by_id.get(spec.environment) or by_name.get(spec.environment)
         if found is None:
@@ -118,6 +120,7 @@ def plan(
             env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
             notices.append(notice)
         steps_by_env[env.id] = env_steps
+        probed.extend(_health_entries(env.id, name, health_by_env.get(env.id, {})))
 
     guarded, refusals = guard_mass_delete(steps_by_env, managed_by_env, names, policy)
     notices.extend(refusals)
@@ -131,7 +134,28 @@ def plan(
         created_at=now,
         manifest_digest=desired.digest,
         errors=tuple(errors),
+        health=tuple(probed),
     )
+
+
+def _health_entries(env_id: str, name: str, probes: Mapping[str, ServerHealth]) -> list[HealthEntry]:
+    return [
+        HealthEntry(
+            env_id,
+            name,
+            server,
+            h.kind,
+            h.ok,
+            h.result.error,
+            h.failures,
+            h.unhealthy,
+            h.result.protocol_version,
+            h.result.server_name,
+            h.result.server_version,
+            h.result.tools,
+        )
+        for server, h in sorted(probes.items())
+    ]
 
 
 def _notice_key(n: Notice) -> tuple[str, str, str, str, str]:
