@@ -409,7 +409,7 @@ class _EnvPlanner:
                 server,
                 name,
                 Action.SYNC_STATUS,
-                f"database says {row.status} but the container is {live.state}",
+                _status_reason(row.status, live.state, health),
                 changes=(Change("status_on_toolbox", row.status, mapped),),
                 instance_id=row.id,
                 status_from=row.status,
@@ -585,6 +585,16 @@ def blocked(row: RecordedInstance, policy: Policy, now: datetime) -> tuple[Block
     if (now - since).total_seconds() >= policy.blocked_retry_after:
         return None
     return reason, str(mark.get("message") or reason.value)
+
+
+def _status_reason(recorded: str, live_state: str, health: ServerHealth | None) -> str:
+    if health is None:
+        return f"database says {recorded} but the container is {live_state}"
+    if health.ok:
+        return f"database says {recorded} but the container is {live_state} and passes its {health.kind} probe"
+    return (
+        f"database says {recorded} but the container's server fails its {health.kind} probe: {health.result.error}"
+    )
 
 
 def _comparable(row: RecordedInstance | None, wanted: str) -> str | None:

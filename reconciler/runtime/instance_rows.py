@@ -60,7 +60,8 @@ class InstanceRows:
 
     def sync_status(self, instance_id: str, status: str) -> None:
         with self._lock:
-            self.store.update_instance(instance_id, status=status, clear_error=True)
+            # error_runtime keeps the message that says why (the probe's error, written with it).
+            self.store.update_instance(instance_id, status=status, clear_error=status != "error_runtime")
 
     def store_protect(self, instance_id: str, protect: bool) -> None:
         with self._lock:
