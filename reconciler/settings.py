@@ -41,6 +41,9 @@ class Settings:
     dtma_deploy_timeout: float = 600.0  # POST /tools answers only after pulling the image
     dtma_concurrency: int = 64
     apply_concurrency: int = 16
+    # Creates sent to one agent at once: its Docker pulls 3 layers at a time by default, so more only queue
+    # inside the agent against the deploy deadline (README, "Deploys in parallel on one toolbox").
+    dtma_deploy_concurrency: int = 3
     secret_key: Secret | None = field(default=None, repr=False)  # HMAC key for secret fingerprints
     journal_max_age_days: float = 90.0
     journal_keep_runs: int = 10_000
@@ -105,6 +108,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         dtma_deploy_timeout=_number(env, "RECONCILER_DTMA_DEPLOY_TIMEOUT", 600.0, float),
         dtma_concurrency=_number(env, "RECONCILER_DTMA_CONCURRENCY", 64, int),
         apply_concurrency=_number(env, "RECONCILER_APPLY_CONCURRENCY", 16, int),
+        dtma_deploy_concurrency=_number(env, "RECONCILER_DTMA_DEPLOY_CONCURRENCY", 3, int),
         secret_key=Secret(key) if key else None,
         journal_max_age_days=_number(env, "RECONCILER_JOURNAL_MAX_AGE_DAYS", 90.0, float),
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),

@@ -18,7 +18,7 @@ import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.adapters.dtma_http import (
     CONNECT_KINDS,
@@ -43,6 +43,8 @@ from reconciler.adapters.dtma_protocol import (
     deploy_result,
     is_missing_route,
     next_delay,
+    route_of,
+    status_class,
 )
 from reconciler.core.observed import LiveListing
 from reconciler.errors import (
@@ -54,7 +56,14 @@ from reconciler.errors import (
 )
 from reconciler.ports import DeployRequest, DeployResult, DtmaTarget
 
-__all__ = ["DtmaClient", "DtmaForgottenError", "RetryPolicy", "is_forgotten", "map_transport_error"]
+__all__ = [
+    "DtmaClient",
+    "DtmaForgottenError",
+    "RequestObserver",
+    "RetryPolicy",
+    "is_forgotten",
+    "map_transport_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,16 @@ _MAX_ENDPOINTS = 100_000
 _PENDING = DtmaTransportError("listing not run")  # a placeholder every result slot replaces
 
 Sleep = Callable[[float], Awaitable[None] | None]  # a plain function (a test's no-op) may stand in
+TRANSPORT_ERROR = "transport-error"  # the status class of a request that got no answer
+
+
+class RequestObserver(Protocol):
+    """Told of every request sent (each retry too), on the client's loop thread: its method, route template
+    (``route_of``: never a server's name), status class (``2xx``...``5xx``, or ``transport-error`` when no
+    answer came) and the seconds it took. The composition root connects it to the metrics; it must be quick
+    and must not raise."""
+
+    def __call__(self, method: str, route: str, status_class: str, seconds: float) -> None: ...
 
 
 class DtmaForgottenError(DtmaNotFoundError):
@@ -131,6 +150,7 @@ class DtmaClient:
         rng: random.Random | None = None,
         verify: bool | str = True,
         max_body_bytes: int = MAX_BODY_BYTES,
+        on_request: RequestObserver | None = None,
     ) -> None:
         self._read_timeout = read_timeout
         self._deadline = call_deadline
@@ -149,6 +169,7 @@ class DtmaClient:
         self._sleep: Sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
         self._max_body = max_body_bytes
+        self._on_request = on_request
         self._last_listing: dict[str, LiveListing] = {}
         self._status_only: dict[str, float] = {}  # base URL -> loop time until which /status is used
         # GET request bytes per (base URL, path, token), built once: they carry the token, so never shown.
@@ -204,17 +225,21 @@ class DtmaClient:
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         attempt = 0
+        route = route_of(call.path)
         while True:
             try:
+                sent = loop.time()
                 try:
                     async with asyncio.timeout_at(ends):
                         resp = await self._http.request(
                             ep, self._max_body, read_timeout=read_timeout, reuse=call.idempotent
                         )
                 except TRANSPORT_FAILURES as exc:
+                    self._observe(call.method, route, TRANSPORT_ERROR, loop.time() - sent)
                     raise map_transport_error(
                         exc, call, where, deadline=deadline, max_body=self._max_body
                     ) from exc
+                self._observe(call.method, route, status_class(resp.status), loop.time() - sent)
                 log.debug("DTMA %s -> %s", where, resp.status)
                 if call.missing_route_ok and is_missing_route(resp.status, resp.body):
                     return resp.status, resp.body
@@ -232,6 +257,14 @@ class DtmaClient:
                 if pause is not None:
                     await pause
                 attempt += 1
+
+    def _observe(self, method: str, route: str, status: str, seconds: float) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(method, route, status, seconds)
+        except Exception:  # a metrics failure must never fail the call it measures
+            log.exception("the DTMA request observer failed")
 
     def _run(self, target: DtmaTarget, call: Call) -> tuple[int, bytes]:
         return self._http.run(self._call(target, call))

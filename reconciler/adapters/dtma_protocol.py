@@ -40,6 +40,8 @@ TOOLS_STATUS = "/tools/status"  # authenticated, managed containers with their i
 STATUS = "/status"  # the older agent's listing (public on the newer agent, which has /tools/status)
 _TOKEN_HINT = "BACKEND_TO_DTMA_API_KEY (or the environment's dtma_bearer_token where opted in)"
 _DOCKER_CODE = re.compile(r"\(HTTP code (\d{3})\)")
+_FIXED_ROUTES = frozenset({"/tools", TOOLS_STATUS, STATUS, "/health"})
+_NAMED_ROUTE = re.compile(r"/tools/[^/?]+(/(?:start|stop|restart|logs))?")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,23 @@ class Call:
 
     def where(self, toolbox: str) -> str:
         return f"{self.method} {self.path} on {toolbox}"
+
+
+def route_of(path: str) -> str:
+    """The route template of a request path, for metrics: a server's name becomes ``{name}``
+    (``/tools/fetch/start`` -> ``/tools/{name}/start``) and an unknown path is ``other``, so the label
+    values are a short fixed list whatever the names are."""
+    if path in _FIXED_ROUTES:
+        return path
+    m = _NAMED_ROUTE.fullmatch(path)
+    if m is None:
+        return "other"
+    return "/tools/{name}" + (m.group(1) or "")
+
+
+def status_class(status: int) -> str:
+    """``2xx``, ``4xx``, ... of an HTTP status code."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
 
 def bearer(token: Secret, where: str) -> str:

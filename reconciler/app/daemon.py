@@ -63,7 +63,7 @@ class Daemon:
         without it only the probes and metrics are served); ``on_serving`` is told the address served."""
         self.settings, self.config, self.policy = settings, config, policy_for(settings, policy)
         self.clock: Clock = clock or SystemClock()
-        self.metrics = DaemonMetrics()
+        self.metrics = DaemonMetrics(interval=config.interval)
         self._environ = os.environ if environ is None else environ
         self._on_step, self._on_cycle = on_step, on_cycle
         self.site, self.on_serving = site, on_serving
@@ -78,7 +78,8 @@ class Daemon:
             if store is not None:
                 store.close()
             raise
-        self._dtma = open_dtma(settings)  # one client, one connection pool, for the daemon's life
+        # One client, one connection pool, for the daemon's life; every request it sends is counted.
+        self._dtma = open_dtma(settings, self.metrics.observe_dtma)
         self._state = DaemonState()
         self._stop, self._cycle_lock, self._idle = threading.Event(), threading.Lock(), threading.Event()
         self._idle.set()

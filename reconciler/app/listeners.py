@@ -12,6 +12,7 @@ from reconciler.core.outcomes import StepOutcome
 from reconciler.ports import Clock, Journal
 from reconciler.runtime import fleet_status, health
 from reconciler.runtime.cycle import CycleReport
+from reconciler.runtime.environment_series import CycleSeries, series_of
 from reconciler.runtime.tick import DaemonState
 from reconciler.settings import Settings
 
@@ -28,7 +29,10 @@ def record_metrics(
     metrics.drift.set(len(report.plan.steps) if report.plan is not None else 0)
     metrics.unreachable.set(len(report.unreachable))
     metrics.stalled.set(len(report.stalled))
-    metrics.set_backoff({name: s.failures for name, s in backoff.items()})
+    series = series_of(report)
+    # The cycle's memory may still hold the backoff of an environment that left the manifests: not shown.
+    failures = {name: s.failures for name, s in backoff.items() if series is None or name in series.mentioned}
+    metrics.set_backoff(failures)
     metrics.locked_elsewhere.set(len(report.locked_elsewhere))
     metrics.manifest_valid.set(1 if report.manifest_valid else 0)
     metrics.database_up.set(1 if report.database_ok else 0)
@@ -36,6 +40,23 @@ def record_metrics(
         metrics.set_verdicts(health.environment_verdicts(report))
     if report.ok:
         metrics.last_success.set(now)
+    if series is not None:
+        record_environments(metrics, series, now)
+
+
+def record_environments(metrics: DaemonMetrics, series: CycleSeries, now: float) -> None:
+    """The per-environment series; an environment the cycle no longer speaks for loses its series."""
+    for name, values in series.covered.items():
+        metrics.set_environment(
+            name,
+            drift_steps=values.drift_steps,
+            drift_by_action=values.drift_by_action,
+            unobserved=values.unobserved,
+            failed_steps=values.failed_steps,
+            stalled_servers=values.stalled_servers,
+            success_at=now if values.succeeded else None,
+        )
+    metrics.keep_environments(series.mentioned)
 
 
 class HealthJournal:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.adapters.clock import SystemClock
-from reconciler.adapters.dtma_client import DtmaClient
+from reconciler.adapters.dtma_client import DtmaClient, RequestObserver
 from reconciler.adapters.git import GitWorkTree
 from reconciler.adapters.journal import Journal
 from reconciler.adapters.key_file import read_or_create_key
@@ -62,8 +62,10 @@ def holds_fingerprints(store: Store) -> bool:
     return any(i.managed and i.config.get("secret_fingerprints") for i in store.observe_instances())
 
 
-def open_dtma(settings: Settings) -> DtmaClient:
-    """The DTMA client for these settings; keep it across cycles so its connection pool is reused."""
+def open_dtma(settings: Settings, on_request: RequestObserver | None = None) -> DtmaClient:
+    """The DTMA client for these settings; keep it across cycles so its connection pool is reused.
+    ``on_request`` is told of every request (the daemon passes ``DaemonMetrics.observe_dtma``: the client
+    and the metrics never import one another)."""
     return DtmaClient(
         connect_timeout=settings.dtma_connect_timeout,
         read_timeout=settings.dtma_read_timeout,
@@ -71,6 +73,7 @@ def open_dtma(settings: Settings) -> DtmaClient:
         deploy_timeout=settings.dtma_deploy_timeout,
         concurrency=settings.dtma_concurrency,
         verify=settings.dtma_verify,
+        on_request=on_request,
     )
 
 

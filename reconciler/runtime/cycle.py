@@ -314,7 +314,11 @@ class _Cycle:
             sleep=self.ports.sleep,
             secret_values=self.request.secret_values,
             secret_fingerprints=fingerprints,
-            config=replace(hooks.executor_config, global_concurrency=self.settings.apply_concurrency),
+            config=replace(
+                hooks.executor_config,
+                global_concurrency=self.settings.apply_concurrency,
+                deploy_concurrency=self.settings.dtma_deploy_concurrency,
+            ),
             on_step=hooks.on_step,
             gate=gate,
             prober=self.ports.prober,

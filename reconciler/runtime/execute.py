@@ -30,7 +30,7 @@ from reconciler.runtime.probing import ReadinessConfig, ReadinessWait
 from reconciler.runtime.step_actions import StepActions
 from reconciler.runtime.step_results import ApplyResult, DeployPending, ExecutorConfig, StepFailed, StepResult
 
-__all__ = ["ApplyResult", "Executor", "ExecutorConfig", "StepFailed", "StepResult"]
+__all__ = ["ApplyResult", "Executor", "ExecutorConfig", "StepFailed", "StepResult", "deploy_groups"]
 
 
 _DEFAULT_CONFIG = ExecutorConfig()
@@ -44,6 +44,35 @@ class _Chain:
         self.broken: str | None = None
         # Docker's name conflict: later creates on this toolbox would meet it too.
         self.forgotten: str | None = None
+
+
+def deploy_groups(chain: Sequence[Step], concurrency: int) -> list[list[Step]]:
+    """One toolbox's steps in order, cut into groups that may run at once: consecutive creates, at most
+    ``concurrency`` wide in flight, never two with the same name or host port in one group (the agent checks
+    names and ports against its registry before the pull and registers only after it, so it would not catch
+    such a pair); every other action is a group of its own, so it waits for what came before it and what
+    follows waits for it."""
+    groups: list[list[Step]] = []
+    names: set[str] = set()
+    ports: set[int] = set()
+    for step in chain:
+        port = step.desired.host_port if step.desired is not None else None
+        joins = (
+            concurrency > 1
+            and step.action is Action.CREATE
+            and groups
+            and groups[-1][0].action is Action.CREATE
+            and step.server not in names
+            and (port is None or port not in ports)
+        )
+        if not joins:
+            groups.append([])
+            names, ports = set(), set()
+        groups[-1].append(step)
+        names.add(step.server)
+        if port is not None:
+            ports.add(port)
+    return groups
 
 
 class Executor:
@@ -85,23 +114,35 @@ class Executor:
         results: list[StepResult] = []
         lock = threading.Lock()
 
+        def run_one(step: Step, state: _Chain) -> None:
+            veto = self._gate(step) if self._gate is not None else None
+            # A vetoed or skipped step is not started, so it has no journal row: nothing was attempted.
+            if veto:
+                result = StepResult(step, StepOutcome.SKIPPED, veto)
+            elif state.broken is not None:
+                result = StepResult(step, StepOutcome.SKIPPED, state.broken, notice=NoticeKind.UNREACHABLE)
+            elif state.forgotten is not None and step.action is Action.CREATE:
+                result = self._hold_forgotten(step, state.forgotten)
+            else:
+                result = self._run_step(step, state)
+            with lock:
+                results.append(result)
+            if self._on_step is not None:
+                self._on_step(result)
+
         def run_chain(chain: list[Step]) -> None:
             state = _Chain()
-            for step in chain:
-                veto = self._gate(step) if self._gate is not None else None
-                # A vetoed or skipped step is not started, so it has no journal row: nothing was attempted.
-                if veto:
-                    result = StepResult(step, StepOutcome.SKIPPED, veto)
-                elif state.broken is not None:
-                    result = StepResult(step, StepOutcome.SKIPPED, state.broken, notice=NoticeKind.UNREACHABLE)
-                elif state.forgotten is not None and step.action is Action.CREATE:
-                    result = self._hold_forgotten(step, state.forgotten)
-                else:
-                    result = self._run_step(step, state)
-                with lock:
-                    results.append(result)
-                if self._on_step is not None:
-                    self._on_step(result)
+            for group in deploy_groups(chain, self.config.deploy_concurrency):
+                if len(group) == 1:
+                    run_one(group[0], state)
+                    continue
+                # Creates on one toolbox overlap (each still journals its intent before its call): the agent
+                # answers a deploy only after the pull, so one at a time would make a toolbox's creates take
+                # the sum of their pulls.
+                width = min(self.config.deploy_concurrency, len(group))
+                with ThreadPoolExecutor(max_workers=width, thread_name_prefix="deploy") as pool:
+                    for fut in [pool.submit(run_one, step, state) for step in group]:
+                        fut.result()
 
         workers = max(1, min(self.config.global_concurrency, len(by_env) or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:

@@ -13,6 +13,9 @@ from reconciler.errors import ReconcilerError
 @dataclass(frozen=True)
 class ExecutorConfig:
     global_concurrency: int = 16
+    # Creates sent to one toolbox's agent at once (RECONCILER_DTMA_DEPLOY_CONCURRENCY; README, "Deploys in
+    # parallel on one toolbox"); 1 sends them one after another.
+    deploy_concurrency: int = 1
     ready_timeout: float = 60.0  # seconds a created container may take to show as running
     poll_interval: float = 0.2
     retries: int = 3  # attempts of a POST /tools answered 5xx (the client never retries a deploy itself)

@@ -21,6 +21,7 @@ from reconciler.simulator.modes import SHAPES
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 AGENT_PORT = 30000
+GATHER_LIMIT = 30.0  # seconds a gathered deploy waits for the others before it goes on alone
 _NAMED = re.compile(r"^/tools/([^/]+)(/start|/stop)?$")
 
 
@@ -139,6 +140,13 @@ class Toolbox:
         self.answers: Counter[str] = Counter()
         self.unhang = threading.Event()
         self.stopping = threading.Event()  # set when the simulator stops: a pull in progress ends at once
+        # Deploys in progress at once, and the most seen (tests of the executor's per-toolbox concurrency).
+        self.deploys_in_flight = 0
+        self.most_deploys_in_flight = 0
+        # Tests: a deploy waits (at most GATHER_LIMIT seconds) until this many are in progress together, so a
+        # run shows whether the client really sends that many at once.
+        self.deploy_gather = 0
+        self._deploys = threading.Condition()
         now = clock()
         # The agent's own containers, visible only in shape b (every container on the host).
         self._host = [
@@ -179,7 +187,7 @@ class Toolbox:
         if listing is not None:
             return listing
         if method == "POST" and path == "/tools":
-            return 201, self.deploy(body)
+            return 201, self._counted_deploy(body)
         m = _NAMED.match(path)
         if m:
             name, action = m.group(1), m.group(2)
@@ -190,6 +198,21 @@ class Toolbox:
             if method == "POST" and action == "/stop":
                 return 200, self.stop(name)
         return 404, {"error": "Not Found"}
+
+    def _counted_deploy(self, body: Any) -> Any:
+        with self._deploys:
+            self.deploys_in_flight += 1
+            self.most_deploys_in_flight = max(self.most_deploys_in_flight, self.deploys_in_flight)
+            self._deploys.notify_all()
+            if self.deploy_gather:
+                self._deploys.wait_for(
+                    lambda: self.deploys_in_flight >= self.deploy_gather or self.stopping.is_set(), GATHER_LIMIT
+                )
+        try:
+            return self.deploy(body)
+        finally:
+            with self._deploys:
+                self.deploys_in_flight -= 1
 
     def listing_route(self, method: str, path: str) -> tuple[int, Any] | None:
         """The answer to a listing route this agent serves, or None for any other route."""
