@@ -60,6 +60,11 @@ class Settings:
     readiness_timeout: float = 30.0
     unhealthy_after: int = 3
 
+    # The git webhook's secret (POST /hooks/git); without it the route refuses every request.
+    webhook_secret: Secret | None = field(default=None, repr=False)
+    # Where notifications go (RECONCILER_NOTIFY, beside --notify): a Slack webhook URL is itself a secret.
+    notify_urls: tuple[Secret, ...] = field(default=(), repr=False)
+
     def __repr__(self) -> str:
         return (
             f"Settings(database_url={mask_url(self.database_url)!r}, journal_path={self.journal_path!r}, "
@@ -118,6 +123,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         probe_timeout=_number(env, "RECONCILER_PROBE_TIMEOUT", 5.0, float),
         readiness_timeout=_number(env, "RECONCILER_READINESS_TIMEOUT", 30.0, float),
         unhealthy_after=_number(env, "RECONCILER_UNHEALTHY_AFTER", 3, int),
+        webhook_secret=Secret(env["RECONCILER_WEBHOOK_SECRET"]) if env.get("RECONCILER_WEBHOOK_SECRET") else None,
+        notify_urls=tuple(Secret(u) for u in re.split(r"[\s,]+", env.get("RECONCILER_NOTIFY", "")) if u),
     )
 
 

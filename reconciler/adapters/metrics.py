@@ -164,6 +164,12 @@ class DaemonMetrics:
             buckets=DTMA_BUCKETS,
             registry=r,
         )
+        self.notification_failures = Counter(
+            "reconciler_notification_failures",
+            "Notifications not delivered, by reason (timeout, connection, http-status, queue-full).",
+            ["reason"],
+            registry=r,
+        )
 
     def observe_dtma(self, method: str, route: str, status_class: str, seconds: float) -> None:
         """One DTMA request (the DTMA client's request observer); thread-safe, called on the client's loop."""

@@ -1,12 +1,15 @@
-"""What listens to each daemon cycle's report: the metrics, the journalled health condition and the log."""
+"""What listens to each daemon cycle's report: the metrics, the journalled health condition, the log and the
+notifications."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 
 from reconciler.adapters.metrics import DaemonMetrics
+from reconciler.adapters.notify import Notifier
+from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import StepOutcome
 from reconciler.ports import Clock, Journal
@@ -130,3 +133,55 @@ def status_view(
     except Exception:
         log.exception("updating the status page failed; it shows the previous cycle")
         return previous
+
+
+class Notifications:
+    """Tells the operators what a cycle found (``core.notify``: events, deduplication, the rate limit) through
+    a ``Notifier`` that delivers in the background. Never raises: a notification never stops a cycle."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        *,
+        period: timedelta = notify.DEFAULT_PERIOD,
+        unobserved_cycles: int = notify.DEFAULT_UNOBSERVED_CYCLES,
+    ) -> None:
+        self._notifier, self._period, self._unobserved_cycles = notifier, period, unobserved_cycles
+        self._memory = notify.NotifyMemory()
+
+    def __call__(self, report: CycleReport, now: datetime, secrets: Iterable[str]) -> tuple[notify.Event, ...]:
+        """Queue the messages this cycle gives; returns them (already redacted)."""
+        try:
+            events, self._memory = notify.decide(
+                self._memory,
+                facts_of(report),
+                now,
+                period=self._period,
+                unobserved_cycles=self._unobserved_cycles,
+                secrets=secrets,
+            )
+            for event in events:
+                self._notifier.send(event, now)
+            return events
+        except Exception:
+            log.exception("deriving notifications failed; this cycle sends none")
+            return ()
+
+    def close(self) -> None:
+        self._notifier.close()
+
+
+def facts_of(report: CycleReport) -> notify.CycleFacts:
+    """The parts of a cycle's report the notifier reads."""
+    applied = tuple(
+        notify.AppliedStep(r.step, str(r.outcome), r.message, str(r.notice) if r.notice is not None else None)
+        for r in report.results
+    )
+    return notify.CycleFacts(
+        plan=report.plan,
+        applied=applied,
+        gaps=report.verdict.gaps,
+        acted_on=report.acted_on,
+        backing_off=report.backing_off,
+        run_id=report.run_id,
+    )

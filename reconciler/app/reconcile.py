@@ -47,6 +47,7 @@ def reconcile_once(
     saved_steps: tuple[tuple[str, str, str], ...] | None = None,
     approve: Callable[[Plan, Verdict, Observed], bool] | None = None,
     on_start: Callable[[Step], None] | None = None,
+    adopt: bool = False,
 ) -> CycleReport:
     """One plan (``apply=False``) or apply run, journalled. ``desired`` (a saved plan's) replaces reading
     ``paths``. Raises ManifestError, StoreError, PlanError (a stale saved plan), LockHeldError (an environment
@@ -80,6 +81,7 @@ def reconcile_once(
             servers=tuple(servers) if servers else None,
             refresh=refresh,
             saved_steps=saved_steps,
+            adopt=adopt,
         )
         ports = CyclePorts(store, dtma, journal, clock, key, sleep)
         report, _ = run_cycle(

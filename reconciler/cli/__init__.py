@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
     "run": "run the reconciler as a daemon",
+    "reconcile-now": "ask the running daemon for a cycle now (SIGHUP)",
     "journal": "read the journal of plan and apply runs",
     "db": "create the schema; register toolboxes in a database the reconciler owns",
     "sim": "start the DTMA simulator (loopback only)",
@@ -71,7 +72,7 @@ def build_parser(only: str | None = None, *, full: bool = True) -> argparse.Argu
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_line in COMMANDS.items():
         if full or name == only:
-            importlib.import_module(f"reconciler.cli.{name}_cmd").register(sub)
+            importlib.import_module(f"reconciler.cli.{name.replace('-', '_')}_cmd").register(sub)
         else:
             sub.add_parser(name, help=help_line)
     for command in sub.choices.values():

@@ -30,6 +30,15 @@ def add_common(p: argparse.ArgumentParser, *, servers: bool = False) -> None:
     p.add_argument("--journal", metavar="PATH", help="journal file (default $RECONCILER_JOURNAL)")
 
 
+def add_adopt(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take running containers with a declared server's name and image and no managed row under "
+        "management in every environment, as if each said policy.adopt: true (no container is recreated)",
+    )
+
+
 def add_server(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--server",
@@ -71,6 +80,7 @@ def register(subparsers: Any) -> None:
         "be reconciled (the plan still names each one)",
     )
     add_common(p, servers=True)
+    add_adopt(p)
     add_split(p)
     p.set_defaults(handler=run)
 
@@ -123,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             servers=args.server,
             refresh=not args.no_refresh,
             want_basis=bool(args.out),
+            adopt=args.adopt,
         )
     except ReconcilerError as exc:
         if args.format != "text":  # a CI comment or annotation shows why, instead of nothing

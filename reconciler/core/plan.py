@@ -18,6 +18,7 @@ class Action(StrEnum):
     DELETE = "delete"
     SYNC_STATUS = "sync-status"  # database repair only, no DTMA call
     SYNC_CONFIG = "sync-config"  # stored config only (protect), no DTMA call
+    ADOPT = "adopt"  # write the managed row of a running container (policy.adopt); the container is kept
 
 
 class NoticeKind(StrEnum):
@@ -79,7 +80,7 @@ class Step:
     source: SourceRef | None = None  # the manifest line that asked for it
     desired: ServerSpec | None = None
     instance_id: str | None = None  # the recorded row it acts on, if any
-    status_from: str | None = None  # for sync-status
+    status_from: str | None = None  # for sync-status; for adopt, set when the row to take over exists
     status_to: str | None = None  # the enum value written when the step succeeds
     spec_hash: str | None = None  # desired spec hash (create, replace)
 
@@ -90,7 +91,7 @@ class Step:
 
     @property
     def calls_dtma(self) -> bool:
-        return self.action not in (Action.SYNC_STATUS, Action.SYNC_CONFIG)
+        return self.action not in (Action.SYNC_STATUS, Action.SYNC_CONFIG, Action.ADOPT)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ SUMMARY_KEYS: tuple[tuple[str, tuple[Action, ...]], ...] = (
     ("stop", (Action.STOP,)),
     ("delete", (Action.DELETE,)),
     ("repair", (Action.SYNC_STATUS, Action.SYNC_CONFIG)),
+    ("adopt", (Action.ADOPT,)),
 )
 
 

@@ -7,6 +7,7 @@ linear time. Everything the planner leaves alone is explained by a Notice.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +38,15 @@ from reconciler.core.plan import (
 from reconciler.core.readiness import offer_drift
 from reconciler.core.safety import guard_mass_delete, refuse_empty
 from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
-from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
+from reconciler.model.spec import MANAGED_BY, Desired, EnvironmentSpec, ServerSpec
 from reconciler.model.spec_hash import HASH_VERSION, Fingerprints, spec_hash
 from reconciler.model.stored import read_stored, stored_key_id
 
+_ADOPT_NAMESPACE = uuid.UUID("5b0d7a52-3c4e-4f0e-9a51-6d2c0e7b9f14")  # ids of rows written by adoption
+
 # Within a toolbox, deletes and stops free names and ports before anything new starts.
 ACTION_ORDER: Mapping[Action, int] = {
+    Action.ADOPT: 0,  # first: a restart or stop of the same server needs its row
     Action.DELETE: 0,
     Action.STOP: 1,
     Action.REPLACE: 2,
@@ -301,10 +305,16 @@ class _EnvPlanner:
         row = self.rows_by_name.get(name)
         live = self.live_by_name.get(name)
         if row is not None and not _managed(row):
-            self.notice(
-                name, NoticeKind.CONFLICT, f"row {row.id} named {name} is not managed by the reconciler", server
-            )
-            return
+            if self.spec.policy.adopt and live is not None and live.instance_id in (None, row.id):
+                row = self._adopt(server, live, row)
+                if row is None:
+                    return
+            else:
+                why = f"row {row.id} named {name} is not managed by the reconciler"
+                if self.spec.policy.adopt and live is not None:
+                    why += f" and its container belongs to instance {live.instance_id}: not adopted"
+                self.notice(name, NoticeKind.CONFLICT, why, server)
+                return
         if live is not None and live.instance_id and row is not None and live.instance_id != row.id:
             self.notice(
                 name,
@@ -315,16 +325,21 @@ class _EnvPlanner:
             return
         if live is not None and row is None:
             owner = self.managed_by_id.get(live.instance_id or "")
-            if owner is None:
+            if owner is not None:
+                row = owner
+            elif not self.spec.policy.adopt:
                 self.notice(
                     name,
                     NoticeKind.CONFLICT,
                     f"a container named {name} runs on {self.name} without a managed row; "
-                    "neither adopted nor deleted",
+                    "neither adopted nor deleted (policy adopt: true, or --adopt, takes it under management)",
                     server,
                 )
                 return
-            row = owner
+            else:
+                row = self._adopt(server, live, None)
+                if row is None:
+                    return
         if row is not None and self._made_with_another_key(row):
             self.notice(
                 name,
@@ -458,6 +473,64 @@ class _EnvPlanner:
         )
         return True
 
+    def _adopt(
+        self, server: ServerSpec, live: LiveContainer, row: RecordedInstance | None
+    ) -> RecordedInstance | None:
+        """Plan the adoption of a running container (policy.adopt): same name and image as declared, and no
+        managed row (none at all, or a row the reconciler does not manage, such as one Agentopia's UI wrote).
+        Returns the row as it will be once adopted, so the rest of the plan (a restart, a stop, a published
+        port) is judged as for any managed server; None when it cannot be adopted (a notice says why)."""
+        name = server.name
+        if live.state in UNCERTAIN_STATES:
+            said = f" (agent said {live.raw_state})" if live.raw_state else ""
+            self.notice(
+                name, NoticeKind.UNKNOWN_STATE, f"state of {name} is {live.state}{said}; not adopted", server
+            )
+            return None
+        if live.image is None:
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"container {name} on {self.name} cannot be adopted: the DTMA listing does not show its image, "
+                "so it cannot be checked against the declared one",
+                server,
+            )
+            return None
+        if live.image != server.image:
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"container {name} on {self.name} runs image {live.image} but the manifest declares "
+                f"{server.image}: image mismatch, not adopted (declare the image it runs, or remove the "
+                "container)",
+                server,
+            )
+            return None
+        instance_id = row.id if row is not None else live.instance_id or adopted_instance_id(self.env.id, name)
+        status = status_for(live.state, server.state) or (row.status if row is not None else "running")
+        whose = f"row {row.id}, which the reconciler does not manage" if row is not None else "no managed row"
+        self.step(
+            server,
+            name,
+            Action.ADOPT,
+            f"container {name} ({live.state}, {live.image}) runs with {whose}; policy adopt takes it under "
+            "management (the container is kept)",
+            changes=(Change("managed_by", None, MANAGED_BY),),
+            instance_id=instance_id,
+            status_from=row.status if row is not None else None,
+            status_to=status,
+            spec_hash=spec_hash(server, self.fingerprints),
+        )
+        return RecordedInstance(
+            id=instance_id,
+            environment_id=self.env.id,
+            catalog_id=row.catalog_id if row is not None else "",
+            name=name,
+            status=status,
+            image=server.image,
+            managed=True,
+        )
+
     def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:
         """A declared hostPort the listing does not show published: no step is planned (a new container would
         not change it), only a notice, and the run does not claim convergence."""
@@ -568,6 +641,12 @@ class _EnvPlanner:
             status_from=row.status,  # the executor reads a 404 as "gone" only for a row never deployed
             source=self.spec.source,  # the document whose prune: true asked for it
         )
+
+
+def adopted_instance_id(environment_id: str, name: str) -> str:
+    """The id of the row an adoption writes when neither a row nor the agent names one: derived from the
+    toolbox and the name (the planner is deterministic), so the steps after it in the same plan can name it."""
+    return str(uuid.uuid5(_ADOPT_NAMESPACE, f"{environment_id}/{name}"))
 
 
 def blocked(row: RecordedInstance, policy: Policy, now: datetime) -> tuple[BlockReason, str] | None:

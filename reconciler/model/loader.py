@@ -295,6 +295,10 @@ def _build(document: YamlDocument, file: str) -> EnvironmentSpec:
     return EnvironmentSpec(
         environment=data["environment"],
         servers=tuple(servers),
-        policy=EnvironmentPolicy(prune=policy.get("prune", False), allow_empty=policy.get("allowEmpty", False)),
+        policy=EnvironmentPolicy(
+            prune=policy.get("prune", False),
+            allow_empty=policy.get("allowEmpty", False),
+            adopt=policy.get("adopt", False),
+        ),
         source=SourceRef(file, *document.start),
     )

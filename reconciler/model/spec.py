@@ -127,6 +127,9 @@ class ServerSpec:
 class EnvironmentPolicy:
     prune: bool = False
     allow_empty: bool = False
+    # Take a running container with a declared server's name and image, and no managed row, under
+    # management (a row is written; the container is not recreated).
+    adopt: bool = False
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def _head(plan: Plan, verdict: Verdict, notes: Sequence[str]) -> str:
             lines += ["", "No changes planned for what was observed; the toolboxes named above were not covered."]
     elif not plan.steps:
         lines.append("**No changes.** The toolboxes match the manifests.")
-    keys = [k for k, _ in SUMMARY_KEYS]
+    adopting = summary_counts(plan)["adopt"] > 0
+    keys = [k for k, _ in SUMMARY_KEYS if k != "adopt" or adopting]  # the adopt column only when at work
     lines += ["", "| environment | " + " | ".join(keys) + " | notices |", "|---|" + "---:|" * (len(keys) + 1)]
     envs = _environments(plan)
     for name, steps, notices in envs:

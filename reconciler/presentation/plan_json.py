@@ -184,7 +184,7 @@ def desired_to_dict(desired: Desired) -> list[dict[str, Any]]:
     return [
         {
             "environment": e.environment,
-            "policy": {"prune": e.policy.prune, "allowEmpty": e.policy.allow_empty},
+            "policy": {"prune": e.policy.prune, "allowEmpty": e.policy.allow_empty, "adopt": e.policy.adopt},
             "servers": [spec_to_dict(s) for s in e.servers],
             "source": _source(e.source),
         }
@@ -209,7 +209,9 @@ def desired_from_dict(data: Any, digest: str) -> Desired:
                     environment=str(e["environment"]),
                     servers=tuple(spec_from_dict(s) for s in e["servers"]),
                     policy=EnvironmentPolicy(
-                        prune=bool(policy.get("prune", False)), allow_empty=bool(policy.get("allowEmpty", False))
+                        prune=bool(policy.get("prune", False)),
+                        allow_empty=bool(policy.get("allowEmpty", False)),
+                        adopt=bool(policy.get("adopt", False)),
                     ),
                     source=source if source is not None else SourceRef("<memory>", 0),
                 )

@@ -18,6 +18,7 @@ SYMBOLS: dict[Action, str] = {
     Action.DELETE: "-",
     Action.SYNC_STATUS: "~",
     Action.SYNC_CONFIG: "~",
+    Action.ADOPT: "<=",  # taken under management as it runs
 }
 _COLOURS: dict[Action, str] = {
     Action.CREATE: "32",
@@ -28,6 +29,7 @@ _COLOURS: dict[Action, str] = {
     Action.DELETE: "31",
     Action.SYNC_STATUS: "36",
     Action.SYNC_CONFIG: "36",
+    Action.ADOPT: "36",
 }
 _NOTICE_COLOURS = {NoticeKind.REFUSED: "31", NoticeKind.CONFLICT: "31", NoticeKind.UNREACHABLE: "33"}
 

@@ -51,6 +51,7 @@ def scope(
     *,
     prune: bool = False,
     servers: Sequence[str] | None = None,
+    adopt: bool = False,
 ) -> Desired:
     """The environments ``--env`` names (an unknown name is an error listing the valid ones); ``servers``
     (``--server``) must each be declared in one of them."""
@@ -73,6 +74,8 @@ def scope(
             raise ConfigError(f"--server {', '.join(unknown)} matches no server in scope (valid: {valid})")
     if prune:
         environments = tuple(replace(e, policy=replace(e.policy, prune=True)) for e in environments)
+    if adopt:
+        environments = tuple(replace(e, policy=replace(e.policy, adopt=True)) for e in environments)
     return replace(desired, environments=environments)
 
 
@@ -111,7 +114,9 @@ class _Cycle:
         request = self.request
         if request.kind == "apply" and not request.refresh:
             raise ConfigError("a plan made without reading the live state (--no-refresh) cannot be applied")
-        desired = scope(request.desired, request.env_filter, prune=request.prune, servers=request.servers)
+        desired = scope(
+            request.desired, request.env_filter, prune=request.prune, servers=request.servers, adopt=request.adopt
+        )
         rows = self.ports.store.observe_environments()
         try:
             specs, chosen = self._choose(desired, rows)

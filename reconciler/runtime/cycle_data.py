@@ -41,6 +41,7 @@ class CycleRequest:
     policy: Policy = field(default_factory=Policy)
     env_filter: tuple[str, ...] | None = None  # environment names or ids (--env)
     prune: bool = False  # every environment acts as if its manifest said policy.prune: true
+    adopt: bool = False  # every environment acts as if its manifest said policy.adopt: true
     lock: LockMode = "none"  # skip: leave a locked environment to its holder (daemon); wait: apply
     lock_wait: float = 30.0  # seconds ``wait`` waits for a held lock before refusing
     journal_idle: bool = True  # False (daemon): journal only a cycle whose plan has steps

@@ -58,6 +58,33 @@ class InstanceRows:
                 )
             )
 
+    def adopt(self, step: Step, spec: ServerSpec, spec_hash: str) -> None:
+        """Write the managed row of a container that already runs (an ``adopt`` step): the row the step
+        names is taken over when it exists (``status_from``: its recorded status), else inserted with the
+        step's id (the agent's instance id, or the planner's derived one). The catalog row as a create's."""
+        config = self.config(spec, spec_hash)
+        status = step.status_to or "running"
+        with self._lock:
+            catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
+            if step.instance_id and step.status_from is not None:
+                self.store.update_instance(
+                    step.instance_id, status=status, config=config, clear_error=True, catalog_id=catalog_id
+                )
+                return
+            instance_id = self.store.create_instance(
+                NewInstance(
+                    environment_id=step.environment_id,
+                    catalog_id=catalog_id,
+                    name=spec.name,
+                    config=config,
+                    transport=spec.transport,
+                    endpoint=spec.endpoint,
+                    capabilities=spec.capabilities,
+                    instance_id=step.instance_id,
+                )
+            )
+            self.store.update_instance(instance_id, status=status, clear_error=True)
+
     def sync_status(self, instance_id: str, status: str) -> None:
         with self._lock:
             # error_runtime keeps the message that says why (the probe's error, written with it).

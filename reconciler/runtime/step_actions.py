@@ -3,7 +3,8 @@
 - a stop answered "already stopped" (Docker's 304) is a success; a restart of a container that is not running
   is a start alone (stop only goes to running, paused or restarting containers);
 - a row is dropped only after the agent confirmed its container gone;
-- creates and replaces deploy through ``deploy.Deployer``.
+- creates and replaces deploy through ``deploy.Deployer``;
+- an adopt writes the managed row of a container still listed with the declared image, and calls nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from reconciler.core.health import ProbeResult
-from reconciler.core.observed import LiveListing
+from reconciler.core.observed import LiveContainer, LiveListing
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import HEALTH_FIELD, Action, NoticeKind, Step
 from reconciler.errors import DtmaNoSuchContainerError, DtmaNotFoundError
@@ -50,6 +51,8 @@ class StepActions:
         is_gone = gone(listing, step.server)
         current = None if is_gone else listing.by_name().get(step.server)
         action = step.action
+        if action is Action.ADOPT:
+            return self._adopt(step, current)
         if action is Action.CREATE:
             if current is not None:
                 if step.instance_id and current.instance_id == step.instance_id:
@@ -99,6 +102,20 @@ class StepActions:
             return Done(StepOutcome.UNREADY, message, probe=probe)
         done = _done(StepOutcome.OK, "", unpublished)
         return replace(done, probe=probe)
+
+    def _adopt(self, step: Step, current: LiveContainer | None) -> Done:
+        """Write the row of a container that runs as planned; no DTMA call but the listing that checks it."""
+        where = f"{step.environment_name}/{step.server}"
+        if step.desired is None or step.spec_hash is None:
+            raise StepFailed(f"{where}: an adopt step needs the declared server")
+        if current is None:
+            raise StepFailed(f"{where}: container is gone; the next plan creates it")
+        if current.image is not None and current.image != step.desired.image:
+            raise StepFailed(
+                f"{where}: the container now runs image {current.image}, not {step.desired.image}; not adopted"
+            )
+        self.rows.adopt(step, step.desired, step.spec_hash)
+        return Done(StepOutcome.OK)
 
     def _named(self, call: Callable[[], None], step: Step) -> None:
         """A start or stop: a 404 here means the agent no longer manages the name (it restarted)."""

@@ -36,6 +36,7 @@ class DaemonConfig:
     stop_timeout: float = 30.0  # bound on letting the running step finish after SIGTERM
     allow_remote_listen: bool = False  # serve --listen on a non-loopback address
     prune: bool = False  # --prune: every environment acts as if its manifest said policy.prune: true
+    adopt: bool = False  # --adopt: every environment acts as if its manifest said policy.adopt: true
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     flap_threshold: int = 2  # same step needed again this many times after applying it -> stalled
     retention_interval: float = 3600.0  # seconds between journal retention runs
@@ -111,6 +112,7 @@ def tick(  # noqa: PLR0917
         policy=policy,
         env_filter=config.env_filter,
         prune=config.prune,
+        adopt=config.adopt,
         lock="skip",
         journal_idle=config.once,
         note=note,

@@ -136,7 +136,9 @@ def parse_desired(text: str, file: str = "desired.yaml") -> Desired:
                 environment=str(_plain(nodes["environment"])),
                 servers=servers,
                 policy=EnvironmentPolicy(
-                    prune=bool(policy.get("prune", False)), allow_empty=bool(policy.get("allowEmpty", False))
+                    prune=bool(policy.get("prune", False)),
+                    allow_empty=bool(policy.get("allowEmpty", False)),
+                    adopt=bool(policy.get("adopt", False)),
                 ),
                 source=SourceRef(file, doc.start_mark.line + 1, doc.start_mark.column + 1),
             )
