@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from reconciler.core.health import ProbeResult, ProbeTarget
 from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.model.secrets import Secret
 
 
@@ -127,6 +128,20 @@ class Store(Protocol):
 
     def lock_lost(self) -> bool:
         """True once the locks this store held were found gone (PostgreSQL: the lock connection died)."""
+        ...
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        """Every suspended environment (``reconciler suspend``), one query; none on a database whose
+        migrations predate suspensions."""
+        ...
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        """Store an environment's suspension (replacing one already there). Raises SchemaMissingError naming
+        the migration to run when the database lacks the table."""
+        ...
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        """Remove an environment's suspension: the one removed, or None when it was not suspended."""
         ...
 
     def acquire_daemon_lock(self) -> None:

@@ -35,11 +35,13 @@ from reconciler.adapters.migrations import (
     CREATED_BY_VALUE,
     META_TABLE,
     MIGRATIONS_TABLE,
+    SUSPENSIONS_TABLE,
     MigrationResult,
     migrate_command,
     migrations,
 )
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.errors import SchemaMissingError, StoreError
 from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 
@@ -87,6 +89,7 @@ class PostgresStore:
         self._held: set[str] = set()
         self._lost = False
         self._catalog_cache: dict[str, str] = {}
+        self._seen_tables: set[str] = set()
         self._columns: dict[str, frozenset[str]] = {}
         self._unique_pair = True
         self._created_by_us = False
@@ -504,6 +507,62 @@ class PostgresStore:
                 [environment_id],
             )
         return rows.fingerprint(envs[0] if envs else None, instances)
+
+    # -- suspensions (reconciler suspend / resume) ---------------------------------------------------------
+
+    def _has_table(self, conn: Connection, table: str) -> bool:
+        """Whether one of the reconciler's own tables exists; once seen, not asked again (tables the
+        migrations add are never dropped)."""
+        if table in self._seen_tables:
+            return True
+        if self._all(conn, "SELECT to_regclass(%s) IS NOT NULL AS ok", [table])[0]["ok"]:
+            self._seen_tables.add(table)
+            return True
+        return False
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        """Asked every cycle; a database whose migrations predate the table (Agentopia's, not migrated with
+        --force) has nothing suspended, and a migration run meanwhile is seen at the next cycle."""
+        with self._guard("reading suspensions") as conn:
+            if not self._has_table(conn, SUSPENSIONS_TABLE):
+                return ()
+            found = self._all(
+                conn,
+                "SELECT environment_id::text AS environment_id, reason, suspended_by, suspended_at "
+                f"FROM {SUSPENSIONS_TABLE} ORDER BY environment_id",
+            )
+        return tuple(rows.suspension_from_row(r) for r in found)
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        rows.check_uuid(suspension.environment_id, "environment id")
+        with self._guard(f"suspending environment {suspension.environment_id}") as conn, conn.transaction():
+            if not self._has_table(conn, SUSPENSIONS_TABLE):
+                force = " --force" if self.is_agentopia_database else ""
+                raise SchemaMissingError(
+                    f"PostgreSQL database at {self.masked_url} has no table {SUSPENSIONS_TABLE}; "
+                    f"run `{migrate_command(self.masked_url)}{force}`"
+                )
+            self._execute(
+                conn,
+                f"INSERT INTO {SUSPENSIONS_TABLE} (environment_id, reason, suspended_by, suspended_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (environment_id) DO UPDATE SET reason = EXCLUDED.reason, "
+                "suspended_by = EXCLUDED.suspended_by, suspended_at = EXCLUDED.suspended_at",
+                [suspension.environment_id, suspension.reason, suspension.by, suspension.at],
+            )
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        if not rows.is_uuid(environment_id):
+            return None
+        with self._guard(f"resuming environment {environment_id}") as conn, conn.transaction():
+            if not self._has_table(conn, SUSPENSIONS_TABLE):
+                return None
+            found = self._all(
+                conn,
+                f"DELETE FROM {SUSPENSIONS_TABLE} WHERE environment_id = %s RETURNING "
+                "environment_id::text AS environment_id, reason, suspended_by, suspended_at",
+                [environment_id],
+            )
+        return rows.suspension_from_row(found[0]) if found else None
 
     # -- advisory locks ------------------------------------------------------------------------------------
 

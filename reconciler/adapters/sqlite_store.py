@@ -30,11 +30,13 @@ from reconciler.adapters.migrations import (
     CREATED_BY_VALUE,
     META_TABLE,
     MIGRATIONS_TABLE,
+    SUSPENSIONS_TABLE,
     MigrationResult,
     migrate_command,
     migrations,
 )
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 from reconciler.state_dir import make_state_dir
@@ -408,6 +410,39 @@ class SqliteStore:
                 )
             )
         return rows.fingerprint(envs[0] if envs else None, instances)
+
+    # -- suspensions (reconciler suspend / resume) ---------------------------------------------------------
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        with self._guard("reading suspensions"):
+            if SUSPENSIONS_TABLE not in self._tables():
+                return ()  # a database migrated before suspensions existed: nothing can be suspended in it
+            found = list(self._db.query(f"SELECT * FROM {SUSPENSIONS_TABLE} ORDER BY environment_id"))
+        return tuple(rows.suspension_from_row(r) for r in found)
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        with self._guard(f"suspending environment {suspension.environment_id}"), self._db.atomic():
+            if SUSPENSIONS_TABLE not in self._tables():
+                raise SchemaMissingError(
+                    f"SQLite database {self.path} has no table {SUSPENSIONS_TABLE}; "
+                    f"run `{migrate_command(self.url)}`"
+                )
+            self._db.execute(
+                f"INSERT INTO {SUSPENSIONS_TABLE} (environment_id, reason, suspended_by, suspended_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (environment_id) DO UPDATE SET reason = excluded.reason, "
+                "suspended_by = excluded.suspended_by, suspended_at = excluded.suspended_at",
+                [suspension.environment_id, suspension.reason, suspension.by, rows.format_time(suspension.at)],
+            )
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        with self._guard(f"resuming environment {environment_id}"), self._db.atomic():
+            if SUSPENSIONS_TABLE not in self._tables():
+                return None
+            found = list(
+                self._db.query(f"SELECT * FROM {SUSPENSIONS_TABLE} WHERE environment_id = ?", [environment_id])
+            )
+            self._db.execute(f"DELETE FROM {SUSPENSIONS_TABLE} WHERE environment_id = ?", [environment_id])
+        return rows.suspension_from_row(found[0]) if found else None
 
     def _env_lock_path(self, environment_id: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment_id)

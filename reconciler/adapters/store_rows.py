@@ -19,6 +19,7 @@ from reconciler.core.observed import (
     RecordedEnvironment,
     RecordedInstance,
 )
+from reconciler.core.suspension import Suspension
 from reconciler.errors import StoreError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import MANAGED_BY
@@ -159,6 +160,12 @@ def format_time(value: datetime) -> str:
     """How the SQLite store writes a timestamp: ISO 8601 in UTC."""
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat()
+
+
+def suspension_from_row(row: Mapping[str, Any]) -> Suspension:
+    """A row of mcp_reconciler_suspensions (any backend) as the core's value."""
+    at = parse_time(row["suspended_at"]) or datetime(1970, 1, 1, tzinfo=UTC)
+    return Suspension(str(row["environment_id"]), str(row["reason"]), str(row["suspended_by"]), at.astimezone(UTC))
 
 
 def environment_from_row(row: Mapping[str, Any]) -> RecordedEnvironment:

@@ -41,6 +41,7 @@ def record_metrics(
     metrics.database_up.set(1 if report.database_ok else 0)
     if report.plan is not None:
         metrics.set_verdicts(health.environment_verdicts(report))
+        metrics.set_suspended(report.suspended)
     if report.ok:
         metrics.last_success.set(now)
     if series is not None:
@@ -89,6 +90,7 @@ class CycleLog:
 
     def __init__(self) -> None:
         self._gaps: tuple[str, ...] = ()
+        self._suspended: dict[str, str] = {}  # name -> what the log said about its suspension
 
     def __call__(self, report: CycleReport) -> None:
         done = sum(1 for r in report.results if r.outcome == StepOutcome.OK)
@@ -97,16 +99,53 @@ class CycleLog:
                 "cycle: %d step(s), %d done, %d failed; unreachable %s; backing off %s; %.2fs",
                 len(report.results), done, len(report.failed), list(report.unreachable),
                 list(report.backing_off), report.duration,
+                extra=cycle_fields(report),
             )  # fmt: skip
         if report.plan is None:
             return
+        self._log_suspensions(report)
         gaps = tuple(str(g) for g in report.verdict.gaps)
         if gaps != self._gaps:
             if gaps:
-                log.warning("cycle incomplete: %s", "; ".join(gaps))
+                by_env: dict[str | None, list[str]] = {}
+                for g in report.verdict.gaps:
+                    by_env.setdefault(g.environment, []).append(str(g))
+                for name, texts in by_env.items():  # one line per environment, filterable on its field
+                    fields = {"outcome": "incomplete"} | ({"environment": name} if name is not None else {})
+                    log.warning("cycle incomplete: %s", "; ".join(texts), extra=fields)
             else:
-                log.info("every environment in scope is complete again")
+                log.info("every environment in scope is complete again", extra=cycle_fields(report))
         self._gaps = gaps
+
+    def _log_suspensions(self, report: CycleReport) -> None:
+        """Once when an environment is suspended (or its suspension changes) and once when it is resumed."""
+        now = {name: s.describe() for name, s in report.suspended.items()}
+        for name in sorted(now):
+            if self._suspended.get(name) != now[name]:
+                log.warning("environment %s is %s: observed, not acted on until resumed", name, now[name])
+        covered = set(report.acted_on)
+        for name in sorted(set(self._suspended) - set(now)):
+            if name in covered:
+                log.info("environment %s was resumed: reconciling it again", name)
+        # An environment this cycle did not cover (backing off, locked elsewhere) keeps what was said of it.
+        self._suspended = {**{k: v for k, v in self._suspended.items() if k not in covered}, **now}
+
+
+def cycle_fields(report: CycleReport) -> dict[str, str | int]:
+    """The structured fields of a log line about a whole cycle (JSON logs show them)."""
+    fields: dict[str, str | int] = {"outcome": str(report.outcome) if report.outcome else _condition(report)}
+    if report.run_id is not None:
+        fields["run_id"] = report.run_id
+    fields["duration_ms"] = round(report.duration * 1000)
+    return fields
+
+
+def _condition(report: CycleReport) -> str:
+    """An unjournalled cycle's outcome word: ``no-changes``, ``incomplete``, or the health condition."""
+    condition = health.condition(report)
+    if condition != "healthy":
+        return condition
+    return "no-changes" if report.verdict.complete else "incomplete"
 
 
 def status_view(

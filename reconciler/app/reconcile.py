@@ -14,6 +14,7 @@ from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.observed import LiveListing, Observed, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
@@ -141,8 +142,15 @@ def health_fields(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _suspension(found: Suspension | None) -> dict[str, str] | None:
+    if found is None:
+        return None
+    return {"reason": found.reason, "by": found.by, "at": found.at.isoformat()}
+
+
 def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
-    """Per environment and server: recorded status, live state and the last journalled step."""
+    """Per environment and server: recorded status, live state, the last journalled step, and the
+    environment's suspension (``{reason, by, at}``) or None."""
     from reconciler.adapters.journal import Journal
 
     store = open_store(settings.database_url)
@@ -150,6 +158,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
     try:
         observed = observe(store, dtma, settings)
         probes = store.recorded_health()
+        suspended = {s.environment_id: s for s in store.suspensions()}
     finally:
         dtma.close()
         store.close()
@@ -182,5 +191,6 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 ("unreachable: " + live.reason if isinstance(live, Unreachable) else "absent"),
                 "last_step": last.get((env.name or env.id, name)),
                 **health_fields(probes.get(inst.id) if inst else None),
+                "suspended": _suspension(suspended.get(env.id)),
             })  # fmt: skip
     return rows

@@ -38,8 +38,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no servers recorded or running")
+    shown: set[str] = set()
+    for r in rows:
+        held = r.get("suspended")
+        if held and r["environment"] not in shown:
+            shown.add(r["environment"])
+            print(printable(f"{r['environment']}: suspended by {held['by']} at {held['at']}: {held['reason']}"))
     for r in rows:
         mark = "" if r["managed"] else " (unmanaged)"
+        mark += " (suspended)" if r.get("suspended") else ""
         # Names and states come from rows and agents: a control character is shown, never obeyed.
         line = (f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
                 f"recorded={r['recorded'] or '-'} live={r['live']}{_health(r)} "

@@ -38,6 +38,7 @@ class NoticeKind(StrEnum):
     PROBE_FAILED = "probe-failed"  # a running server failed its readiness probe this cycle
     UNHEALTHY = "unhealthy"  # ... for failureThreshold cycles in a row (notified; onUnhealthy acts on it)
     OFFER_DRIFT = "offer-drift"  # the server answers MCP but offers less than declared (capabilities, tools)
+    SUSPENDED = "suspended"  # `reconciler suspend`: the environment (no server) or a step held back (server)
 
 
 # Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.

@@ -24,6 +24,7 @@ class GapKind(StrEnum):
     REFUSED = "refused"  # the mass-delete guard or allowEmpty stopped steps
     UNRECONCILABLE = "unreconcilable"  # a declared server that cannot be reconciled (conflict, plan error, ...)
     UNHEALTHY = "unhealthy"  # a running server that does not pass its readiness probe
+    SUSPENDED = "suspended"  # a step held back because an operator suspended the environment
 
 
 # Which notices leave a gap, and of which kind: the one list of what "cannot be settled now" means (the
@@ -45,14 +46,18 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.UNHEALTHY: GapKind.UNHEALTHY,
     # The server answers but offers less than declared: no step fixes it (the image must), so not converged.
     NoticeKind.OFFER_DRIFT: GapKind.UNRECONCILABLE,
+    NoticeKind.SUSPENDED: GapKind.SUSPENDED,  # a step held back (the environment's own notice is no gap)
 }
 
 
 def gap_kind(notice: Notice) -> GapKind | None:
     """The gap this notice leaves, or None. A ``protected`` notice about a server that is no longer declared
     (it carries no manifest line) is the plan keeping it on purpose, as an orphan is kept: no gap. A declared
-    protected server whose spec needs a replace cannot be reconciled: a gap."""
+    protected server whose spec needs a replace cannot be reconciled: a gap. A ``suspended`` notice about a
+    whole environment only marks it (``core.suspension``); one about a server is a step held back: a gap."""
     if notice.kind is NoticeKind.PROTECTED and notice.source is None:
+        return None
+    if notice.kind is NoticeKind.SUSPENDED and notice.server is None:
         return None
     return GAP_KINDS.get(notice.kind)
 

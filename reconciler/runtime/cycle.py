@@ -20,6 +20,7 @@ from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Step
 from reconciler.core.planner import plan as make_plan
 from reconciler.core.scope import narrow_to_servers
+from reconciler.core.suspension import Suspension, hold_back, mark_suspended
 from reconciler.core.verdict import apply_outcome, plan_outcome, verdict_of
 from reconciler.errors import ConfigError, LockHeldError, PlanError, StoreError
 from reconciler.model.loader import environment_key, secret_fingerprints
@@ -109,6 +110,7 @@ class _Cycle:
         self.locked: list[RecordedEnvironment] = []
         self.unhealthy = dict(state.unhealthy)
         self.health_written = dict(state.health_written)
+        self.suspended: dict[str, Suspension] = {}  # environment id -> suspension, as stored
 
     def run(self) -> tuple[CycleReport, CycleState]:
         request = self.request
@@ -118,6 +120,7 @@ class _Cycle:
             request.desired, request.env_filter, prune=request.prune, servers=request.servers, adopt=request.adopt
         )
         rows = self.ports.store.observe_environments()
+        self.suspended = {s.environment_id: s for s in self.ports.store.suspensions()}
         try:
             specs, chosen = self._choose(desired, rows)
             if self.hooks.stopping():
@@ -134,7 +137,8 @@ class _Cycle:
         self, desired: Desired, rows: Sequence[RecordedEnvironment]
     ) -> tuple[list[EnvironmentSpec], list[RecordedEnvironment]]:
         """The environment specs to plan and the rows they match: minus those backing off or locked by
-        another process (daemon), after waiting for their locks (apply)."""
+        another process (daemon), after waiting for their locks (apply). A suspended environment is chosen
+        without its lock: it is observed and planned, and nothing is written to it."""
         by_key: dict[str, RecordedEnvironment] = {}
         for row in sorted(rows, key=lambda r: r.id):
             by_key.setdefault(environment_key(row.id), row)
@@ -156,7 +160,7 @@ class _Cycle:
             if self.request.backoff is not None and not self.state.backoff.get(row.id, BackoffState()).due(now):
                 self.backing_off.append(name)
                 continue
-            if self.request.lock != "none" and not self._lock(row):
+            if self.request.lock != "none" and row.id not in self.suspended and not self._lock(row):
                 self.elsewhere.append(name)
                 continue
             chosen.append(row)
@@ -203,6 +207,12 @@ class _Cycle:
         if request.flap_threshold is not None:
             the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
         the_plan = narrow_to_servers(the_plan, request.servers)
+        reviewed = step_keys(the_plan)  # a saved plan's steps include a suspended environment's
+        suspended = {r.id: self.names[r.id] for r in chosen if r.id in self.suspended}
+        if request.kind == "plan":
+            the_plan = mark_suspended(the_plan, self.suspended, suspended)
+        else:
+            the_plan = hold_back(the_plan, self.suspended, suspended)
         verdict = verdict_of(the_plan, observed)
         basis = None
         if request.want_basis or request.saved_basis is not None:
@@ -210,7 +220,13 @@ class _Cycle:
             touched = {e for e in ids if e in observed.live}
             basis = basis_of(desired.digest, ports.store, observed, touched)
         report = self._report(
-            the_plan, verdict=verdict, observed=observed, basis=basis, acted_on=chosen, desired=desired
+            the_plan,
+            verdict=verdict,
+            observed=observed,
+            basis=basis,
+            acted_on=chosen,
+            desired=desired,
+            suspended={name: self.suspended[env_id] for env_id, name in suspended.items()},
         )
         if request.kind == "plan":
             outcome = plan_outcome(verdict, the_plan)
@@ -227,7 +243,7 @@ class _Cycle:
         if request.saved_basis is not None and basis is not None:
             try:
                 check_basis(request.saved_basis, basis)
-                if request.saved_steps is not None and step_keys(the_plan) != request.saved_steps:
+                if request.saved_steps is not None and reviewed != request.saved_steps:
                     raise PlanError(
                         "saved plan is stale, nothing applied: planning again now gives other steps than the "
                         "reviewed ones. Run plan again."
@@ -407,7 +423,7 @@ class _Cycle:
             current = backoff.get(env_id, BackoffState())
             if problem is None:
                 if current.backing_off:
-                    log.info("environment %s recovered; backoff reset", name)
+                    log.info("environment %s recovered; backoff reset", name, extra={"environment": name})
                 backoff[env_id] = succeeded(current)
                 continue
             new = failed(current, policy, now, self.hooks.rand(), problem)
@@ -415,6 +431,7 @@ class _Cycle:
             log.warning(
                 "environment %s failed %d time(s) in a row (%s); next attempt in %.0fs",
                 name, new.failures, problem, new.retry_at - now,
+                extra={"environment": name, "outcome": "backing-off"},
             )  # fmt: skip
         return {k: v for k, v in backoff.items() if v.backing_off}
 

@@ -13,6 +13,7 @@ from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Prober, Store
@@ -102,6 +103,8 @@ class CycleReport:
     database_ok: bool = True
     backing_off: tuple[str, ...] = ()
     locked_elsewhere: tuple[str, ...] = ()
+    # environments in scope an operator suspended (by name): observed and planned, their steps held back
+    suspended: Mapping[str, Suspension] = field(default_factory=dict)
     stalled: tuple[str, ...] = ()  # "environment/server"
     unreachable: tuple[str, ...] = ()
     acted_on: tuple[str, ...] = ()  # environments observed (and locked, when locking) this cycle

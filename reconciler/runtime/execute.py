@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, BlockReason, NoticeKind, Step
@@ -116,6 +117,7 @@ class Executor:
 
         def run_one(step: Step, state: _Chain) -> None:
             veto = self._gate(step) if self._gate is not None else None
+            started, duration = self.clock.monotonic(), None
             # A vetoed or skipped step is not started, so it has no journal row: nothing was attempted.
             if veto:
                 result = StepResult(step, StepOutcome.SKIPPED, veto)
@@ -125,6 +127,8 @@ class Executor:
                 result = self._hold_forgotten(step, state.forgotten)
             else:
                 result = self._run_step(step, state)
+                duration = self.clock.monotonic() - started
+            result = replace(result, run_id=self.run_id, duration=duration)
             with lock:
                 results.append(result)
             if self._on_step is not None:

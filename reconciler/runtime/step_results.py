@@ -35,6 +35,23 @@ class StepResult:
     # and never claim convergence.
     notice: NoticeKind | None = None
     probe: ProbeResult | None = None  # the readiness wait's last probe, after a create, replace or start
+    run_id: int | None = None  # the journal run it belongs to (set by the executor)
+    duration: float | None = None  # seconds from the step's start to its outcome (None: never started)
+
+    def log_fields(self) -> dict[str, str | int]:
+        """The structured fields of a log line about this step (``extra=``; JSON logs show them): names,
+        the outcome and numbers only, never the message (which may quote an agent)."""
+        fields: dict[str, str | int] = {
+            "environment": self.step.environment_name,
+            "server": self.step.server,
+            "action": str(self.step.action),
+            "outcome": str(self.outcome),
+        }
+        if self.run_id is not None:
+            fields["run_id"] = self.run_id
+        if self.duration is not None:
+            fields["duration_ms"] = round(self.duration * 1000)
+        return fields
 
 
 @dataclass(frozen=True)

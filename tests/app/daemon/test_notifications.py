@@ -193,3 +193,17 @@ def test_notify_urls_must_be_http() -> None:
     with pytest.raises(ConfigError, match="not an http") as caught:
         parse_target("ftp://files.example.com/secret-path")
     assert "secret-path" not in str(caught.value)
+
+
+def test_receivers_and_the_webhook_secret_come_from_the_environment_unshown() -> None:
+    from reconciler.settings import from_environ
+
+    settings = from_environ({"RECONCILER_NOTIFY": "https://a.example/x, slack+https://hooks.example/T/B/C\n",
+                             "RECONCILER_WEBHOOK_SECRET": "hook-secret-1"})  # fmt: skip
+    assert [u.reveal() for u in settings.notify_urls] == [
+        "https://a.example/x",
+        "slack+https://hooks.example/T/B/C",
+    ]
+    assert settings.webhook_secret is not None and settings.webhook_secret.reveal() == "hook-secret-1"
+    assert "hooks.example" not in repr(settings) and "hook-secret-1" not in repr(settings)
+    assert from_environ({}).notify_urls == () and from_environ({}).webhook_secret is None
