@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "apply": "apply the changes a plan shows",
     "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
+    "import": "write a manifest for what an environment runs",
     "run": "run the reconciler as a daemon",
     "suspend": "stop the daemon and apply from changing an environment (during an incident)",
     "resume": "let the daemon and apply change a suspended environment again",
