@@ -60,6 +60,11 @@ class Settings:
     readiness_timeout: float = 30.0
     unhealthy_after: int = 3
 
+    # Rollouts (core/rollout.py): a replace of one server across toolboxes goes out in waves and halts on the
+    # first step that does not end ok. Off: every step at once (apply --no-rollout, RECONCILER_ROLLOUT=off).
+    rollout: bool = True
+    rollout_first_wave: int = 1
+    rollout_max_in_flight: int = 10
     # The git webhook's secret (POST /hooks/git); without it the route refuses every request.
     webhook_secret: Secret | None = field(default=None, repr=False)
     # Where notifications go (RECONCILER_NOTIFY, beside --notify): a Slack webhook URL is itself a secret.
@@ -123,9 +128,23 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         probe_timeout=_number(env, "RECONCILER_PROBE_TIMEOUT", 5.0, float),
         readiness_timeout=_number(env, "RECONCILER_READINESS_TIMEOUT", 30.0, float),
         unhealthy_after=_number(env, "RECONCILER_UNHEALTHY_AFTER", 3, int),
+        rollout=_switch(env, "RECONCILER_ROLLOUT", True),
+        rollout_first_wave=_number(env, "RECONCILER_ROLLOUT_FIRST_WAVE", 1, int),
+        rollout_max_in_flight=_number(env, "RECONCILER_ROLLOUT_MAX_IN_FLIGHT", 10, int),
         webhook_secret=Secret(env["RECONCILER_WEBHOOK_SECRET"]) if env.get("RECONCILER_WEBHOOK_SECRET") else None,
         notify_urls=tuple(Secret(u) for u in re.split(r"[\s,]+", env.get("RECONCILER_NOTIFY", "")) if u),
     )
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}={env.get(name)!r} must be on or off")
 
 
 def _latin1(text: str) -> bool:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconciler.model.spec import ServerSpec, SourceRef
+
+if TYPE_CHECKING:
+    from reconciler.core.rollout import Rollout
 
 
 class Action(StrEnum):
@@ -38,6 +42,8 @@ class NoticeKind(StrEnum):
     PROBE_FAILED = "probe-failed"  # a running server failed its readiness probe this cycle
     UNHEALTHY = "unhealthy"  # ... for failureThreshold cycles in a row (notified; onUnhealthy acts on it)
     OFFER_DRIFT = "offer-drift"  # the server answers MCP but offers less than declared (capabilities, tools)
+    ROLLOUT_HALTED = "rollout-halted"  # a rollout stopped here (core.rollout): said once, on the halting toolbox
+    ROLLOUT_HELD = "rollout-held"  # a halted rollout's step not done: this toolbox keeps the version it runs
     SUSPENDED = "suspended"  # `reconciler suspend`: the environment (no server) or a step held back (server)
 
 
@@ -170,6 +176,8 @@ class Plan:
             shown = ", ".join(failing[:5]) + (", ..." if len(failing) > 5 else "")
             text += f", {len(failing)} failing ({shown})"
         return text
+
+    rollouts: tuple[Rollout, ...] = ()  # replaces of one server across toolboxes, applied in waves
 
     @property
     def has_changes(self) -> bool:

@@ -46,6 +46,8 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.UNHEALTHY: GapKind.UNHEALTHY,
     # The server answers but offers less than declared: no step fixes it (the image must), so not converged.
     NoticeKind.OFFER_DRIFT: GapKind.UNRECONCILABLE,
+    NoticeKind.ROLLOUT_HALTED: GapKind.UNRECONCILABLE,  # the rollout stopped on this toolbox
+    NoticeKind.ROLLOUT_HELD: GapKind.UNRECONCILABLE,  # held by a rollout that halted, until the spec changes
     NoticeKind.SUSPENDED: GapKind.SUSPENDED,  # a step held back (the environment's own notice is no gap)
 }
 
@@ -134,11 +136,14 @@ def apply_outcome(
     plan_errors: bool,
     stopped: bool,
     unsettled: bool = False,
+    halted: bool = False,
 ) -> RunOutcome:
     """The one rule for an apply run's journal outcome (``apply``, ``run --once``, every daemon cycle):
 
     - plan errors stopped every step: NOTHING_APPLIED;
     - the daemon was stopping and skipped steps: STOPPED;
+    - a rollout halted (``halted``: its first wave, or a later one, did not end ok and the toolboxes not yet
+      reached keep their version): PARTIAL, even when the halting step was the only one tried;
     - a step failed: PARTIAL when another step succeeded (or was applied and left unready), else FAILED
       (every step tried failed);
     - a step was applied but its server did not pass its readiness (UNREADY): PARTIAL;
@@ -151,6 +156,8 @@ def apply_outcome(
         return RunOutcome.NOTHING_APPLIED
     if stopped and StepOutcome.SKIPPED in outcomes:
         return RunOutcome.STOPPED
+    if halted:
+        return RunOutcome.PARTIAL
     applied = bool(outcomes & {StepOutcome.OK, StepOutcome.UNREADY})
     if StepOutcome.FAILED in outcomes:
         return RunOutcome.PARTIAL if applied else RunOutcome.FAILED

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.model.image_ref import image_reference_problem
 from reconciler.model.schema_check import SchemaIssue
-from reconciler.model.spec import EVERY_INTERFACE, NETWORK_TRANSPORTS
+from reconciler.model.spec import EVERY_INTERFACE, MCP_PROBE_TRANSPORTS
 
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 """Control and format characters, line separators: in a name printed by a renderer or a log they could
@@ -92,7 +92,7 @@ def _readiness_type(server: dict[str, Any]) -> str:
         return declared
     host_ip, transport = server.get("hostIp"), server.get("transport")
     every_interface = host_ip is None or (isinstance(host_ip, str) and host_ip in EVERY_INTERFACE)
-    network = isinstance(transport, str) and transport in NETWORK_TRANSPORTS
+    network = isinstance(transport, str) and transport in MCP_PROBE_TRANSPORTS
     return "mcp" if network and every_interface and _int(server.get("hostPort")) is not None else "none"
 
 
@@ -111,6 +111,11 @@ def _readiness_issues(server: dict[str, Any], index: int) -> list[SchemaIssue]:
         issues.append(
             SchemaIssue(where, "a stdio server has no network endpoint to probe: its health is its container "
                         "state (readiness type none, the default)")
+        )  # fmt: skip
+    if kind == "mcp" and server.get("transport") == "websocket":
+        issues.append(
+            SchemaIssue(where, "the MCP probe does not speak the websocket transport yet: declare readiness "
+                        "type http (a health path) or none")
         )  # fmt: skip
     if "tools" in server and kind != "mcp":
         issues.append(
