@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from reconciler.core.health import ProbeResult, ProbeTarget
 from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.model.secrets import Secret
 
 
@@ -24,6 +25,16 @@ class NewInstance:
     endpoint: str | None
     capabilities: tuple[str, ...]
     instance_id: str | None = None  # let the store choose when None
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """What a readiness probe found about one instance, for ``Store.record_health``: keys merged over the
+    row's ``mcp_discovery_metadata``, and the capabilities the server announced (None: leave the column)."""
+
+    instance_id: str
+    metadata: Mapping[str, Any]
+    capabilities: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,16 @@ class Store(Protocol):
         less than ``min_interval`` seconds before; returns how many rows were written."""
         ...
 
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        """Merge each record's keys over ``mcp_discovery_metadata`` (the reconciler's own keys there are kept)
+        and write ``mcp_server_capabilities`` where given, in one transaction; only columns the table has.
+        A row deleted meanwhile is skipped."""
+        ...
+
+    def recorded_health(self) -> Mapping[str, Mapping[str, Any]]:
+        """Instance id -> its ``mcp_discovery_metadata`` where it holds a probe's answer (for ``status``)."""
+        ...
+
     def delete_instance(self, instance_id: str) -> None: ...
 
     def fingerprint(self, environment_id: str) -> str:
@@ -107,6 +128,20 @@ class Store(Protocol):
 
     def lock_lost(self) -> bool:
         """True once the locks this store held were found gone (PostgreSQL: the lock connection died)."""
+        ...
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        """Every suspended environment (``reconciler suspend``), one query; none on a database whose
+        migrations predate suspensions."""
+        ...
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        """Store an environment's suspension (replacing one already there). Raises SchemaMissingError naming
+        the migration to run when the database lacks the table."""
+        ...
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        """Remove an environment's suspension: the one removed, or None when it was not suspended."""
         ...
 
     def acquire_daemon_lock(self) -> None:

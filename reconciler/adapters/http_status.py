@@ -2,7 +2,8 @@
 thread.
 
 Loopback only unless the operator allows another address explicitly: the endpoints carry no secrets, but
-they describe the fleet. Read-only: GET and HEAD are served, every other method is refused with 405.
+they describe the fleet. GET and HEAD are served; POST only on the routes the app registers (``posts``: the
+git webhook), which judge each request themselves; every other method or path is refused with 405.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +29,21 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-
 
 # A page handler: (path, query) -> (status, body, content type), or None when the path is not its own.
 Pages = Callable[[str, dict[str, list[str]]], tuple[int, bytes, str] | None]
+BODY_TIMEOUT = 10.0  # seconds a client may take to send its request: a slow sender cannot hold a thread long
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A POST as its route sees it: headers first, the body read only when the route asks (so a request it
+    refuses on its headers, or whose declared length is too large, is never read)."""
+
+    header: Callable[[str], str | None]  # case-insensitive
+    length: int | None  # Content-Length, None when absent or not a number
+    read: Callable[[], bytes]  # exactly ``length`` bytes
+
+
+# A POST route: the request -> (status, plain-text body).
+PostRoute = Callable[[Posted], tuple[int, bytes]]
 
 
 def parse_listen(listen: str, *, allow_remote: bool = False) -> tuple[str, int]:
@@ -70,13 +87,16 @@ class StatusServer:
         metrics: Callable[[], bytes],
         metrics_type: str,
         pages: Pages | None = None,
+        posts: Mapping[str, PostRoute] | None = None,
     ) -> None:
         outer = self
         self._ready, self._metrics, self._metrics_type = ready, metrics, metrics_type
         self._pages = pages
+        self._posts = dict(posts or {})
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "mcp-reconciler"
+            timeout = BODY_TIMEOUT
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
@@ -89,9 +109,12 @@ class StatusServer:
                 raise AttributeError(name)
 
             def _refuse(self) -> None:
+                route = urlsplit(self.path).path in outer._posts
                 body = b"method not allowed: this server is read-only (GET, HEAD)\n"
+                if route:
+                    body = b"method not allowed: this route takes POST\n"
                 self.send_response(405)
-                self.send_header("Allow", "GET, HEAD")
+                self.send_header("Allow", "POST" if route else "GET, HEAD")
                 self.send_header("Content-Type", TEXT)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -99,6 +122,28 @@ class StatusServer:
 
             def do_HEAD(self) -> None:
                 self._answer(head=True)
+
+            def do_POST(self) -> None:
+                route = outer._posts.get(urlsplit(self.path).path)
+                if route is None:
+                    self._refuse()
+                    return
+                try:
+                    length: int | None = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    length = None
+                if length is not None and length < 0:
+                    length = None
+                size = length or 0
+                posted = Posted(header=self.headers.get, length=length, read=lambda: self.rfile.read(size))
+                try:
+                    status, body = route(posted)
+                except Exception:
+                    log.exception("POST %s failed", self.path)
+                    status, body = 500, b"internal error: see the daemon's log\n"
+                # The body may be unread (refused on its headers): never parse it as the next request.
+                self.close_connection = True
+                self._send(status, body, TEXT)
 
             def do_GET(self) -> None:
                 self._answer(head=False)

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from reconciler.adapters import store_rows as rows
 from reconciler.adapters.migrations import CREATED_BY_VALUE, MigrationResult, migrations
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, StoreError
-from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 
 Row = dict[str, Any]
 
@@ -54,6 +55,7 @@ class MemoryDatabase:
     catalog: dict[str, Row] = field(default_factory=lambda: {rows.GENERIC_CATALOG_ID: _generic_catalog_row()})
     instances: dict[str, Row] = field(default_factory=dict)
     unique_pair: bool = True  # Agentopia's unique (account_tool_environment_id, tool_catalog_id)
+    suspensions: dict[str, Suspension] = field(default_factory=dict)  # environment id -> its suspension
     lock_holders: dict[str, int] = field(default_factory=dict)  # environment id -> id() of the holding store
     daemon_holder: int | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -270,6 +272,27 @@ class MemoryStore:
                     written += 1
         return written
 
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        with self._use():
+            found = {
+                k: rows.probed_metadata(r.get("mcp_discovery_metadata"))
+                for k, r in self.database.instances.items()
+            }
+        return {k: copy.deepcopy(v) for k, v in found.items() if v is not None}
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        with self._use():
+            for record in records:
+                row = self.database.instances.get(record.instance_id)
+                if row is None:
+                    continue
+                merged = rows.merged_metadata(
+                    row.get("mcp_discovery_metadata"), copy.deepcopy(dict(record.metadata))
+                )
+                row["mcp_discovery_metadata"] = merged
+                if record.capabilities is not None:
+                    row["mcp_server_capabilities"] = list(record.capabilities)
+
     def delete_instance(self, instance_id: str) -> None:
         with self._use():
             self.database.instances.pop(instance_id, None)
@@ -283,6 +306,24 @@ class MemoryStore:
                 if r["account_tool_environment_id"] == environment_id
             ]
         return rows.fingerprint(self._env_view(env) if env is not None else None, instances)
+
+    # -- suspensions ----------------------------------------------------------------------------------------
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        with self._use():
+            db = self.database
+            # The foreign key's cascade: a removed environment takes its suspension with it.
+            return tuple(db.suspensions[k] for k in sorted(db.suspensions) if k in db.environments)
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        with self._use():
+            if suspension.environment_id not in self.database.environments:
+                raise StoreError(f"environment {suspension.environment_id} does not exist")
+            self.database.suspensions[suspension.environment_id] = suspension
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        with self._use():
+            return self.database.suspensions.pop(environment_id, None)
 
     # -- locks: shared by every store on one MemoryDatabase -------------------------------------------------
 
@@ -380,6 +421,7 @@ class MemoryStore:
                 del db.instances[instance_id]
             for environment_id in ids:
                 del db.environments[environment_id]
+                db.suspensions.pop(environment_id, None)
         return len(doomed)
 
 

@@ -96,6 +96,13 @@ class DaemonMetrics:
             "Environments skipped last cycle because another replica holds their lock.",
             registry=r,
         )
+        self.suspended = Gauge(
+            "reconciler_environment_suspended",
+            "1 for each environment an operator suspended (reconciler suspend): observed, never acted on.",
+            ["environment"],
+            registry=r,
+        )
+        self._suspended: frozenset[str] = frozenset()
         self.manifest_valid = Gauge("reconciler_manifest_valid", "1 if the manifests loaded cleanly.", registry=r)
         self.database_up = Gauge("reconciler_database_up", "1 if the database answered last cycle.", registry=r)
         self.verdict = Gauge(
@@ -162,6 +169,12 @@ class DaemonMetrics:
             "Time from sending a DTMA request to its answer or its failure, by method, route and status class.",
             ["method", "route", "status_class"],
             buckets=DTMA_BUCKETS,
+            registry=r,
+        )
+        self.notification_failures = Counter(
+            "reconciler_notification_failures",
+            "Notifications not delivered, by reason (timeout, connection, http-status, queue-full).",
+            ["reason"],
             registry=r,
         )
 
@@ -248,6 +261,16 @@ class DaemonMetrics:
         for name, verdict in verdicts.items():
             for value in VERDICTS:
                 self.verdict.labels(environment=name, verdict=value).set(1 if value == verdict else 0)
+
+    def set_suspended(self, names: Iterable[str]) -> None:
+        """The environments suspended now (among those this daemon's last cycle covered)."""
+        wanted = frozenset(names)
+        if wanted == self._suspended:
+            return
+        self._suspended = wanted
+        self.suspended.clear()
+        for name in sorted(wanted):
+            self.suspended.labels(environment=name).set(1)
 
     def set_backoff(self, failures: dict[str, int]) -> None:
         self.backing_off.set(len(failures))

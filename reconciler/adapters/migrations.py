@@ -12,6 +12,7 @@ from reconciler.resources import data_dir
 AGENTOPIA_TABLES: tuple[str, ...] = ("account_tool_environments", "tool_catalog", "account_tool_instances")
 MIGRATIONS_TABLE = "schema_migrations"
 META_TABLE = "mcp_reconciler_meta"
+SUSPENSIONS_TABLE = "mcp_reconciler_suspensions"  # 0003: `reconciler suspend`
 CREATED_BY_KEY = "created_by"
 CREATED_BY_VALUE = "mcp-reconciler"
 

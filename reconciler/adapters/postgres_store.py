@@ -35,13 +35,15 @@ from reconciler.adapters.migrations import (
     CREATED_BY_VALUE,
     META_TABLE,
     MIGRATIONS_TABLE,
+    SUSPENSIONS_TABLE,
     MigrationResult,
     migrate_command,
     migrations,
 )
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.errors import SchemaMissingError, StoreError
-from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class PostgresStore:
         self._held: set[str] = set()
         self._lost = False
         self._catalog_cache: dict[str, str] = {}
+        self._seen_tables: set[str] = set()
         self._columns: dict[str, frozenset[str]] = {}
         self._unique_pair = True
         self._created_by_us = False
@@ -455,6 +458,37 @@ class PostgresStore:
             )
         return max(cursor.rowcount, 0)
 
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        if "mcp_discovery_metadata" not in self._columns.get("account_tool_instances", frozenset()):
+            return {}
+        with self._guard("reading health") as conn:
+            found = self._all(
+                conn,
+                "SELECT id::text AS id, mcp_discovery_metadata AS m FROM account_tool_instances "
+                "WHERE mcp_discovery_metadata ? 'last_probe'",
+            )
+        probed = {str(r["id"]): rows.probed_metadata(r["m"]) for r in found}
+        return {k: v for k, v in probed.items() if v is not None}
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        present = self._columns.get("account_tool_instances", frozenset())
+        records = [r for r in records if rows.is_uuid(r.instance_id)]
+        if not records or "mcp_discovery_metadata" not in present:
+            return
+        with self._guard("recording health") as conn, conn.transaction():
+            for record in records:
+                # jsonb || merges at the top level, as the SQLite and memory stores do.
+                sets = ["mcp_discovery_metadata = COALESCE(mcp_discovery_metadata, '{}'::jsonb) || %s"]
+                params: list[Any] = [Jsonb(dict(record.metadata))]
+                if record.capabilities is not None and "mcp_server_capabilities" in present:
+                    sets.append("mcp_server_capabilities = %s")
+                    params.append(Jsonb(list(record.capabilities)))
+                self._execute(
+                    conn,
+                    f"UPDATE account_tool_instances SET {', '.join(sets)} WHERE id = %s",
+                    [*params, record.instance_id],
+                )
+
     def delete_instance(self, instance_id: str) -> None:
         if not rows.is_uuid(instance_id):
             return
@@ -474,6 +508,62 @@ class PostgresStore:
                 [environment_id],
             )
         return rows.fingerprint(envs[0] if envs else None, instances)
+
+    # -- suspensions (reconciler suspend / resume) ---------------------------------------------------------
+
+    def _has_table(self, conn: Connection, table: str) -> bool:
+        """Whether one of the reconciler's own tables exists; once seen, not asked again (tables the
+        migrations add are never dropped)."""
+        if table in self._seen_tables:
+            return True
+        if self._all(conn, "SELECT to_regclass(%s) IS NOT NULL AS ok", [table])[0]["ok"]:
+            self._seen_tables.add(table)
+            return True
+        return False
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        """Asked every cycle; a database whose migrations predate the table (Agentopia's, not migrated with
+        --force) has nothing suspended, and a migration run meanwhile is seen at the next cycle."""
+        with self._guard("reading suspensions") as conn:
+            if not self._has_table(conn, SUSPENSIONS_TABLE):
+                return ()
+            found = self._all(
+                conn,
+                "SELECT environment_id::text AS environment_id, reason, suspended_by, suspended_at "
+                f"FROM {SUSPENSIONS_TABLE} ORDER BY environment_id",
+            )
+        return tuple(rows.suspension_from_row(r) for r in found)
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        rows.check_uuid(suspension.environment_id, "environment id")
+        with self._guard(f"suspending environment {suspension.environment_id}") as conn, conn.transaction():
+            if not self._has_table(conn, SUSPENSIONS_TABLE):
+                force = " --force" if self.is_agentopia_database else ""
+                raise SchemaMissingError(
+                    f"PostgreSQL database at {self.masked_url} has no table {SUSPENSIONS_TABLE}; "
+                    f"run `{migrate_command(self.masked_url)}{force}`"
+                )
+            self._execute(
+                conn,
+                f"INSERT INTO {SUSPENSIONS_TABLE} (environment_id, reason, suspended_by, suspended_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (environment_id) DO UPDATE SET reason = EXCLUDED.reason, "
+                "suspended_by = EXCLUDED.suspended_by, suspended_at = EXCLUDED.suspended_at",
+                [suspension.environment_id, suspension.reason, suspension.by, suspension.at],
+            )
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        if not rows.is_uuid(environment_id):
+            return None
+        with self._guard(f"resuming environment {environment_id}") as conn, conn.transaction():
+            if not self._has_table(conn, SUSPENSIONS_TABLE):
+                return None
+            found = self._all(
+                conn,
+                f"DELETE FROM {SUSPENSIONS_TABLE} WHERE environment_id = %s RETURNING "
+                "environment_id::text AS environment_id, reason, suspended_by, suspended_at",
+                [environment_id],
+            )
+        return rows.suspension_from_row(found[0]) if found else None
 
     # -- advisory locks ------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -51,6 +52,15 @@ class Scheduler:
             coalesce=True,
             misfire_grace_time=max(1, int(seconds)),
         )
+
+    def wake(self, name: str) -> bool:
+        """Run job ``name`` now rather than at its next time; its interval then counts from now. False when
+        there is no such job (the scheduler was shut down)."""
+        try:
+            self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
+        except JobLookupError:
+            return False
+        return True
 
     def start(self) -> None:
         self._scheduler.start()

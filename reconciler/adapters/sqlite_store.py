@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,15 @@ from reconciler.adapters.migrations import (
     CREATED_BY_VALUE,
     META_TABLE,
     MIGRATIONS_TABLE,
+    SUSPENSIONS_TABLE,
     MigrationResult,
     migrate_command,
     migrations,
 )
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
-from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 from reconciler.state_dir import make_state_dir
 
 log = logging.getLogger(__name__)
@@ -353,6 +355,42 @@ class SqliteStore:
                 written += max(cursor.rowcount, 0)
         return written
 
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        if "mcp_discovery_metadata" not in self.mcp_columns:
+            return {}
+        sql = (
+            "SELECT id, mcp_discovery_metadata AS m FROM account_tool_instances "
+            "WHERE mcp_discovery_metadata IS NOT NULL"
+        )
+        with self._guard("reading health"):
+            found = {str(r["id"]): rows.probed_metadata(r["m"]) for r in self._db.query(sql)}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        columns = self.mcp_columns
+        if not records or "mcp_discovery_metadata" not in columns:
+            return
+        with self._guard("recording health"), self._db.atomic():
+            for record in records:
+                found = list(
+                    self._db.query(
+                        "SELECT mcp_discovery_metadata AS m FROM account_tool_instances WHERE id = ?",
+                        [record.instance_id],
+                    )
+                )
+                if not found:
+                    continue
+                sets = {
+                    "mcp_discovery_metadata": rows.dump_json(rows.merged_metadata(found[0]["m"], record.metadata))
+                }
+                if record.capabilities is not None and "mcp_server_capabilities" in columns:
+                    sets["mcp_server_capabilities"] = rows.dump_json(list(record.capabilities))
+                assignments = ", ".join(f"{c} = ?" for c in sets)
+                self._db.execute(
+                    f"UPDATE account_tool_instances SET {assignments} WHERE id = ?",
+                    [*sets.values(), record.instance_id],
+                )
+
     def delete_instance(self, instance_id: str) -> None:
         with self._guard(f"deleting instance {instance_id}"), self._db.atomic():
             self._db.execute("DELETE FROM account_tool_instances WHERE id = ?", [instance_id])
@@ -372,6 +410,39 @@ class SqliteStore:
                 )
             )
         return rows.fingerprint(envs[0] if envs else None, instances)
+
+    # -- suspensions (reconciler suspend / resume) ---------------------------------------------------------
+
+    def suspensions(self) -> tuple[Suspension, ...]:
+        with self._guard("reading suspensions"):
+            if SUSPENSIONS_TABLE not in self._tables():
+                return ()  # a database migrated before suspensions existed: nothing can be suspended in it
+            found = list(self._db.query(f"SELECT * FROM {SUSPENSIONS_TABLE} ORDER BY environment_id"))
+        return tuple(rows.suspension_from_row(r) for r in found)
+
+    def suspend_environment(self, suspension: Suspension) -> None:
+        with self._guard(f"suspending environment {suspension.environment_id}"), self._db.atomic():
+            if SUSPENSIONS_TABLE not in self._tables():
+                raise SchemaMissingError(
+                    f"SQLite database {self.path} has no table {SUSPENSIONS_TABLE}; "
+                    f"run `{migrate_command(self.url)}`"
+                )
+            self._db.execute(
+                f"INSERT INTO {SUSPENSIONS_TABLE} (environment_id, reason, suspended_by, suspended_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (environment_id) DO UPDATE SET reason = excluded.reason, "
+                "suspended_by = excluded.suspended_by, suspended_at = excluded.suspended_at",
+                [suspension.environment_id, suspension.reason, suspension.by, rows.format_time(suspension.at)],
+            )
+
+    def resume_environment(self, environment_id: str) -> Suspension | None:
+        with self._guard(f"resuming environment {environment_id}"), self._db.atomic():
+            if SUSPENSIONS_TABLE not in self._tables():
+                return None
+            found = list(
+                self._db.query(f"SELECT * FROM {SUSPENSIONS_TABLE} WHERE environment_id = ?", [environment_id])
+            )
+            self._db.execute(f"DELETE FROM {SUSPENSIONS_TABLE} WHERE environment_id = ?", [environment_id])
+        return rows.suspension_from_row(found[0]) if found else None
 
     def _env_lock_path(self, environment_id: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment_id)

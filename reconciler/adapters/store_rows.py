@@ -19,6 +19,7 @@ from reconciler.core.observed import (
     RecordedEnvironment,
     RecordedInstance,
 )
+from reconciler.core.suspension import Suspension
 from reconciler.errors import StoreError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import MANAGED_BY
@@ -159,6 +160,12 @@ def format_time(value: datetime) -> str:
     """How the SQLite store writes a timestamp: ISO 8601 in UTC."""
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat()
+
+
+def suspension_from_row(row: Mapping[str, Any]) -> Suspension:
+    """A row of mcp_reconciler_suspensions (any backend) as the core's value."""
+    at = parse_time(row["suspended_at"]) or datetime(1970, 1, 1, tzinfo=UTC)
+    return Suspension(str(row["environment_id"]), str(row["reason"]), str(row["suspended_by"]), at.astimezone(UTC))
 
 
 def environment_from_row(row: Mapping[str, Any]) -> RecordedEnvironment:
@@ -339,6 +346,18 @@ def mcp_values(config: Mapping[str, Any], rules: McpRules = AGENTOPIA_MCP_RULES)
     if values["mcp_server_type"] not in rules.server_types:
         values["mcp_server_type"] = None
     return values
+
+
+def merged_metadata(current: Any, keys: Mapping[str, Any]) -> dict[str, Any]:
+    """``mcp_discovery_metadata`` with a probe's keys merged over it (top level; what was there stays)."""
+    found = parse_json(current) if isinstance(current, (str, bytes)) else current
+    return {**(found if isinstance(found, dict) else {}), **keys}
+
+
+def probed_metadata(value: Any) -> dict[str, Any] | None:
+    """The metadata when it holds a probe's answer (``last_probe``), else None."""
+    found = parse_json(value) if isinstance(value, (str, bytes)) else value
+    return found if isinstance(found, dict) and isinstance(found.get("last_probe"), dict) else None
 
 
 def port_mapping(config: Mapping[str, Any]) -> dict[str, int | None] | None:

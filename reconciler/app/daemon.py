@@ -1,6 +1,7 @@
 """``reconciler run``: the daemon is wiring. It opens the ports, fires ``runtime.tick`` on a schedule,
-hands each report to its listeners (metrics, health journal, log, readiness), serves /healthz, /readyz and
-/metrics, and stops on SIGTERM/SIGINT within a bound. The cycle itself, and what the daemon remembers between
+hands each report to its listeners (metrics, health journal, log, notifications, readiness), serves /healthz,
+/readyz, /metrics and the git webhook, runs a cycle at once on SIGHUP or a webhook (coalesced), and stops on
+SIGTERM/SIGINT within a bound. The cycle itself, and what the daemon remembers between
 cycles (a ``DaemonState`` value), live in the runtime; see docs/architecture.md.
 """
 
@@ -13,19 +14,26 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from reconciler.adapters import pid_file
 from reconciler.adapters.metrics import DaemonMetrics
+from reconciler.adapters.notify import Notifier, parse_target
 from reconciler.app import listeners
 from reconciler.app.status_site import SiteFactory
 from reconciler.app.stores import open_store, parse_database_url
 from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
+from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import RunOutcome
 from reconciler.core.plan import Policy
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
+from reconciler.model.secrets import Secret
 from reconciler.ports import Clock, Store
 from reconciler.runtime import fleet_status, health
 from reconciler.runtime.cycle import CycleHooks, CycleReport
@@ -33,10 +41,25 @@ from reconciler.runtime.execute import ExecutorConfig, StepResult
 from reconciler.runtime.tick import DaemonConfig, DaemonState, TickPorts, tick
 from reconciler.settings import Settings, mask_url
 
-__all__ = ["CycleReport", "Daemon", "DaemonConfig"]
+if TYPE_CHECKING:
+    from reconciler.adapters.scheduler import Scheduler
+
+__all__ = ["CycleReport", "Daemon", "DaemonConfig", "NotifyConfig"]
 
 log = logging.getLogger("reconciler.daemon")
 Handler = signal.Handlers | Callable[[int, FrameType | None], object] | int | None
+RECONCILE_JOB = "reconcile"
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Notifications (``--notify``): receivers beside ``RECONCILER_NOTIFY``'s, the period of one message per
+    (event kind, environment), and how many cycles a toolbox may go unobserved before it is told."""
+
+    urls: tuple[Secret, ...] = field(default=(), repr=False)
+    period: float = notify.DEFAULT_PERIOD.total_seconds()
+    unobserved_cycles: int = notify.DEFAULT_UNOBSERVED_CYCLES
+    timeout: float = 5.0  # seconds per delivery
 
 
 class Daemon:
@@ -55,12 +78,18 @@ class Daemon:
         sleep: Callable[[float], None] = time.sleep,
         site: SiteFactory | None = None,
         on_serving: Callable[[str], None] | None = None,
+        notify_config: NotifyConfig | None = None,
+        pid_path: Path | None = None,
     ) -> None:
         """Opens the journal and the store. With SQLite, takes the one-daemon-per-file lock: a second
         daemon raises LockHeldError here. A PostgreSQL server that is down is retried every cycle.
 
         ``site`` builds the status page served on ``--listen`` (``presentation.status_site.status_pages``;
-        without it only the probes and metrics are served); ``on_serving`` is told the address served."""
+        without it only the probes and metrics are served); ``on_serving`` is told the address served.
+        ``pid_path``: where ``run`` writes its pid for ``reconcile-now`` (default: beside the journal)."""
+        targets = [
+            parse_target(u.reveal()) for u in (*settings.notify_urls, *(notify_config or NotifyConfig()).urls)
+        ]
         self.settings, self.config, self.policy = settings, config, policy_for(settings, policy)
         self.clock: Clock = clock or SystemClock()
         self.metrics = DaemonMetrics(interval=config.interval)
@@ -86,6 +115,19 @@ class Daemon:
         self._current_run: int | None = None
         self._health = listeners.HealthJournal(self._journal, self.clock)
         self._log = listeners.CycleLog()
+        self._notifications: listeners.Notifications | None = None
+        if targets:
+            cfg = notify_config or NotifyConfig()
+            notifier = Notifier(targets, on_failure=self._notification_failed, timeout=cfg.timeout)
+            self._notifications = listeners.Notifications(
+                notifier, period=timedelta(seconds=cfg.period), unobserved_cycles=cfg.unobserved_cycles
+            )
+        # Reconcile now: a trigger while a cycle runs asks for exactly one more; more triggers meanwhile fold in.
+        self._trigger_lock = threading.Lock()
+        self._pending = False  # a cycle was asked for and has not started yet
+        self._looping = False  # the scheduled job is running cycles
+        self._scheduler: Scheduler | None = None
+        self._pid_path = pid_path or pid_file.beside(settings.journal_path)
         self.last_report: CycleReport | None = None
         self.fleet = fleet_status.FleetStatus()  # what the status page shows; replaced after every cycle
         self.last_cycle_end: float | None = None  # clock.monotonic() at the end of the last cycle
@@ -121,6 +163,8 @@ class Daemon:
         if self._closed:
             return
         self._closed = True
+        if self._notifications is not None:
+            self._notifications.close()
         self._dtma.close()
         if self._store is not None:
             self._store.close()
@@ -172,10 +216,39 @@ class Daemon:
             listeners.record_metrics(self.metrics, report, self.backoff_state(), self.clock.now().timestamp())
             self._health(report)
             self._log(report)
+            if self._notifications is not None:
+                secrets = {
+                    *self._state.journal_secrets,
+                    self.settings.dtma_token.reveal() if self.settings.dtma_token else "",
+                }
+                self._notifications(report, self.clock.now(), secrets)
             if self._on_cycle is not None:
                 self._on_cycle(report)
             self.cycle_finished.set()
             return report
+
+    def _notification_failed(self, reason: str) -> None:
+        self.metrics.notification_failures.labels(reason=reason).inc()
+
+    def request_cycle(self, why: str) -> str:
+        """Reconcile now (SIGHUP, the git webhook): run a cycle at once, or right after the running one.
+        Triggers that arrive before it starts fold into it. Thread-safe; returns what was done, for the
+        caller's answer."""
+        if self.stopping:
+            return "stopping: no cycle"
+        with self._trigger_lock:
+            if self._pending:
+                log.info("%s: a cycle is already asked for", why)
+                return "a cycle is already asked for"
+            self._pending = True
+            looping, scheduler = self._looping, self._scheduler
+        if looping:
+            log.info("%s: one more cycle after the running one", why)
+            return "one more cycle after the running one"
+        if scheduler is not None:
+            scheduler.wake(RECONCILE_JOB)
+        log.info("%s: reconciling now", why)
+        return "cycle started"
 
     def _set_current_run(self, run_id: int | None) -> None:
         self._current_run = run_id
@@ -218,10 +291,17 @@ class Daemon:
         log.info("daemon started: every %gs on %s", interval, ", ".join(paths))
         from reconciler.adapters.scheduler import Scheduler
 
+        pids = pid_file.PidFile(self._pid_path)
+        if not pids.acquire():
+            log.warning("another daemon holds %s: `reconciler reconcile-now` reaches that one", self._pid_path)
         scheduler = Scheduler()
-        scheduler.every("reconcile", self._scheduled_cycle, seconds=interval, jitter=interval * self.config.jitter)
+        scheduler.every(
+            RECONCILE_JOB, self._scheduled_cycle, seconds=interval, jitter=interval * self.config.jitter
+        )
         scheduler.every("journal-retention", self._scheduled_retention, seconds=self.config.retention_interval)
         scheduler.start()
+        with self._trigger_lock:
+            self._scheduler = scheduler
         try:
             self._stop.wait()
             log.info(
@@ -239,6 +319,7 @@ class Daemon:
                 os._exit(1)
             return 1
         finally:
+            pids.release()
             if server is not None:
                 server.stop()
             for signum, handler in previous.items():
@@ -254,12 +335,26 @@ class Daemon:
         listeners.event(self._journal, self.clock, "daemon-stop", outcome, note)
 
     def _scheduled_cycle(self) -> None:
-        if self.stopping:
-            return
+        """The scheduled job: a cycle, then one more for as long as a trigger came in while one ran."""
+        with self._trigger_lock:
+            self._looping = True
         try:
-            self.cycle()
-        except Exception:  # the scheduler would only log it; keep the daemon alive and say so
-            log.exception("reconcile cycle crashed; the next one runs at the interval")
+            while True:
+                with self._trigger_lock:
+                    self._pending = False
+                if self.stopping:
+                    return
+                try:
+                    self.cycle()
+                except Exception:  # the scheduler would only log it; keep the daemon alive and say so
+                    log.exception("reconcile cycle crashed; the next one runs at the interval")
+                with self._trigger_lock:
+                    if not self._pending:
+                        self._looping = False
+                        return
+        finally:
+            with self._trigger_lock:
+                self._looping = False
 
     def _scheduled_retention(self) -> None:
         try:
@@ -272,6 +367,9 @@ class Daemon:
 
     def _install_signals(self) -> dict[int, Handler]:
         previous: dict[int, Handler] = {}
+
+        def reconcile_now(signum: int, frame: FrameType | None) -> None:
+            self.request_cycle("SIGHUP")
 
         def handle(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
@@ -286,4 +384,6 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.getsignal(signum)
             signal.signal(signum, handle)
+        previous[signal.SIGHUP] = signal.getsignal(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, reconcile_now)
         return previous

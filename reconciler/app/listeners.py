@@ -1,12 +1,15 @@
-"""What listens to each daemon cycle's report: the metrics, the journalled health condition and the log."""
+"""What listens to each daemon cycle's report: the metrics, the journalled health condition, the log and the
+notifications."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 
 from reconciler.adapters.metrics import DaemonMetrics
+from reconciler.adapters.notify import Notifier
+from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import StepOutcome
 from reconciler.ports import Clock, Journal
@@ -38,6 +41,7 @@ def record_metrics(
     metrics.database_up.set(1 if report.database_ok else 0)
     if report.plan is not None:
         metrics.set_verdicts(health.environment_verdicts(report))
+        metrics.set_suspended(report.suspended)
     if report.ok:
         metrics.last_success.set(now)
     if series is not None:
@@ -86,6 +90,7 @@ class CycleLog:
 
     def __init__(self) -> None:
         self._gaps: tuple[str, ...] = ()
+        self._suspended: dict[str, str] = {}  # name -> what the log said about its suspension
 
     def __call__(self, report: CycleReport) -> None:
         done = sum(1 for r in report.results if r.outcome == StepOutcome.OK)
@@ -94,16 +99,53 @@ class CycleLog:
                 "cycle: %d step(s), %d done, %d failed; unreachable %s; backing off %s; %.2fs",
                 len(report.results), done, len(report.failed), list(report.unreachable),
                 list(report.backing_off), report.duration,
+                extra=cycle_fields(report),
             )  # fmt: skip
         if report.plan is None:
             return
+        self._log_suspensions(report)
         gaps = tuple(str(g) for g in report.verdict.gaps)
         if gaps != self._gaps:
             if gaps:
-                log.warning("cycle incomplete: %s", "; ".join(gaps))
+                by_env: dict[str | None, list[str]] = {}
+                for g in report.verdict.gaps:
+                    by_env.setdefault(g.environment, []).append(str(g))
+                for name, texts in by_env.items():  # one line per environment, filterable on its field
+                    fields = {"outcome": "incomplete"} | ({"environment": name} if name is not None else {})
+                    log.warning("cycle incomplete: %s", "; ".join(texts), extra=fields)
             else:
-                log.info("every environment in scope is complete again")
+                log.info("every environment in scope is complete again", extra=cycle_fields(report))
         self._gaps = gaps
+
+    def _log_suspensions(self, report: CycleReport) -> None:
+        """Once when an environment is suspended (or its suspension changes) and once when it is resumed."""
+        now = {name: s.describe() for name, s in report.suspended.items()}
+        for name in sorted(now):
+            if self._suspended.get(name) != now[name]:
+                log.warning("environment %s is %s: observed, not acted on until resumed", name, now[name])
+        covered = set(report.acted_on)
+        for name in sorted(set(self._suspended) - set(now)):
+            if name in covered:
+                log.info("environment %s was resumed: reconciling it again", name)
+        # An environment this cycle did not cover (backing off, locked elsewhere) keeps what was said of it.
+        self._suspended = {**{k: v for k, v in self._suspended.items() if k not in covered}, **now}
+
+
+def cycle_fields(report: CycleReport) -> dict[str, str | int]:
+    """The structured fields of a log line about a whole cycle (JSON logs show them)."""
+    fields: dict[str, str | int] = {"outcome": str(report.outcome) if report.outcome else _condition(report)}
+    if report.run_id is not None:
+        fields["run_id"] = report.run_id
+    fields["duration_ms"] = round(report.duration * 1000)
+    return fields
+
+
+def _condition(report: CycleReport) -> str:
+    """An unjournalled cycle's outcome word: ``no-changes``, ``incomplete``, or the health condition."""
+    condition = health.condition(report)
+    if condition != "healthy":
+        return condition
+    return "no-changes" if report.verdict.complete else "incomplete"
 
 
 def status_view(
@@ -130,3 +172,55 @@ def status_view(
     except Exception:
         log.exception("updating the status page failed; it shows the previous cycle")
         return previous
+
+
+class Notifications:
+    """Tells the operators what a cycle found (``core.notify``: events, deduplication, the rate limit) through
+    a ``Notifier`` that delivers in the background. Never raises: a notification never stops a cycle."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        *,
+        period: timedelta = notify.DEFAULT_PERIOD,
+        unobserved_cycles: int = notify.DEFAULT_UNOBSERVED_CYCLES,
+    ) -> None:
+        self._notifier, self._period, self._unobserved_cycles = notifier, period, unobserved_cycles
+        self._memory = notify.NotifyMemory()
+
+    def __call__(self, report: CycleReport, now: datetime, secrets: Iterable[str]) -> tuple[notify.Event, ...]:
+        """Queue the messages this cycle gives; returns them (already redacted)."""
+        try:
+            events, self._memory = notify.decide(
+                self._memory,
+                facts_of(report),
+                now,
+                period=self._period,
+                unobserved_cycles=self._unobserved_cycles,
+                secrets=secrets,
+            )
+            for event in events:
+                self._notifier.send(event, now)
+            return events
+        except Exception:
+            log.exception("deriving notifications failed; this cycle sends none")
+            return ()
+
+    def close(self) -> None:
+        self._notifier.close()
+
+
+def facts_of(report: CycleReport) -> notify.CycleFacts:
+    """The parts of a cycle's report the notifier reads."""
+    applied = tuple(
+        notify.AppliedStep(r.step, str(r.outcome), r.message, str(r.notice) if r.notice is not None else None)
+        for r in report.results
+    )
+    return notify.CycleFacts(
+        plan=report.plan,
+        applied=applied,
+        gaps=report.verdict.gaps,
+        acted_on=report.acted_on,
+        backing_off=report.backing_off,
+        run_id=report.run_id,
+    )

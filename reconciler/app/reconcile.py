@@ -14,6 +14,7 @@ from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
 from reconciler.core.observed import LiveListing, Observed, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
@@ -47,6 +48,7 @@ def reconcile_once(
     saved_steps: tuple[tuple[str, str, str], ...] | None = None,
     approve: Callable[[Plan, Verdict, Observed], bool] | None = None,
     on_start: Callable[[Step], None] | None = None,
+    adopt: bool = False,
 ) -> CycleReport:
     """One plan (``apply=False``) or apply run, journalled. ``desired`` (a saved plan's) replaces reading
     ``paths``. Raises ManifestError, StoreError, PlanError (a stale saved plan), LockHeldError (an environment
@@ -80,6 +82,7 @@ def reconcile_once(
             servers=tuple(servers) if servers else None,
             refresh=refresh,
             saved_steps=saved_steps,
+            adopt=adopt,
         )
         ports = CyclePorts(store, dtma, journal, clock, key, sleep)
         report, _ = run_cycle(
@@ -119,14 +122,43 @@ def step_line(result: StepResult) -> dict[str, Any]:
     }
 
 
+def health_fields(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``status``'s view of the last readiness probe a cycle recorded for a server (None: never probed)."""
+    if metadata is None:
+        return {"health": None, "probe": None}
+    probe = metadata.get("last_probe") or {}
+    return {
+        "health": metadata.get("health"),
+        "probe": {
+            "at": probe.get("at"),
+            "ok": probe.get("ok"),
+            "error": probe.get("error"),
+            "readiness": metadata.get("readiness"),
+            "protocol_version": metadata.get("protocol_version"),
+            "server": " ".join(filter(None, [metadata.get("server_name"), metadata.get("server_version")]))
+            or None,
+            "tools": metadata.get("tools") or [],
+        },
+    }
+
+
+def _suspension(found: Suspension | None) -> dict[str, str] | None:
+    if found is None:
+        return None
+    return {"reason": found.reason, "by": found.by, "at": found.at.isoformat()}
+
+
 def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
-    """Per environment and server: recorded status, live state and the last journalled step."""
+    """Per environment and server: recorded status, live state, the last journalled step, and the
+    environment's suspension (``{reason, by, at}``) or None."""
     from reconciler.adapters.journal import Journal
 
     store = open_store(settings.database_url)
     dtma = open_dtma(settings)
     try:
         observed = observe(store, dtma, settings)
+        probes = store.recorded_health()
+        suspended = {s.environment_id: s for s in store.suspensions()}
     finally:
         dtma.close()
         store.close()
@@ -158,5 +190,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 "live": container.state if container else
                 ("unreachable: " + live.reason if isinstance(live, Unreachable) else "absent"),
                 "last_step": last.get((env.name or env.id, name)),
+                **health_fields(probes.get(inst.id) if inst else None),
+                "suspended": _suspension(suspended.get(env.id)),
             })  # fmt: skip
     return rows

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from reconciler.cli.plan_cmd import add_common, settings_from, use_color
+from reconciler.cli.plan_cmd import add_adopt, add_common, settings_from, use_color
 from reconciler.cli.saved_file import SavedPlan, looks_like_plan, read_plan_file
 from reconciler.errors import ConfigError
 
@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
         "--no-color", action="store_true", help="no colour even on a terminal (also NO_COLOR, TERM=dumb)"
     )
     add_common(p, servers=True)
+    add_adopt(p)
     p.set_defaults(handler=run)
 
 
@@ -66,8 +67,10 @@ def _saved(args: argparse.Namespace) -> SavedPlan | None:
             f"apply takes one saved plan or manifest paths, not both ({', '.join(plans)} is a plan): "
             "`reconciler apply plan.json` or `reconciler apply manifests/`"
         )
-    if args.env or args.server:
-        raise ConfigError("--env/--server do not apply to a saved plan: its scope is the one that was reviewed")
+    if args.env or args.server or args.adopt:
+        raise ConfigError(
+            "--env/--server/--adopt do not apply to a saved plan: its scope and policy are the ones reviewed"
+        )
     saved = read_plan_file(plans[0])
     if not saved.savable:
         raise ConfigError(f"{plans[0]} has no basis (a `plan --format json` output?): make one with `plan --out`")
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return answer.strip() == "yes"
 
     def on_step(result: StepResult) -> None:
-        progress.end(result.step, str(result.outcome), result.message)
+        progress.end(result.step, str(result.outcome), result.message, result.run_id)
 
     stop = threading.Event()
 
@@ -156,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             on_start=progress.start,
             approve=approve,
             lock_wait=parse_duration(args.lock_wait),
+            adopt=args.adopt,
         )
     finally:
         stop.set()

@@ -28,6 +28,21 @@ def add_common(p: argparse.ArgumentParser, *, servers: bool = False) -> None:
         add_server(p)
     p.add_argument("--database", metavar="URL", help="database URL (default $RECONCILER_DATABASE_URL)")
     p.add_argument("--journal", metavar="PATH", help="journal file (default $RECONCILER_JOURNAL)")
+    p.add_argument(
+        "--no-rollout",
+        action="store_true",
+        help="no waves: replace a server on every toolbox at once (default: a first wave, then the rest, "
+        "halting on a failure; also RECONCILER_ROLLOUT=off)",
+    )
+
+
+def add_adopt(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take running containers with a declared server's name and image and no managed row under "
+        "management in every environment, as if each said policy.adopt: true (no container is recreated)",
+    )
 
 
 def add_server(p: argparse.ArgumentParser) -> None:
@@ -71,6 +86,7 @@ def register(subparsers: Any) -> None:
         "be reconciled (the plan still names each one)",
     )
     add_common(p, servers=True)
+    add_adopt(p)
     add_split(p)
     p.set_defaults(handler=run)
 
@@ -79,7 +95,9 @@ def settings_from(args: argparse.Namespace) -> Any:
     from reconciler.settings import from_environ
 
     return from_environ().with_overrides(
-        database_url=getattr(args, "database", None), journal_path=getattr(args, "journal", None)
+        database_url=getattr(args, "database", None),
+        journal_path=getattr(args, "journal", None),
+        rollout=False if getattr(args, "no_rollout", False) else None,
     )
 
 
@@ -123,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             servers=args.server,
             refresh=not args.no_refresh,
             want_basis=bool(args.out),
+            adopt=args.adopt,
         )
     except ReconcilerError as exc:
         if args.format != "text":  # a CI comment or annotation shows why, instead of nothing

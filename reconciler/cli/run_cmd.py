@@ -7,7 +7,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli.plan_cmd import add_common, settings_from
+from reconciler.cli.plan_cmd import add_adopt, add_common, settings_from
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ EXAMPLE = """example:
   reconciler run manifests/ --interval 30s --listen 127.0.0.1:9464
   reconciler run manifests/ --once
   reconciler run manifests/ --git-pull --interval 5m --jitter 10%
+  reconciler run manifests/ --listen 127.0.0.1:9464 --notify slack+https://hooks.slack.com/services/T/B/X
+  kill -HUP $(cat .reconciler/daemon.pid)     # or: reconciler reconcile-now
 
 exit codes: 0 after SIGTERM/SIGINT and a clean stop (with --once: 0 if the cycle was clean);
 1 on a configuration error, a second daemon on one SQLite file, or (--once) a failed cycle;
@@ -29,6 +31,12 @@ environment (besides those in the README's configuration table):
                                    tried once more (default 600); restarting the agent releases the name
   RECONCILER_DEPLOY_WATCH_TIMEOUT  seconds the listing is watched for a deploy whose answer timed out
                                    before the step ends pending (default 120); it is never re-sent
+  RECONCILER_WEBHOOK_SECRET        the git webhook's secret (POST /hooks/git on --listen); unset, the
+                                   route refuses every request (403)
+  RECONCILER_NOTIFY                notification URLs (space or comma separated), beside --notify
+
+signals: SIGHUP runs a cycle now (with a git pull under --git-pull), as `reconciler reconcile-now` and a
+signed POST /hooks/git do; triggers while a cycle runs make exactly one more cycle
 """
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -91,13 +99,43 @@ def register(subparsers: Any) -> None:
         help="delete managed servers missing from the manifests in every environment, as if each said "
         "policy.prune: true (the mass-delete and empty-set guards still apply)",
     )
+    p.add_argument(
+        "--notify",
+        action="append",
+        metavar="URL",
+        help="POST a JSON message here on failures, refusals, stalls, unobserved toolboxes and fixed drift "
+        "(repeatable; slack+https://... for Slack's format; also $RECONCILER_NOTIFY, which keeps the URL out "
+        "of the process list)",
+    )
+    p.add_argument(
+        "--notify-period",
+        default="15m",
+        metavar="DURATION",
+        help="at most one message per event kind and environment per period (default 15m)",
+    )
+    p.add_argument(
+        "--notify-unobserved-cycles",
+        type=int,
+        default=3,
+        metavar="N",
+        help="tell when a toolbox went unobserved for more than N cycles in a row (default 3)",
+    )
+    p.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="where reconcile-now finds the daemon (default: daemon.pid beside the journal)",
+    )
     add_common(p)
+    add_adopt(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.app.daemon import Daemon, DaemonConfig
+    from pathlib import Path
+
+    from reconciler.app.daemon import Daemon, DaemonConfig, NotifyConfig
     from reconciler.core.plan import Policy
+    from reconciler.model.secrets import Secret
     from reconciler.presentation.status_site import status_pages
 
     interval = parse_duration(args.interval)
@@ -112,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         stop_timeout=parse_duration(args.stop_timeout),
         allow_remote_listen=args.allow_remote_listen,
         prune=args.prune,
+        adopt=args.adopt,
     )
     if args.listen:
         from reconciler.adapters.http_status import parse_listen
@@ -126,8 +165,20 @@ def run(args: argparse.Namespace) -> int:
         policy=Policy(allow_mass_delete=args.allow_mass_delete),
         on_step=_log_step,
         site=status_pages,
+        notify_config=NotifyConfig(
+            urls=tuple(Secret(u) for u in args.notify or ()),
+            period=parse_duration(args.notify_period),
+            unobserved_cycles=_at_least_one(args.notify_unobserved_cycles),
+        ),
+        pid_path=Path(args.pid_file) if args.pid_file else None,
     )
     return daemon.run()
+
+
+def _at_least_one(cycles: int) -> int:
+    if cycles < 1:
+        raise ConfigError(f"--notify-unobserved-cycles {cycles}: must be 1 or more")
+    return cycles
 
 
 def _log_step(result: StepResult) -> None:
@@ -137,4 +188,9 @@ def _log_step(result: StepResult) -> None:
     from reconciler.core.outcomes import StepOutcome
 
     level = logging.WARNING if result.outcome == StepOutcome.FAILED else logging.INFO
-    log.log(level, "%s %s/%s %s%s", s.action, s.environment_name, s.server, result.outcome, detail)
+    log.log(
+        level,
+        "%s %s/%s %s%s",
+        s.action, s.environment_name, s.server, result.outcome, detail,
+        extra=result.log_fields(),
+    )  # fmt: skip

@@ -38,10 +38,28 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no servers recorded or running")
+    shown: set[str] = set()
+    for r in rows:
+        held = r.get("suspended")
+        if held and r["environment"] not in shown:
+            shown.add(r["environment"])
+            print(printable(f"{r['environment']}: suspended by {held['by']} at {held['at']}: {held['reason']}"))
     for r in rows:
         mark = "" if r["managed"] else " (unmanaged)"
+        mark += " (suspended)" if r.get("suspended") else ""
         # Names and states come from rows and agents: a control character is shown, never obeyed.
         line = (f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
-                f"recorded={r['recorded'] or '-'} live={r['live']} last={r['last_step'] or '-'}")  # fmt: skip
+                f"recorded={r['recorded'] or '-'} live={r['live']}{_health(r)} "
+                f"last={r['last_step'] or '-'}")  # fmt: skip
         print(printable(line))
     return 0
+
+
+def _health(row: dict[str, Any]) -> str:
+    """`` health=unhealthy (error)`` from the last recorded readiness probe; nothing when never probed."""
+    probe = row.get("probe")
+    if not row.get("health") or not probe:
+        return ""
+    error = f" ({probe['error']})" if probe.get("error") else ""
+    tools = f" tools={','.join(probe['tools'])}" if probe.get("ok") and probe.get("tools") else ""
+    return f" health={row['health']}{error}{tools}"

@@ -7,6 +7,7 @@ linear time. Everything the planner leaves alone is explained by a Notice.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,27 +19,34 @@ from reconciler.core.observed import (
     Observed,
     RecordedEnvironment,
     RecordedInstance,
+    ServerHealth,
     Unreachable,
 )
 from reconciler.core.plan import (
     BLOCKED_KEY,
+    HEALTH_FIELD,
     Action,
     BlockReason,
     Change,
+    HealthEntry,
     Notice,
     NoticeKind,
     Plan,
     Policy,
     Step,
 )
+from reconciler.core.readiness import offer_drift
 from reconciler.core.safety import guard_mass_delete, refuse_empty
 from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
-from reconciler.model.spec import Desired, EnvironmentSpec, ServerSpec
+from reconciler.model.spec import MANAGED_BY, Desired, EnvironmentSpec, ServerSpec
 from reconciler.model.spec_hash import HASH_VERSION, Fingerprints, spec_hash
 from reconciler.model.stored import read_stored, stored_key_id
 
+_ADOPT_NAMESPACE = uuid.UUID("5b0d7a52-3c4e-4f0e-9a51-6d2c0e7b9f14")  # ids of rows written by adoption
+
 # Within a toolbox, deletes and stops free names and ports before anything new starts.
 ACTION_ORDER: Mapping[Action, int] = {
+    Action.ADOPT: 0,  # first: a restart or stop of the same server needs its row
     Action.DELETE: 0,
     Action.STOP: 1,
     Action.REPLACE: 2,
@@ -65,6 +73,9 @@ def plan(
     rows_by_env: dict[str, list[RecordedInstance]] = {}
     for row in observed.recorded.instances:
         rows_by_env.setdefault(row.environment_id, []).append(row)
+    health_by_env: dict[str, dict[str, ServerHealth]] = {}
+    for (env_id, server), one in observed.health.items():
+        health_by_env.setdefault(env_id, {})[server] = one
 
     notices: list[Notice] = []
     errors: list[str] = []
@@ -72,6 +83,7 @@ def plan(
     managed_by_env: dict[str, int] = {}
     names: dict[str, str] = {}
     matched: list[tuple[str, RecordedEnvironment, EnvironmentSpec]] = []
+    probed: list[HealthEntry] = []
     for spec in desired.environments:
         found = by_id.get(spec.environment) or by_name.get(spec.environment)
         if found is None:
@@ -100,8 +112,9 @@ def plan(
             notices.append(_unreachable(env, name, f"DTMA listing failed: {reason}", spec))
             continue
         env_plan = _EnvPlanner(
-            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now
-        )
+            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now,
+            health_by_env.get(env.id, {}),
+        )  # fmt: skip
         env_steps = env_plan.run()
         notices.extend(env_plan.notices)
         errors.extend(env_plan.errors)
@@ -111,6 +124,7 @@ def plan(
             env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
             notices.append(notice)
         steps_by_env[env.id] = env_steps
+        probed.extend(_health_entries(env.id, name, health_by_env.get(env.id, {})))
 
     guarded, refusals = guard_mass_delete(steps_by_env, managed_by_env, names, policy)
     notices.extend(refusals)
@@ -124,7 +138,28 @@ def plan(
         created_at=now,
         manifest_digest=desired.digest,
         errors=tuple(errors),
+        health=tuple(probed),
     )
+
+
+def _health_entries(env_id: str, name: str, probes: Mapping[str, ServerHealth]) -> list[HealthEntry]:
+    return [
+        HealthEntry(
+            env_id,
+            name,
+            server,
+            h.kind,
+            h.ok,
+            h.result.error,
+            h.failures,
+            h.unhealthy,
+            h.result.protocol_version,
+            h.result.server_name,
+            h.result.server_version,
+            h.result.tools,
+        )
+        for server, h in sorted(probes.items())
+    ]
 
 
 def _notice_key(n: Notice) -> tuple[str, str, str, str, str]:
@@ -145,6 +180,7 @@ class _EnvPlanner:
     policy: Policy
     fingerprints: Mapping[str, str]
     now: datetime
+    health: Mapping[str, ServerHealth]  # this cycle's readiness probes, by server name
 
     def __post_init__(self) -> None:
         self.notices: list[Notice] = []
@@ -269,10 +305,16 @@ class _EnvPlanner:
         row = self.rows_by_name.get(name)
         live = self.live_by_name.get(name)
         if row is not None and not _managed(row):
-            self.notice(
-                name, NoticeKind.CONFLICT, f"row {row.id} named {name} is not managed by the reconciler", server
-            )
-            return
+            if self.spec.policy.adopt and live is not None and live.instance_id in (None, row.id):
+                row = self._adopt(server, live, row)
+                if row is None:
+                    return
+            else:
+                why = f"row {row.id} named {name} is not managed by the reconciler"
+                if self.spec.policy.adopt and live is not None:
+                    why += f" and its container belongs to instance {live.instance_id}: not adopted"
+                self.notice(name, NoticeKind.CONFLICT, why, server)
+                return
         if live is not None and live.instance_id and row is not None and live.instance_id != row.id:
             self.notice(
                 name,
@@ -283,16 +325,21 @@ class _EnvPlanner:
             return
         if live is not None and row is None:
             owner = self.managed_by_id.get(live.instance_id or "")
-            if owner is None:
+            if owner is not None:
+                row = owner
+            elif not self.spec.policy.adopt:
                 self.notice(
                     name,
                     NoticeKind.CONFLICT,
                     f"a container named {name} runs on {self.name} without a managed row; "
-                    "neither adopted nor deleted",
+                    "neither adopted nor deleted (policy adopt: true, or --adopt, takes it under management)",
                     server,
                 )
                 return
-            row = owner
+            else:
+                row = self._adopt(server, live, None)
+                if row is None:
+                    return
         if row is not None and self._made_with_another_key(row):
             self.notice(
                 name,
@@ -366,21 +413,123 @@ class _EnvPlanner:
                 spec_hash=_comparable(row, wanted_hash),
             )
             return
+        health = self.health.get(name) if live.state == "running" else None
         if live.state == "running":
             self._check_ports(server, live)
-        mapped = status_for(live.state, server.state)
+            if health is not None and self._health(server, row, health, wanted_hash):
+                return
+        mapped = status_for(live.state, server.state, health.ok if health is not None else None)
         if row is not None and mapped is not None and row.status != mapped:
             self.step(
                 server,
                 name,
                 Action.SYNC_STATUS,
-                f"database says {row.status} but the container is {live.state}",
+                _status_reason(row.status, live.state, health),
                 changes=(Change("status_on_toolbox", row.status, mapped),),
                 instance_id=row.id,
                 status_from=row.status,
                 status_to=mapped,
                 spec_hash=_comparable(row, wanted_hash),
             )
+
+    def _health(
+        self, server: ServerSpec, row: RecordedInstance | None, health: ServerHealth, wanted_hash: str
+    ) -> bool:
+        """Notices from a running server's readiness probe, and (``onUnhealthy: restart``) a restart once it is
+        unhealthy; True when a restart was planned. The flap guard stalls a server whose restarts do not help."""
+        name, result = server.name, health.result
+        if result.ok:
+            drift = offer_drift(server, result)
+            if drift is not None:
+                self.notice(name, NoticeKind.OFFER_DRIFT, f"{name} offers less than declared: {drift}", server)
+            return False
+        probe = f"its {health.kind} readiness probe"
+        if not health.unhealthy:
+            self.notice(
+                name,
+                NoticeKind.PROBE_FAILED,
+                f"{name} runs but failed {probe} ({health.failures} of {health.threshold} before unhealthy): "
+                f"{result.error}",
+                server,
+            )
+            return False
+        self.notice(
+            name,
+            NoticeKind.UNHEALTHY,
+            f"{name} is unhealthy: failed {probe} {health.failures} cycles in a row: {result.error}",
+            server,
+        )
+        if server.on_unhealthy != "restart":
+            return False
+        self.step(
+            server,
+            name,
+            Action.RESTART,
+            f"{name} is unhealthy ({result.error}); onUnhealthy: restart",
+            changes=(Change(HEALTH_FIELD, "unhealthy", "healthy"),),
+            instance_id=row.id if row is not None else None,
+            status_to="running",
+            spec_hash=_comparable(row, wanted_hash),
+        )
+        return True
+
+    def _adopt(
+        self, server: ServerSpec, live: LiveContainer, row: RecordedInstance | None
+    ) -> RecordedInstance | None:
+        """Plan the adoption of a running container (policy.adopt): same name and image as declared, and no
+        managed row (none at all, or a row the reconciler does not manage, such as one Agentopia's UI wrote).
+        Returns the row as it will be once adopted, so the rest of the plan (a restart, a stop, a published
+        port) is judged as for any managed server; None when it cannot be adopted (a notice says why)."""
+        name = server.name
+        if live.state in UNCERTAIN_STATES:
+            said = f" (agent said {live.raw_state})" if live.raw_state else ""
+            self.notice(
+                name, NoticeKind.UNKNOWN_STATE, f"state of {name} is {live.state}{said}; not adopted", server
+            )
+            return None
+        if live.image is None:
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"container {name} on {self.name} cannot be adopted: the DTMA listing does not show its image, "
+                "so it cannot be checked against the declared one",
+                server,
+            )
+            return None
+        if live.image != server.image:
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"container {name} on {self.name} runs image {live.image} but the manifest declares "
+                f"{server.image}: image mismatch, not adopted (declare the image it runs, or remove the "
+                "container)",
+                server,
+            )
+            return None
+        instance_id = row.id if row is not None else live.instance_id or adopted_instance_id(self.env.id, name)
+        status = status_for(live.state, server.state) or (row.status if row is not None else "running")
+        whose = f"row {row.id}, which the reconciler does not manage" if row is not None else "no managed row"
+        self.step(
+            server,
+            name,
+            Action.ADOPT,
+            f"container {name} ({live.state}, {live.image}) runs with {whose}; policy adopt takes it under "
+            "management (the container is kept)",
+            changes=(Change("managed_by", None, MANAGED_BY),),
+            instance_id=instance_id,
+            status_from=row.status if row is not None else None,
+            status_to=status,
+            spec_hash=spec_hash(server, self.fingerprints),
+        )
+        return RecordedInstance(
+            id=instance_id,
+            environment_id=self.env.id,
+            catalog_id=row.catalog_id if row is not None else "",
+            name=name,
+            status=status,
+            image=server.image,
+            managed=True,
+        )
 
     def _check_ports(self, server: ServerSpec, live: LiveContainer) -> None:
         """A declared hostPort the listing does not show published: no step is planned (a new container would
@@ -494,6 +643,12 @@ class _EnvPlanner:
         )
 
 
+def adopted_instance_id(environment_id: str, name: str) -> str:
+    """The id of the row an adoption writes when neither a row nor the agent names one: derived from the
+    toolbox and the name (the planner is deterministic), so the steps after it in the same plan can name it."""
+    return str(uuid.uuid5(_ADOPT_NAMESPACE, f"{environment_id}/{name}"))
+
+
 def blocked(row: RecordedInstance, policy: Policy, now: datetime) -> tuple[BlockReason, str] | None:
     """The block the executor recorded on this row, while it holds (younger than blocked_retry_after)."""
     mark = row.config.get(BLOCKED_KEY) if isinstance(row.config, Mapping) else None
@@ -509,6 +664,16 @@ def blocked(row: RecordedInstance, policy: Policy, now: datetime) -> tuple[Block
     if (now - since).total_seconds() >= policy.blocked_retry_after:
         return None
     return reason, str(mark.get("message") or reason.value)
+
+
+def _status_reason(recorded: str, live_state: str, health: ServerHealth | None) -> str:
+    if health is None:
+        return f"database says {recorded} but the container is {live_state}"
+    if health.ok:
+        return f"database says {recorded} but the container is {live_state} and passes its {health.kind} probe"
+    return (
+        f"database says {recorded} but the container's server fails its {health.kind} probe: {health.result.error}"
+    )
 
 
 def _comparable(row: RecordedInstance | None, wanted: str) -> str | None:

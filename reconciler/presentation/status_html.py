@@ -25,6 +25,7 @@ LABELS = {
     EnvVerdict.REFUSED: "refused",
     EnvVerdict.BACKING_OFF: "backing off",
     EnvVerdict.LOCKED: "locked elsewhere",
+    EnvVerdict.SUSPENDED: "suspended",
     EnvVerdict.PENDING: "pending",
 }
 
@@ -37,6 +38,7 @@ code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;ove
 .v{display:inline-block;padding:0 .5em;border-radius:1em;font-size:.85em;font-weight:600;white-space:nowrap}
 .v-in-sync{background:#dcffe4;color:#176f2c}.v-drift{background:#fff5b1;color:#735c0f}
 .v-incomplete,.v-failed{background:#ffdce0;color:#86181d}.v-refused{background:#ffe3c2;color:#8a4600}
+.v-suspended{background:#e8dcff;color:#4c1d95}
 .v-backing-off,.v-locked-elsewhere,.v-pending{background:#e1e4e8;color:#24292e}
 .o-ok{color:#176f2c}.o-failed,.o-interrupted{color:#b31d28;font-weight:600}.o-skipped,.o-pending{color:#6a737d}
 .muted{color:#6a737d}.banner{padding:.5em .8em;border-radius:4px;background:#ffdce0;margin:.5em 0}

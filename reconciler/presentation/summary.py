@@ -16,8 +16,9 @@ def summary_counts(plan: Plan) -> dict[str, int]:
 
 def counts_line(plan: Plan) -> str:
     c = summary_counts(plan)
+    adopt = f"{c['adopt']} to adopt, " if c["adopt"] else ""  # named only when adoption is at work
     return (
-        f"Plan: {c['create']} to create, {c['replace']} to replace, {c['restart']} to restart, "
+        f"Plan: {adopt}{c['create']} to create, {c['replace']} to replace, {c['restart']} to restart, "
         f"{c['start']} to start, {c['stop']} to stop, {c['delete']} to delete, {c['repair']} to repair."
     )
 

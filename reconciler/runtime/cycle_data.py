@@ -8,11 +8,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reconciler.core import flap
+from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Prober, Store
@@ -41,6 +42,7 @@ class CycleRequest:
     policy: Policy = field(default_factory=Policy)
     env_filter: tuple[str, ...] | None = None  # environment names or ids (--env)
     prune: bool = False  # every environment acts as if its manifest said policy.prune: true
+    adopt: bool = False  # every environment acts as if its manifest said policy.adopt: true
     lock: LockMode = "none"  # skip: leave a locked environment to its holder (daemon); wait: apply
     lock_wait: float = 30.0  # seconds ``wait`` waits for a held lock before refusing
     journal_idle: bool = True  # False (daemon): journal only a cycle whose plan has steps
@@ -75,6 +77,13 @@ class CycleState:
     backoff: Mapping[str, BackoffState] = field(default_factory=dict)  # environment id -> state (failing only)
     flap: Mapping[flap.Key, flap.FlapRecord] = field(default_factory=dict)
     names: Mapping[str, str] = field(default_factory=dict)  # environment id -> name, for reports
+    # (environment id, server) -> readiness probes failed in consecutive cycles (failing servers only)
+    unhealthy: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # (environment id, server) -> (digest, monotonic time) of the health last written to its row
+    health_written: Mapping[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    # Rollouts that halted (a step of theirs failed or was unready), by server and target spec hash: their
+    # steps stay held until the spec changes again (core.rollout.hold_halted), never retried every interval.
+    halted: Mapping[rollout.RolloutKey, rollout.Halt] = field(default_factory=dict)
 
     def name(self, environment_id: str) -> str:
         return self.names.get(environment_id, environment_id)
@@ -97,6 +106,8 @@ class CycleReport:
     database_ok: bool = True
     backing_off: tuple[str, ...] = ()
     locked_elsewhere: tuple[str, ...] = ()
+    # environments in scope an operator suspended (by name): observed and planned, their steps held back
+    suspended: Mapping[str, Suspension] = field(default_factory=dict)
     stalled: tuple[str, ...] = ()  # "environment/server"
     unreachable: tuple[str, ...] = ()
     acted_on: tuple[str, ...] = ()  # environments observed (and locked, when locking) this cycle

@@ -38,13 +38,14 @@ class EnvVerdict(StrEnum):
     REFUSED = "refused"
     BACKING_OFF = "backing-off"
     LOCKED = "locked-elsewhere"  # another process holds the environment's lock
+    SUSPENDED = "suspended"  # `reconciler suspend`: observed, its steps held back
     PENDING = "pending"  # no cycle has covered it yet
 
 
 # Worst first: the overview sorts by this so that what needs a look is on the first page.
 VERDICT_ORDER: tuple[EnvVerdict, ...] = (
-    EnvVerdict.INCOMPLETE, EnvVerdict.FAILED, EnvVerdict.REFUSED, EnvVerdict.BACKING_OFF, EnvVerdict.LOCKED,
-    EnvVerdict.DRIFT, EnvVerdict.PENDING, EnvVerdict.IN_SYNC,
+    EnvVerdict.INCOMPLETE, EnvVerdict.FAILED, EnvVerdict.REFUSED, EnvVerdict.SUSPENDED, EnvVerdict.BACKING_OFF,
+    EnvVerdict.LOCKED, EnvVerdict.DRIFT, EnvVerdict.PENDING, EnvVerdict.IN_SYNC,
 )  # fmt: skip
 
 # A live state after a step that succeeded: the listing was taken before the step ran.
@@ -207,7 +208,14 @@ def _fresh(
     servers = _servers(ctx, spec, env_id, steps=steps, notices=notices, results=results)
     gaps = ctx.gaps.get(name, [])
     failed = [r for r in results.values() if r.outcome == StepOutcome.FAILED]
-    if gaps:
+    suspension = ctx.report.suspended.get(name)
+    if suspension is not None:
+        # Said first, whatever else: during an incident the page must show who holds it and why.
+        verdict = EnvVerdict.SUSPENDED
+        held = [f"{g.server}: {g.reason}" for g in gaps if g.kind is GapKind.SUSPENDED and g.server]
+        other = [f"{g.kind}: {g.reason}" for g in gaps if g.kind is not GapKind.SUSPENDED]
+        reason = "; ".join([suspension.describe(), *(f"held back: {h}" for h in held), *other])
+    elif gaps:
         verdict = EnvVerdict.REFUSED if all(g.kind is GapKind.REFUSED for g in gaps) else EnvVerdict.INCOMPLETE
         reason = "; ".join(f"{g.server + ': ' if g.server else ''}{g.kind}: {g.reason}" for g in gaps)
     elif failed:

@@ -34,14 +34,17 @@ def test_store_satisfies_the_protocol(store: Any) -> None:
 
 
 def test_migrate_creates_the_schema_and_twice_is_a_no_op(sql_backend: Backend) -> None:
+    from reconciler.adapters.migrations import migrations
     from reconciler.app.stores import migrate_database
 
     backend = sql_backend
+    every = tuple(m.version for m in migrations("sqlite"))
+    assert every == tuple(m.version for m in migrations("postgres")) and every[:3] == (1, 2, 3)
     first = migrate_database(backend.url)
-    assert first.applied == (1, 2) and first.created
+    assert first.applied == every and first.created
     second = migrate_database(backend.url)
-    assert second.applied == () and second.current == 2 and not second.created
-    assert sorted(backend.raw("SELECT version FROM schema_migrations")) == [(1,), (2,)]
+    assert second.applied == () and second.current == every[-1] and not second.created
+    assert sorted(backend.raw("SELECT version FROM schema_migrations")) == [(v,) for v in every]
     store = backend.open()
     assert store.created_by_reconciler and not store.is_agentopia_database
 
@@ -437,9 +440,73 @@ def test_migration_0002_brings_rows_written_before_it_to_the_new_shapes(sql_back
         "port_mapping_json": config["HostConfig"]["PortBindings"], "mcp_server_type": "mcp_server",
         "mcp_transport_type": None,
     }])  # fmt: skip
-    assert migrate_database(backend.url).applied == (2,)
+    assert migrate_database(backend.url).applied[:2] == (2, 3)
     assert backend.values("tool_catalog", catalog, "is_public") == (False,)
     assert backend.values("tool_catalog", GENERIC_CATALOG_ID, "is_public") == (True,)  # Agentopia's row
     assert backend.values("account_tool_instances", iid, "mcp_transport_type", "port_mapping_json") == (
         "sse", {"container_port": 8080, "host_port": 31001},
     )  # fmt: skip
+
+
+def test_health_is_merged_over_the_discovery_metadata_and_read_back_for_status(
+    backend: Backend, store: Any
+) -> None:
+    from reconciler.ports import HealthRecord
+
+    env_id = _env(store)
+    spec = server(transport="streamable-http", endpoint="/mcp", capabilities=("tools", "prompts"))
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    other = store.create_instance(
+        new_instance(env_id, store.ensure_catalog("ghcr.io/acme/b:1"), server("b", "ghcr.io/acme/b:1"))
+    )
+    assert store.recorded_health() == {}
+    probe = {"health": "healthy", "tools": ["fetch", "search"], "protocol_version": "2025-06-18",
+             "last_probe": {"at": "2026-11-27T12:00:00+00:00", "ok": True, "error": None}}  # fmt: skip
+    store.record_health([HealthRecord(iid, probe, ["tools"]), HealthRecord(str(uuid.uuid4()), probe, None)])
+    meta, capabilities = backend.values(
+        "account_tool_instances", iid, "mcp_discovery_metadata", "mcp_server_capabilities"
+    )
+    assert meta["transport"] == "streamable-http"  # the reconciler's own keys stay
+    assert meta["tools"] == ["fetch", "search"] and meta["last_probe"]["ok"] is True
+    assert capabilities == ["tools"]  # what the server announced, not what the manifest declared
+    failed = {
+        "health": "unhealthy",
+        "last_probe": {"at": "2026-11-27T12:01:00+00:00", "ok": False, "error": "refused"},
+    }
+    store.record_health([HealthRecord(iid, failed)])
+    meta, capabilities = backend.values(
+        "account_tool_instances", iid, "mcp_discovery_metadata", "mcp_server_capabilities"
+    )
+    assert (meta["health"], meta["tools"], capabilities) == ("unhealthy", ["fetch", "search"], ["tools"])
+    read = store.recorded_health()
+    assert set(read) == {iid} and other not in read
+    assert read[iid]["last_probe"]["error"] == "refused"
+
+
+def test_a_suspension_is_stored_replaced_seen_by_another_store_and_removed(backend: Backend, store: Any) -> None:
+    from reconciler.core.suspension import Suspension
+
+    tb1, tb2 = _env(store, "tb1"), _env(store, "tb2", "127.0.0.3")
+    assert store.suspensions() == ()
+    at = datetime(2026, 11, 27, 13, 5, tzinfo=UTC)
+    first = Suspension(tb1, "incident 42: manual fix", "alice@ops-1", at)
+    store.suspend_environment(first)
+    other = backend.open()  # another replica on the same database
+    assert other.suspensions() == (first,)
+    again = Suspension(tb1, "incident 42, still", "bob@ops-2", at + timedelta(minutes=5))
+    other.suspend_environment(again)  # suspending a suspended environment replaces who, when and why
+    assert store.suspensions() == (again,)
+    assert store.resume_environment(tb2) is None  # not suspended: nothing to remove
+    assert other.resume_environment(tb1) == again
+    assert store.suspensions() == () and store.resume_environment(tb1) is None
+
+
+def test_a_suspension_goes_with_its_environment(store: Any) -> None:
+    from reconciler.core.suspension import Suspension
+
+    tb1 = _env(store, "tb1")
+    store.suspend_environment(Suspension(tb1, "why", "me@here", datetime(2026, 1, 1, tzinfo=UTC)))
+    store.remove_environment("tb1")
+    assert store.suspensions() == ()
+    with pytest.raises(StoreError):  # an environment that does not exist cannot be suspended
+        store.suspend_environment(Suspension(tb1, "why", "me@here", datetime(2026, 1, 1, tzinfo=UTC)))

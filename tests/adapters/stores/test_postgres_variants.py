@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,7 +14,8 @@ import pytest
 from reconciler.adapters.postgres_store import PostgresStore
 from reconciler.adapters.store_rows import MCP_COLUMNS
 from reconciler.app.stores import migrate_database
-from reconciler.errors import StoreError
+from reconciler.core.suspension import Suspension
+from reconciler.errors import SchemaMissingError, StoreError
 
 from .conftest import Backend
 from .helpers import new_instance, server
@@ -89,6 +91,7 @@ def _make_agentopia(backend: Backend) -> None:
     migrate_database(backend.url)
     backend.raw("DROP TABLE mcp_reconciler_meta")
     backend.raw("DROP TABLE schema_migrations")
+    backend.raw("DROP TABLE mcp_reconciler_suspensions")
 
 
 def test_an_agentopia_database_is_read_and_written_but_never_migrated_or_registered(pg_backend: Backend) -> None:
@@ -109,9 +112,17 @@ def test_an_agentopia_database_is_read_and_written_but_never_migrated_or_registe
     spec = server()
     store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
     assert len(store.observe().instances) == 1
+    # Suspensions live in a table of the reconciler's own: until it is added, nothing is suspended there
+    # and suspending names the command (with --force, this being Agentopia's database).
+    assert store.suspensions() == ()
+    held = Suspension(env_id, "incident", "alice@ops", datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(SchemaMissingError, match=r"db migrate .* --force"):
+        store.suspend_environment(held)
     forced = migrate_database(pg_backend.url, force=True)
-    assert forced.applied == (1, 2) and not forced.created
+    assert forced.applied[:3] == (1, 2, 3) and not forced.created
     assert pg_backend.open().is_agentopia_database  # forcing the schema does not make it ours
+    store.suspend_environment(held)  # the same open store sees the table the migration added
+    assert store.suspensions() == (held,)
 
 
 def test_an_empty_database_is_migrated_and_becomes_the_reconcilers(pg_backend: Backend) -> None:
