@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconciler.model.spec import ServerSpec, SourceRef
+
+if TYPE_CHECKING:
+    from reconciler.core.rollout import Rollout
 
 
 class Action(StrEnum):
@@ -35,6 +39,8 @@ class NoticeKind(StrEnum):
     NAME_HELD = "name-held"  # the agent holds a name no container has: only an agent restart frees it
     PENDING = "pending"  # a deploy was sent and not yet confirmed: not re-sent until it shows or times out
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
+    ROLLOUT_HALTED = "rollout-halted"  # a rollout stopped here (core.rollout): said once, on the halting toolbox
+    ROLLOUT_HELD = "rollout-held"  # a halted rollout's step not done: this toolbox keeps the version it runs
     SUSPENDED = "suspended"  # `reconciler suspend`: the environment (no server) or a step held back (server)
 
 
@@ -132,6 +138,7 @@ class Plan:
     created_at: datetime | None = None
     manifest_digest: str = ""
     errors: tuple[str, ...] = field(default=())  # plan-level errors (e.g. unresolved secrets)
+    rollouts: tuple[Rollout, ...] = ()  # replaces of one server across toolboxes, applied in waves
 
     @property
     def has_changes(self) -> bool:

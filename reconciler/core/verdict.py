@@ -41,6 +41,8 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.PENDING: GapKind.UNRECONCILABLE,  # a deploy sent and not yet listed
     NoticeKind.PORT_UNPUBLISHED: GapKind.UNRECONCILABLE,  # the declared hostPort is not published
     NoticeKind.PROTECTED: GapKind.UNRECONCILABLE,  # a declared server whose replace protect blocks
+    NoticeKind.ROLLOUT_HALTED: GapKind.UNRECONCILABLE,  # the rollout stopped on this toolbox
+    NoticeKind.ROLLOUT_HELD: GapKind.UNRECONCILABLE,  # held by a rollout that halted, until the spec changes
     NoticeKind.SUSPENDED: GapKind.SUSPENDED,  # a step held back (the environment's own notice is no gap)
 }
 
@@ -129,11 +131,14 @@ def apply_outcome(
     plan_errors: bool,
     stopped: bool,
     unsettled: bool = False,
+    halted: bool = False,
 ) -> RunOutcome:
     """The one rule for an apply run's journal outcome (``apply``, ``run --once``, every daemon cycle):
 
     - plan errors stopped every step: NOTHING_APPLIED;
     - the daemon was stopping and skipped steps: STOPPED;
+    - a rollout halted (``halted``: its first wave, or a later one, did not end ok and the toolboxes not yet
+      reached keep their version): PARTIAL, even when the halting step was the only one tried;
     - a step failed: PARTIAL when another step succeeded, else FAILED (every step tried failed);
     - a deploy was left pending (sent, not yet listed), or a step met what cannot be settled now
       (``unsettled``: a held name, a declared hostPort the new container does not publish): INCOMPLETE;
@@ -144,6 +149,8 @@ def apply_outcome(
         return RunOutcome.NOTHING_APPLIED
     if stopped and StepOutcome.SKIPPED in outcomes:
         return RunOutcome.STOPPED
+    if halted:
+        return RunOutcome.PARTIAL
     if StepOutcome.FAILED in outcomes:
         return RunOutcome.PARTIAL if StepOutcome.OK in outcomes else RunOutcome.FAILED
     if unsettled or StepOutcome.PENDING in outcomes:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from reconciler.core.plan import Notice, Plan, Step
 from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
+from reconciler.presentation.rollouts import HEADLINE, rollout_title, wave_text
 from reconciler.presentation.summary import SUMMARY_KEYS, gap_text, incomplete_headline, summary_counts
 
 GITHUB_COMMENT_LIMIT = 65_536
@@ -93,6 +94,14 @@ def _head(plan: Plan, verdict: Verdict, notes: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _rollouts(plan: Plan) -> str:
+    lines = [f"**{cell(HEADLINE)}**", ""]
+    for r in plan.rollouts:
+        lines.append(f"- {cell(rollout_title(r))}")
+        lines += [f"  - {cell(wave_text(w))}" for w in r.waves]
+    return "\n".join(lines)
+
+
 def _sections(plan: Plan) -> list[_Section]:
     out = []
     for name, steps, notices in _environments(plan):
@@ -114,6 +123,8 @@ def _details(summary: str, steps: Sequence[str], notices: Sequence[str]) -> str:
 def _blocks(plan: Plan, verdict: Verdict, notes: Sequence[str], budget: int) -> list[str]:
     """The head, then each environment's details; one too big for ``budget`` becomes several blocks."""
     blocks = [_head(plan, verdict, notes)]
+    if plan.rollouts:
+        blocks.append(_rollouts(plan))
     overhead = len(_details("x" * 200, ["x"], ["x"])) + len("\n".join(_STEP_HEADER + _NOTICE_HEADER))
     for section in _sections(plan):
         whole = _details(section.summary, section.steps, section.notices)

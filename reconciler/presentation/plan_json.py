@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Step
+from reconciler.core.rollout import Rollout, Toolbox, Wave
 from reconciler.core.scope import PlanScope
 from reconciler.core.verdict import Verdict
 from reconciler.errors import PlanError
@@ -83,6 +84,34 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
         "message": notice.message,
         "source": _source(notice.source),
     }
+
+
+def rollout_to_dict(r: Rollout) -> dict[str, Any]:
+    return {
+        "server": r.server,
+        "spec_hash": r.spec_hash,
+        "image": r.image,
+        "waves": [
+            {
+                "wave": w.number,
+                "max_in_flight": w.max_in_flight,
+                "environments": [{"id": t.environment_id, "name": t.environment_name} for t in w.toolboxes],
+            }
+            for w in r.waves
+        ],
+    }
+
+
+def rollout_from_dict(data: Mapping[str, Any]) -> Rollout:
+    waves = tuple(
+        Wave(
+            int(w["wave"]),
+            tuple(Toolbox(str(t["id"]), str(t["name"])) for t in w["environments"]),
+            int(w["max_in_flight"]),
+        )
+        for w in data["waves"]
+    )
+    return Rollout(str(data["server"]), str(data["spec_hash"]), _opt(data.get("image")), waves)
 
 
 def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
@@ -186,6 +215,8 @@ def plan_to_dict(
         "notices": [notice_to_dict(n) for n in plan.notices],
         "errors": list(plan.errors),
     }
+    if plan.rollouts:
+        data["rollouts"] = [rollout_to_dict(r) for r in plan.rollouts]
     if verdict is not None:
         data.update(verdict_to_dict(verdict))
     if scope is not None:
@@ -281,6 +312,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
             created_at=datetime.fromisoformat(created) if created else None,
             manifest_digest=str(data.get("manifest_digest", "")),
             errors=tuple(str(e) for e in data.get("errors", [])),
+            rollouts=tuple(rollout_from_dict(r) for r in data.get("rollouts", [])),
         )
     except PlanError:
         raise

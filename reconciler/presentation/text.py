@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
 from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
+from reconciler.presentation.rollouts import HEADLINE, rollout_lines
 from reconciler.presentation.summary import gap_text, incomplete_headline, summary_line
 
 SYMBOLS: dict[Action, str] = {
@@ -72,6 +73,8 @@ def render_text(
             current = key
             lines += ["", f"environment {printable(step.environment_name)} ({printable(step.environment_id)}):"]
         lines += _step_lines(step, color)
+    if plan.rollouts:
+        lines += ["", HEADLINE, *rollout_lines(plan.rollouts)]
     if plan.notices:
         lines += ["", "Notices:"]
         for n in plan.notices:

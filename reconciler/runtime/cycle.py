@@ -13,11 +13,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from reconciler.core import flap
+from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeeded
 from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
-from reconciler.core.plan import Plan, Step
+from reconciler.core.plan import NoticeKind, Plan, Step
 from reconciler.core.planner import plan as make_plan
 from reconciler.core.scope import narrow_to_servers
 from reconciler.core.suspension import Suspension, hold_back, mark_suspended
@@ -35,6 +35,7 @@ from reconciler.runtime.cycle_data import (
 )
 from reconciler.runtime.execute import ApplyResult, Executor
 from reconciler.runtime.observe import listed_instance_ids, observe, observe_recorded, targets_for
+from reconciler.runtime.rollout_run import apply_in_waves
 from reconciler.runtime.saved_plan import basis_of, check_basis
 from reconciler.settings import Settings
 
@@ -200,12 +201,16 @@ class _Cycle:
         if request.flap_threshold is not None:
             the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
         the_plan = narrow_to_servers(the_plan, request.servers)
+        # A rollout that halted in an earlier cycle (daemon) stays halted until the spec changes again.
+        halted = rollout.remember(self.state.halted, the_plan, ())
         reviewed = step_keys(the_plan)  # a saved plan's steps include a suspended environment's
         suspended = {r.id: self.names[r.id] for r in chosen if r.id in self.suspended}
         if request.kind == "plan":
             the_plan = mark_suspended(the_plan, self.suspended, suspended)
         else:
             the_plan = hold_back(the_plan, self.suspended, suspended)
+        the_plan = rollout.hold_halted(the_plan, halted)
+        the_plan = replace(the_plan, rollouts=rollout.plan_rollouts(the_plan.steps, self._rollout_settings()))
         verdict = verdict_of(the_plan, observed)
         basis = None
         if request.want_basis or request.saved_basis is not None:
@@ -225,12 +230,12 @@ class _Cycle:
             outcome = plan_outcome(verdict, the_plan)
             run_id = self._start_run()
             ports.journal.finish_run(run_id, ports.clock.now(), outcome)
-            return replace(report, run_id=run_id, outcome=outcome), self._next_state(flaps)
+            return replace(report, run_id=run_id, outcome=outcome), self._next_state(flaps, halted=halted)
         if not request.journal_idle and not the_plan.steps:
-            state = self._next_state(flaps, observed, ids)
+            state = self._next_state(flaps, observed, ids, halted=halted)
             return replace(report, stalled=state.stalled()), state
         if self.hooks.approve is not None and not self.hooks.approve(the_plan, verdict, observed):
-            return replace(report, cancelled=True), self._next_state(flaps)
+            return replace(report, cancelled=True), self._next_state(flaps, halted=halted)
         run_id = self._start_run()
         if request.saved_basis is not None and basis is not None:
             try:
@@ -250,10 +255,16 @@ class _Cycle:
             plan_errors=bool(the_plan.errors),
             stopped=self.hooks.stopping(),
             unsettled=any(r.notice is not None for r in applied.results),
+            halted=bool(applied.halts),
         )
         ports.journal.finish_run(run_id, ports.clock.now(), outcome)
         flaps = flap.after_apply(flaps, (r.step for r in applied.results if r.outcome == StepOutcome.OK))
-        state = self._next_state(flaps, observed, ids, applied)
+        halted = rollout.remember(halted, the_plan, applied.halts)
+        state = self._next_state(flaps, observed, ids, applied, halted=halted)
+        if applied.halts:  # said once, in the report's notices, for the notifier and the status page
+            held = (r.step for r in applied.results if r.notice is NoticeKind.ROLLOUT_HELD)
+            notices = the_plan.notices + rollout.halt_notices(applied.halts, held)
+            report = replace(report, plan=replace(the_plan, notices=notices))
         report = replace(report, run_id=run_id, outcome=outcome, applied=applied, stalled=state.stalled())
         return report, state
 
@@ -308,10 +319,14 @@ class _Cycle:
         if hooks.on_run is not None:
             hooks.on_run(run_id)
         try:
-            return executor.apply(the_plan.steps)
+            return apply_in_waves(executor, the_plan.steps, the_plan.rollouts)
         finally:
             if hooks.on_run is not None:
                 hooks.on_run(None)
+
+    def _rollout_settings(self) -> rollout.RolloutSettings:
+        s = self.settings
+        return rollout.RolloutSettings(s.rollout, s.rollout_first_wave, s.rollout_max_in_flight)
 
     def _report(
         self, the_plan: Plan | None, *, acted_on: Sequence[RecordedEnvironment] = (), **kw: object
@@ -345,11 +360,14 @@ class _Cycle:
         observed: Observed | None = None,
         ids: set[str] | None = None,
         applied: ApplyResult | None = None,
+        *,
+        halted: Mapping[rollout.RolloutKey, rollout.Halt] | None = None,
     ) -> CycleState:
         backoff = dict(self.state.backoff)
         if self.request.backoff is not None and observed is not None and ids is not None:
             backoff = self._backoff(backoff, self.request.backoff, observed, ids, applied or ApplyResult())
-        return CycleState(backoff=backoff, flap=flaps, names=self.names)
+        halted = self.state.halted if halted is None else halted
+        return CycleState(backoff=backoff, flap=flaps, names=self.names, halted=halted)
 
     def _backoff(
         self,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import NoticeKind, Step
+from reconciler.core.rollout import Halt
 from reconciler.errors import ReconcilerError
 
 
@@ -55,6 +56,7 @@ class StepResult:
 @dataclass(frozen=True)
 class ApplyResult:
     results: tuple[StepResult, ...] = field(default=())
+    halts: tuple[Halt, ...] = ()  # the rollouts that stopped in this run (runtime.rollout_run)
 
     @property
     def converged(self) -> bool:
