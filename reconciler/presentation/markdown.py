@@ -86,6 +86,9 @@ def _head(plan: Plan, verdict: Verdict, notes: Sequence[str]) -> str:
     if len(envs) != 1:
         total = summary_counts(plan)
         lines.append("| **total** | " + " | ".join(str(total[k]) for k in keys) + f" | {len(plan.notices)} |")
+    health = plan.health_line()
+    if health is not None:
+        lines += ["", cell(health[0].upper() + health[1:])]
     destructive = sum(1 for s in plan.steps if s.destructive)
     if destructive:
         lines += ["", f"> :warning: {destructive} destructive step(s)."]

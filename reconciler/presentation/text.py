@@ -84,6 +84,9 @@ def render_text(
                 f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: "
                 f"{printable(n.message)}{where}"
             )
+    health = plan.health_line()
+    if health is not None:
+        lines += ["", printable(health)]
     lines += ["", _paint(summary_line(plan, verdict), "1" if verdict.complete else "1;31", color)]
     text = "\n".join(lines).strip("\n")
     while "\n\n\n" in text:  # one blank line between blocks, whichever blocks are present

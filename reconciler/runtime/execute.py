@@ -24,9 +24,10 @@ from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, BlockReason, NoticeKind, Step
 from reconciler.core.redact import agent_text
 from reconciler.errors import DtmaDeployTimeoutError, DtmaError, DtmaTransportError, ReconcilerError
-from reconciler.ports import Clock, Dtma, DtmaTarget, Journal, Store
+from reconciler.ports import Clock, Dtma, DtmaTarget, Journal, Prober, Store
 from reconciler.runtime.deploy import Deployer
 from reconciler.runtime.instance_rows import InstanceRows
+from reconciler.runtime.probing import ReadinessConfig, ReadinessWait
 from reconciler.runtime.step_actions import StepActions
 from reconciler.runtime.step_results import ApplyResult, DeployPending, ExecutorConfig, StepFailed, StepResult
 
@@ -34,6 +35,7 @@ __all__ = ["ApplyResult", "Executor", "ExecutorConfig", "StepFailed", "StepResul
 
 
 _DEFAULT_CONFIG = ExecutorConfig()
+_DEFAULT_READINESS = ReadinessConfig()
 
 
 class _Chain:
@@ -90,6 +92,8 @@ class Executor:
         config: ExecutorConfig = _DEFAULT_CONFIG,
         on_step: Callable[[StepResult], None] | None = None,
         gate: Callable[[Step], str | None] | None = None,
+        prober: Prober | None = None,
+        readiness: ReadinessConfig = _DEFAULT_READINESS,
     ) -> None:
         self.store, self.dtma, self.targets, self.journal = store, dtma, targets, journal
         self.run_id, self.clock, self.sleep, self.config = run_id, clock, sleep, config
@@ -100,7 +104,7 @@ class Executor:
         self._rows = InstanceRows(store, clock, secret_fingerprints)
         deployer = Deployer(
             dtma=dtma, rows=self._rows, clock=clock, sleep=sleep, config=config, secret_values=secret_values,
-            clean=self._clean,
+            clean=self._clean, readiness=ReadinessWait(prober, clock, sleep, readiness),
         )  # fmt: skip
         self._actions = StepActions(dtma=dtma, rows=self._rows, deployer=deployer)
 
@@ -206,7 +210,7 @@ class Executor:
             return StepResult(step, StepOutcome.FAILED, message)
         message = self._clean(done.message)
         self.journal.outcome(step_id, self.clock.now(), done.outcome, error=message or None)
-        return StepResult(step, done.outcome, message, notice=done.notice)
+        return StepResult(step, done.outcome, message, notice=done.notice, probe=done.probe)
 
     def _skip_held(self, step: Step, why: str) -> StepResult:
         """A step its rollout held back: journalled ``skipped`` with the reason, so the journal says why this
