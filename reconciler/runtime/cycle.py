@@ -217,7 +217,9 @@ class _Cycle:
         else:
             the_plan = hold_back(the_plan, self.suspended, suspended)
         the_plan = rollout.hold_halted(the_plan, halted)
-        the_plan = replace(the_plan, rollouts=rollout.plan_rollouts(the_plan.steps, self._rollout_settings()))
+        # The waves apply would run: a suspended environment's steps (still shown by plan) take no part.
+        rolled = [s for s in the_plan.steps if s.environment_id not in suspended]
+        the_plan = replace(the_plan, rollouts=rollout.plan_rollouts(rolled, self._rollout_settings()))
         verdict = verdict_of(the_plan, observed)
         basis = None
         if request.want_basis or request.saved_basis is not None:
