@@ -1,14 +1,40 @@
-"""Logging setup for the entry point. The library only logs; this decides how lines look."""
+"""Logging setup for the entry point. The library only logs; this decides how lines look.
+
+With ``--log-format json`` (or ``RECONCILER_LOG_FORMAT=json``) each record is one JSON object: ``time``,
+``level``, ``logger``, ``message``, and the fields the code passed with ``extra=`` where it logs steps and
+cycles (``environment``, ``server``, ``action``, ``outcome``, ``run_id``, ``duration_ms``; see
+``LOG_FIELDS``), so a log pipeline can filter on them. Those fields are names, outcomes and numbers, never
+free text: a secret can reach a line only through its message, and messages are redacted where they are
+made (an agent's text is cleaned before anything logs it).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.errors import ConfigError
+
 _RESERVED = set(vars(logging.makeLogRecord({})))
+FORMATS = ("text", "json")
+LOG_FORMAT_ENV = "RECONCILER_LOG_FORMAT"
+LOG_FIELDS = ("environment", "server", "action", "outcome", "run_id", "duration_ms")
+
+
+def log_format(flag: str | None, environ: Mapping[str, str]) -> str:
+    """``--log-format`` when given, else ``RECONCILER_LOG_FORMAT`` (for services), else ``text``."""
+    if flag is not None:
+        return flag
+    value = environ.get(LOG_FORMAT_ENV, "").strip().lower()
+    if not value:
+        return "text"
+    if value not in FORMATS:
+        raise ConfigError(f"{LOG_FORMAT_ENV}={value!r} is not a log format (use text or json)")
+    return value
 
 
 class JsonFormatter(logging.Formatter):

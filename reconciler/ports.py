@@ -29,6 +29,16 @@ class NewInstance:
 
 
 @dataclass(frozen=True)
+class HealthRecord:
+    """What a readiness probe found about one instance, for ``Store.record_health``: keys merged over the
+    row's ``mcp_discovery_metadata``, and the capabilities the server announced (None: leave the column)."""
+
+    instance_id: str
+    metadata: Mapping[str, Any]
+    capabilities: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
 class EnvironmentRow:
     """A toolbox registered through ``reconciler db add-environment``."""
 
@@ -88,6 +98,16 @@ class Store(Protocol):
     def record_heartbeats(self, instance_ids: Collection[str], at: datetime, *, min_interval: float = 60.0) -> int:
         """``last_heartbeat_from_dtma = at`` on instances an agent has just listed, skipping rows beaten
         less than ``min_interval`` seconds before; returns how many rows were written."""
+        ...
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        """Merge each record's keys over ``mcp_discovery_metadata`` (the reconciler's own keys there are kept)
+        and write ``mcp_server_capabilities`` where given, in one transaction; only columns the table has.
+        A row deleted meanwhile is skipped."""
+        ...
+
+    def recorded_health(self) -> Mapping[str, Mapping[str, Any]]:
+        """Instance id -> its ``mcp_discovery_metadata`` where it holds a probe's answer (for ``status``)."""
         ...
 
     def delete_instance(self, instance_id: str) -> None: ...

@@ -52,6 +52,19 @@ class Settings:
     blocked_retry_after: float = 600.0
     # How long the executor watches the listing for a deploy whose answer timed out before it ends ``pending``.
     deploy_watch_timeout: float = 120.0
+    # Readiness probes (README, "Readiness and health"): how many run at once per cycle, how long one may
+    # take, how long a server has after a create, replace or start to pass, and how many failed cycles in a
+    # row make it unhealthy. The manifest's readiness.timeout and failureThreshold override the last two.
+    probe_concurrency: int = 32
+    probe_timeout: float = 5.0
+    readiness_timeout: float = 30.0
+    unhealthy_after: int = 3
+
+    # Rollouts (core/rollout.py): a replace of one server across toolboxes goes out in waves and halts on the
+    # first step that does not end ok. Off: every step at once (apply --no-rollout, RECONCILER_ROLLOUT=off).
+    rollout: bool = True
+    rollout_first_wave: int = 1
+    rollout_max_in_flight: int = 10
     # The git webhook's secret (POST /hooks/git); without it the route refuses every request.
     webhook_secret: Secret | None = field(default=None, repr=False)
     # Where notifications go (RECONCILER_NOTIFY, beside --notify): a Slack webhook URL is itself a secret.
@@ -111,9 +124,27 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         journal_keep_runs=_number(env, "RECONCILER_JOURNAL_KEEP_RUNS", 10_000, int),
         blocked_retry_after=_number(env, "RECONCILER_BLOCKED_RETRY_AFTER", 600.0, float),
         deploy_watch_timeout=_number(env, "RECONCILER_DEPLOY_WATCH_TIMEOUT", 120.0, float),
+        probe_concurrency=_number(env, "RECONCILER_PROBE_CONCURRENCY", 32, int),
+        probe_timeout=_number(env, "RECONCILER_PROBE_TIMEOUT", 5.0, float),
+        readiness_timeout=_number(env, "RECONCILER_READINESS_TIMEOUT", 30.0, float),
+        unhealthy_after=_number(env, "RECONCILER_UNHEALTHY_AFTER", 3, int),
+        rollout=_switch(env, "RECONCILER_ROLLOUT", True),
+        rollout_first_wave=_number(env, "RECONCILER_ROLLOUT_FIRST_WAVE", 1, int),
+        rollout_max_in_flight=_number(env, "RECONCILER_ROLLOUT_MAX_IN_FLIGHT", 10, int),
         webhook_secret=Secret(env["RECONCILER_WEBHOOK_SECRET"]) if env.get("RECONCILER_WEBHOOK_SECRET") else None,
         notify_urls=tuple(Secret(u) for u in re.split(r"[\s,]+", env.get("RECONCILER_NOTIFY", "")) if u),
     )
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}={env.get(name)!r} must be on or off")
 
 
 def _latin1(text: str) -> bool:

@@ -31,7 +31,8 @@ from reconciler.errors import JournalError
 from reconciler.state_dir import make_state_dir
 
 INTERRUPTED = "interrupted"
-OUTCOMES = ("ok", "failed", "skipped", INTERRUPTED, "pending")  # "pending": a deploy sent, not yet confirmed
+# "pending": a deploy sent, not yet confirmed; "unready": applied, but the server did not pass its readiness
+OUTCOMES = ("ok", "failed", "skipped", INTERRUPTED, "pending", "unready")
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a write waits for another process holding the journal before giving up."""
 _NEARLY_FULL_BYTES = 1 << 20

@@ -2,26 +2,24 @@
 
 The ``mcp`` kind does the client side of the MCP handshake (``initialize``, the ``notifications/initialized``
 notification, ``tools/list``, then ``resources/list`` and ``prompts/list`` where the server announces those
-capabilities) over the streamable-http or the (older) sse transport; the ``http`` kind GETs a path and wants
-a 2xx. The JSON-RPC exchange is written here over ``http.client`` rather than through the MCP SDK: a probe is
-a handful of small requests, and the hand-written path costs a fraction of the SDK's CPU per probe and none of
-its import time (README, "Health").
+capabilities, and a ``DELETE`` that ends the session) over the streamable-http or the older sse transport; the
+``http`` kind GETs a path and wants a 2xx. The JSON-RPC exchange and its HTTP/1.1 are written here, on asyncio
+streams, rather than taken from the MCP SDK: a probe is a handful of small requests, and this costs a fraction
+of the SDK's CPU per probe and none of its import time (docs/architecture.md, "MCP health").
 
-Probes run on a bounded thread pool; each holds its server's lock, so one server never has two probes in
-flight. A probe never raises: whatever goes wrong is a result with ``ok=False`` and one short error line, with
-every secret in scope redacted.
+Every probe runs on one event loop in one thread of the prober's own, made on first use and kept across cycles:
+at most ``concurrency`` at once per call, and one at a time per server (a lock per key). A probe never raises:
+whatever goes wrong is a result with ``ok=False`` and one short error line, with every secret redacted.
 """
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -29,53 +27,31 @@ from reconciler import __version__
 from reconciler.core.health import ProbeResult, ProbeTarget, ReadinessKind
 from reconciler.core.redact import agent_text
 
-# Newest first: the version a client proposes, then the ones it accepts back (the spec's negotiation).
-PROTOCOL_VERSIONS: tuple[str, ...] = ("2025-06-18", "2025-03-26", "2024-11-05")
-LIST_CAPABILITIES: tuple[tuple[str, str, str], ...] = (
-    ("resources", "resources/list", "resources"),
-    ("prompts", "prompts/list", "prompts"),
+# Newest first: the version the probe proposes, then the others it accepts back (the spec's negotiation).
+PROTOCOL_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+LISTED: tuple[tuple[str, str, str], ...] = (  # capability, method, the field naming each item
+    ("resources", "resources/list", "uri"),
+    ("prompts", "prompts/list", "name"),
 )
 MAX_ERROR = 200  # characters of a probe's error line
 MAX_BODY = 4 * 1024 * 1024  # bytes of one answer; a server that sends more is not a healthy one
+MAX_LINE = 64 * 1024  # bytes of one header or event line
 MAX_PAGES = 20  # list pages followed through nextCursor
+USER_AGENT = f"mcp-reconciler/{__version__} (readiness probe)"
 
 
 class ProbeFailure(Exception):
-    """One probe's failure, already phrased for the operator (redacted later, with the rest)."""
-
-
-@dataclass
-class _Deadline:
-    at: float
-
-    def left(self) -> float:
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise ProbeFailure("timed out")
-        return left
-
-
-@dataclass
-class _Session:
-    """The state of one MCP exchange over one connection."""
-
-    target: ProbeTarget
-    deadline: _Deadline
-    conn: http.client.HTTPConnection
-    session_id: str | None = None
-    protocol: str | None = None
-    next_id: int = 1
-    headers: dict[str, str] = field(default_factory=dict)
+    """One probe's failure, phrased for the operator (redacted and cut later, with the rest)."""
 
 
 class McpProber:
-    """The prober: one pool of worker threads, made on first use and kept across cycles."""
+    """The prober: an event loop in a thread of its own, started on first use."""
 
-    def __init__(self, *, secrets: Iterable[str] = (), max_workers: int = 64) -> None:
+    def __init__(self, *, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = {s for s in secrets if s}
-        self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._guard = threading.Lock()
 
     def add_secrets(self, values: Iterable[str]) -> None:
@@ -88,225 +64,275 @@ class McpProber:
         unique = {t.key: t for t in targets}  # one probe per server, whatever the caller passed
         if not unique:
             return {}
-        limit = threading.BoundedSemaphore(max(1, concurrency))
-        pool = self._executor()
+        future = asyncio.run_coroutine_threadsafe(self._probe_all(unique, max(1, concurrency)), self._running())
+        return future.result()
 
-        def run(target: ProbeTarget) -> ProbeResult:
-            with limit:
-                return self.probe(target)
+    def close(self) -> None:
+        with self._guard:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
 
-        futures = {key: pool.submit(run, t) for key, t in unique.items()}
-        return {key: f.result() for key, f in futures.items()}
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._guard:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="mcp-probe", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
 
-    def probe(self, target: ProbeTarget) -> ProbeResult:
-        """One probe, under its server's lock (a second caller waits for the first probe to end)."""
-        with self._lock(target.key):
+    async def _probe_all(
+        self, targets: dict[tuple[str, str], ProbeTarget], concurrency: int
+    ) -> dict[tuple[str, str], ProbeResult]:
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(target: ProbeTarget) -> ProbeResult:
+            async with limit:
+                return await self._probe(target)
+
+        results = await asyncio.gather(*(one(t) for t in targets.values()))
+        return dict(zip(targets, results, strict=True))
+
+    async def _probe(self, target: ProbeTarget) -> ProbeResult:
+        lock = self._locks.setdefault(target.key, asyncio.Lock())  # only the loop's thread gets here
+        async with lock:
             started = time.monotonic()
             try:
-                result = _probe(target, _Deadline(started + target.timeout))
+                async with asyncio.timeout(target.timeout):
+                    result = await _probe(target)
             except ProbeFailure as exc:
                 result = ProbeResult(ok=False, error=str(exc))
             except Exception as exc:  # a probe reports whatever broke; it never raises
                 result = ProbeResult(ok=False, error=_describe(exc))
             if result.error is not None:
-                result = replace(
-                    result, error=agent_text(result.error, self._secrets, MAX_ERROR).replace("\n", " ")
-                )
+                line = " ".join(result.error.split())
+                result = replace(result, error=agent_text(line, self._secrets, MAX_ERROR))
             return replace(result, duration=time.monotonic() - started)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._guard:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="probe")
-            return self._pool
-
-    def _lock(self, key: tuple[str, str]) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, ConnectionResetError | http.client.RemoteDisconnected):
+    if isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | BrokenPipeError):
         return "connection closed by the server"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _probe(target: ProbeTarget, deadline: _Deadline) -> ProbeResult:
+async def _probe(target: ProbeTarget) -> ProbeResult:
     if target.kind is ReadinessKind.NONE:
         return ProbeResult(ok=True)
     if target.kind is ReadinessKind.HTTP:
-        return _probe_http(target, deadline)
+        async with _Connection(target) as conn:
+            answer = await conn.request("GET", _path(target))
+            await answer.body()
+        if 200 <= answer.status < 300:
+            return ProbeResult(ok=True)
+        return ProbeResult(ok=False, error=f"GET {_path(target)} answered {answer.status}")
     if target.transport == "streamable-http":
-        return _probe_streamable(target, deadline)
+        return await _streamable(target)
     if target.transport == "sse":
-        return _probe_sse(target, deadline)
+        return await _sse(target)
     return ProbeResult(ok=False, error=f"unsupported: no MCP probe over the {target.transport} transport")
-
-
-def _connection(target: ProbeTarget, deadline: _Deadline) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection(target.address, target.port, timeout=deadline.left())
 
 
 def _path(target: ProbeTarget) -> str:
     return target.path if target.path.startswith("/") else f"/{target.path}"
 
 
-def _probe_http(target: ProbeTarget, deadline: _Deadline) -> ProbeResult:
-    conn = _connection(target, deadline)
-    try:
-        conn.request("GET", _path(target), headers={"User-Agent": _USER_AGENT})
-        response = conn.getresponse()
-        _read(response, deadline, conn)
-        if 200 <= response.status < 300:
-            return ProbeResult(ok=True)
-        return ProbeResult(ok=False, error=f"GET {_path(target)} answered {response.status}")
-    finally:
-        conn.close()
+# -- HTTP/1.1, as little as a probe needs ----------------------------------------------------------------------
 
 
-_USER_AGENT = f"mcp-reconciler/{__version__} (readiness probe)"
+class _Answer:
+    """One HTTP answer: status and headers read, the body read on demand (all of it, or line by line)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, status: int, headers: dict[str, str], head_only: bool
+    ) -> None:
+        self._reader = reader
+        self.status = status
+        self.headers = headers
+        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length = headers.get("content-length")
+        self._left: int | None = 0 if head_only else (int(length) if length and length.isdigit() else None)
+        self._chunk_left = 0
+        self.done = head_only or self._left == 0
+        self.reusable = not head_only and (self._chunked or self._left is not None)
+        self.reusable = self.reusable and "close" not in headers.get("connection", "").lower()
+
+    @property
+    def kind(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    async def body(self) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while (part := await self._read_some()) is not None:
+            size += len(part)
+            if size > MAX_BODY:
+                raise ProbeFailure(f"answer larger than {MAX_BODY} bytes")
+            parts.append(part)
+        return b"".join(parts)
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The body's lines as they arrive (an event stream)."""
+        buffer = b""
+        size = 0
+        while (part := await self._read_some()) is not None:
+            size += len(part)
+            if size > MAX_BODY:
+                raise ProbeFailure(f"event stream larger than {MAX_BODY} bytes")
+            buffer += part
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "replace").rstrip("\r")
+        if buffer:
+            yield buffer.decode("utf-8", "replace").rstrip("\r")
+
+    async def _read_some(self) -> bytes | None:
+        if self.done:
+            return None
+        reader = self._reader
+        if self._chunked:
+            if self._chunk_left == 0:
+                size_line = await reader.readline()
+                if not size_line:
+                    raise ProbeFailure("connection closed by the server")
+                self._chunk_left = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if self._chunk_left == 0:
+                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    self.done = True
+                    return None
+            part = await reader.read(min(self._chunk_left, 65536))
+            if not part:
+                raise ProbeFailure("connection closed by the server")
+            self._chunk_left -= len(part)
+            if self._chunk_left == 0:
+                await reader.readexactly(2)
+            return part
+        if self._left is None:  # until the connection closes
+            part = await reader.read(65536)
+            if not part:
+                self.done = True
+                return None
+            return part
+        part = await reader.read(min(self._left, 65536))
+        if not part:
+            raise ProbeFailure("connection closed by the server")
+        self._left -= len(part)
+        self.done = self._left == 0
+        return part
 
 
-def _read(response: http.client.HTTPResponse, deadline: _Deadline, conn: http.client.HTTPConnection) -> bytes:
-    _settimeout(conn, deadline)
-    body = response.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise ProbeFailure(f"answer larger than {MAX_BODY} bytes")
-    return body
+class _Connection:
+    """One kept-alive connection to the probed server, opened again when an answer left it unusable."""
+
+    def __init__(self, target: ProbeTarget) -> None:
+        self._target = target
+        host = target.address
+        self._host_header = f"[{host}]:{target.port}" if ":" in host else f"{host}:{target.port}"
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._last: _Answer | None = None
+
+    async def __aenter__(self) -> _Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> _Answer:
+        if self._last is not None and not (self._last.done and self._last.reusable):
+            self.close()  # an answer not read to its end, or one that ended the connection
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(
+                self._target.address, self._target.port, limit=MAX_LINE
+            )
+        assert self._reader is not None and self._writer is not None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}", f"User-Agent: {USER_AGENT}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        status_line = await self._reader.readline()
+        if not status_line:
+            raise ProbeFailure("connection closed by the server")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise ProbeFailure("the answer is not HTTP")
+        found: dict[str, str] = {}
+        while True:
+            line = await self._reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            found[name.strip().lower()] = value.strip()
+        status = int(parts[1])
+        head_only = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        self._last = _Answer(self._reader, status, found, head_only)
+        return self._last
 
 
-def _settimeout(conn: http.client.HTTPConnection, deadline: _Deadline) -> None:
-    if conn.sock is not None:
-        conn.sock.settimeout(deadline.left())
+# -- the handshake, over either transport ---------------------------------------------------------------------
+
+Send = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
-# --- streamable-http ------------------------------------------------------------------------------------------
+@dataclass
+class _Exchange:
+    send: Send
+    next_id: int = 1
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.next_id += 1
+        answer = await self.send(message)
+        if not isinstance(answer, dict):
+            raise ProbeFailure(f"{method}: no answer")
+        error = answer.get("error")
+        if error is not None:
+            detail = error.get("message") if isinstance(error, dict) else error
+            code = f" ({error.get('code')})" if isinstance(error, dict) and "code" in error else ""
+            raise ProbeFailure(f"{method} failed{code}: {detail}")
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            raise ProbeFailure(f"{method}: the answer has no result")
+        return result
+
+    async def listing(self, method: str, key: str, field_name: str) -> tuple[str, ...]:
+        out: list[str] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            result = await self.request(method, {"cursor": cursor} if cursor else None)
+            items = result.get(key)
+            if not isinstance(items, list):
+                raise ProbeFailure(f"{method}: the answer has no {key} list")
+            out.extend(str(i[field_name]) for i in items if isinstance(i, dict) and field_name in i)
+            cursor = result.get("nextCursor") or None
+            if cursor is None:
+                break
+        return tuple(sorted(out))
 
 
-def _probe_streamable(target: ProbeTarget, deadline: _Deadline) -> ProbeResult:
-    session = _Session(target, deadline, _connection(target, deadline))
-    try:
-        return _handshake(session, _post_streamable)
-    finally:
-        if session.session_id is not None:
-            _end_session(session)
-        session.conn.close()
-
-
-def _post_streamable(session: _Session, message: dict[str, Any]) -> dict[str, Any] | None:
-    """POST one JSON-RPC message; the answer to a request comes back as JSON or as an SSE stream."""
-    headers = {
-        "User-Agent": _USER_AGENT,
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-    }
-    if session.session_id is not None:
-        headers["Mcp-Session-Id"] = session.session_id
-    if session.protocol is not None:
-        headers["MCP-Protocol-Version"] = session.protocol
-    path = _path(session.target)
-    _settimeout(session.conn, session.deadline)
-    session.conn.request("POST", path, body=json.dumps(message).encode(), headers=headers)
-    response = session.conn.getresponse()
-    if "id" not in message:  # a notification: 202 Accepted, no body
-        _read(response, session.deadline, session.conn)
-        if response.status not in (200, 202, 204):
-            raise ProbeFailure(f"{message['method']} answered {response.status}")
-        return None
-    if session.session_id is None:
-        session.session_id = response.getheader("Mcp-Session-Id")
-    kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-    if response.status != 200:
-        body = _read(response, session.deadline, session.conn)
-        raise ProbeFailure(f"{message['method']} answered {response.status}{_error_detail(body)}")
-    if kind == "text/event-stream":
-        for name, data in _sse_events(response, session.deadline, session.conn):
-            answer = _json(data) if name == "message" else None
-            if isinstance(answer, dict) and answer.get("id") == message["id"]:
-                # the stream may stay open: drop this connection, the next request opens another
-                response.close()
-                session.conn.close()
-                return answer
-        raise ProbeFailure(f"{message['method']}: the event stream ended without an answer")
-    body = _read(response, session.deadline, session.conn)
-    if kind != "application/json":
-        raise ProbeFailure(
-            f"{message['method']} answered {kind or 'no content type'}, not JSON or an event stream"
-        )
-    answer = _json(body.decode("utf-8", "replace"))
-    if isinstance(answer, list):  # a batch: find ours
-        answer = next((a for a in answer if isinstance(a, dict) and a.get("id") == message["id"]), None)
-    if not isinstance(answer, dict):
-        raise ProbeFailure(f"{message['method']}: the answer is not a JSON-RPC response")
-    return answer
-
-
-def _end_session(session: _Session) -> None:
-    """DELETE the session (the spec's way to end one), so a probe every cycle leaves nothing behind."""
-    try:
-        headers = {"User-Agent": _USER_AGENT, "Mcp-Session-Id": session.session_id or ""}
-        if session.protocol is not None:
-            headers["MCP-Protocol-Version"] = session.protocol
-        _settimeout(session.conn, session.deadline)
-        session.conn.request("DELETE", _path(session.target), headers=headers)
-        session.conn.getresponse().read(MAX_BODY)
-    except (OSError, http.client.HTTPException, ProbeFailure):
-        pass  # the probe's answer is already known; a server that cannot end a session is not our concern
-
-
-def _error_detail(body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    answer = _json(text) if text else None
-    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-        text = str(answer["error"].get("message", ""))
-    text = " ".join(text.split())
-    return f": {text}" if text else ""
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ProbeFailure("the answer is not JSON") from None
-
-
-# --- the handshake, over either transport --------------------------------------------------------------------
-
-
-def _request(session: _Session, send: Any, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": session.next_id, "method": method}
-    if params is not None:
-        message["params"] = params
-    session.next_id += 1
-    answer = send(session, message)
-    if not isinstance(answer, dict):
-        raise ProbeFailure(f"{method}: no answer")
-    error = answer.get("error")
-    if error is not None:
-        detail = error.get("message") if isinstance(error, dict) else error
-        code = f" ({error.get('code')})" if isinstance(error, dict) and "code" in error else ""
-        raise ProbeFailure(f"{method} failed{code}: {detail}")
-    result = answer.get("result")
-    if not isinstance(result, dict):
-        raise ProbeFailure(f"{method}: the answer has no result")
-    return result
-
-
-def _handshake(session: _Session, send: Any) -> ProbeResult:
-    init = _request(
-        session,
-        send,
+async def _handshake(exchange: _Exchange, agreed: Callable[[str], None]) -> ProbeResult:
+    init = await exchange.request(
         "initialize",
         {
             "protocolVersion": PROTOCOL_VERSIONS[0],
@@ -319,126 +345,159 @@ def _handshake(session: _Session, send: Any) -> ProbeResult:
         raise ProbeFailure(
             f"the server speaks MCP protocol version {version!r}; this probe speaks {', '.join(PROTOCOL_VERSIONS)}"
         )
-    session.protocol = str(version)
+    agreed(str(version))
     caps = init.get("capabilities")
     capabilities = tuple(sorted(caps)) if isinstance(caps, dict) else ()
     found = init.get("serverInfo")
     info: dict[str, Any] = found if isinstance(found, dict) else {}
-    send(session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
-    names: dict[str, tuple[str, ...]] = {"tools": (), "resources": (), "prompts": ()}
+    await exchange.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    listed: dict[str, tuple[str, ...]] = {"resources": (), "prompts": ()}
     # tools/list is always asked; a server that does not announce tools may refuse it without failing
     try:
-        names["tools"] = _list(session, send, "tools/list", "tools", "name")
+        tools = await exchange.listing("tools/list", "tools", "name")
     except ProbeFailure:
         if "tools" in capabilities:
             raise
-    for capability, method, key in LIST_CAPABILITIES:
+        tools = ()
+    for capability, method, field_name in LISTED:
         if capability in capabilities:
-            names[key] = _list(session, send, method, key, "uri" if key == "resources" else "name")
+            listed[capability] = await exchange.listing(method, capability, field_name)
     return ProbeResult(
         ok=True,
-        protocol_version=session.protocol,
+        protocol_version=str(version),
         server_name=_text(info.get("name")),
         server_version=_text(info.get("version")),
         capabilities=capabilities,
-        tools=names["tools"],
-        resources=names["resources"],
-        prompts=names["prompts"],
+        tools=tools,
+        resources=listed["resources"],
+        prompts=listed["prompts"],
     )
-
-
-def _list(session: _Session, send: Any, method: str, key: str, field_name: str) -> tuple[str, ...]:
-    out: list[str] = []
-    cursor: str | None = None
-    for _ in range(MAX_PAGES):
-        result = _request(session, send, method, {"cursor": cursor} if cursor else None)
-        items = result.get(key)
-        if not isinstance(items, list):
-            raise ProbeFailure(f"{method}: the answer has no {key} list")
-        out.extend(str(i[field_name]) for i in items if isinstance(i, dict) and field_name in i)
-        cursor = result.get("nextCursor") or None
-        if cursor is None:
-            break
-    return tuple(sorted(out))
 
 
 def _text(value: object) -> str | None:
     return str(value) if isinstance(value, str | int | float) else None
 
 
-# --- sse (the 2024-11-05 transport) --------------------------------------------------------------------------
-
-
-def _probe_sse(target: ProbeTarget, deadline: _Deadline) -> ProbeResult:
-    stream_conn = _connection(target, deadline)
+def _json(data: bytes | str) -> Any:
     try:
-        stream_conn.request(
-            "GET", _path(target), headers={"User-Agent": _USER_AGENT, "Accept": "text/event-stream"}
-        )
-        stream = stream_conn.getresponse()
-        if stream.status != 200:
-            raise ProbeFailure(f"GET {_path(target)} answered {stream.status}")
-        events = _sse_events(stream, deadline, stream_conn)
-        endpoint = next((data for name, data in events if name == "endpoint"), None)
-        if endpoint is None:
-            raise ProbeFailure("the event stream ended before it named its message endpoint")
-        post_url = urljoin(target.url, endpoint.strip())
-        parts = urlsplit(post_url)
-        if parts.hostname != urlsplit(target.url).hostname or (parts.port or 80) != target.port:
-            raise ProbeFailure("the message endpoint is on another host")
-        post_path = parts.path + (f"?{parts.query}" if parts.query else "")
-        session = _Session(target, deadline, _connection(target, deadline))
-
-        def send(s: _Session, message: dict[str, Any]) -> dict[str, Any] | None:
-            _settimeout(s.conn, deadline)
-            s.conn.request(
-                "POST",
-                post_path,
-                body=json.dumps(message).encode(),
-                headers={"User-Agent": _USER_AGENT, "Content-Type": "application/json"},
-            )
-            response = s.conn.getresponse()
-            body = _read(response, deadline, s.conn)
-            if response.status not in (200, 202, 204):
-                raise ProbeFailure(f"{message['method']} answered {response.status}{_error_detail(body)}")
-            if "id" not in message:
-                return None
-            for name, data in events:
-                answer = _json(data) if name == "message" else None
-                if isinstance(answer, dict) and answer.get("id") == message["id"]:
-                    return answer
-            raise ProbeFailure(f"{message['method']}: the event stream ended without an answer")
-
-        try:
-            return _handshake(session, send)
-        finally:
-            session.conn.close()
-    finally:
-        stream_conn.close()
+        return json.loads(data)
+    except ValueError:
+        raise ProbeFailure("the answer is not JSON") from None
 
 
-def _sse_events(response: http.client.HTTPResponse, deadline: _Deadline,
-                conn: http.client.HTTPConnection) -> Iterator[tuple[str, str]]:  # fmt: skip
-    """(event, data) of each server-sent event."""
+def _error_detail(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        answer = json.loads(text) if text else None
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        text = str(answer["error"].get("message", ""))
+    text = " ".join(text.split())
+    return f": {text}" if text else ""
+
+
+async def _events(answer: _Answer) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) of each server-sent event of a stream, as it arrives."""
     event, data = "message", list[str]()
-    size = 0
-    while True:
-        _settimeout(conn, deadline)
-        line = response.readline(MAX_BODY)
+    async for line in answer.lines():
         if not line:
-            return
-        size += len(line)
-        if size > MAX_BODY:
-            raise ProbeFailure(f"event stream larger than {MAX_BODY} bytes")
-        text = line.decode("utf-8", "replace").rstrip("\r\n")
-        if not text:
             if data:
                 yield event, "\n".join(data)
             event, data = "message", []
-        elif not text.startswith(":"):
-            name, _, value = text.partition(":")
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
             if name == "event":
                 event = value
             elif name == "data":
                 data.append(value)
+
+
+# -- streamable-http ---------------------------------------------------------------------------------------------
+
+
+async def _streamable(target: ProbeTarget) -> ProbeResult:
+    path = _path(target)
+    state: dict[str, str] = {}  # Mcp-Session-Id, MCP-Protocol-Version once known
+
+    async def send(message: dict[str, Any]) -> dict[str, Any] | None:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **state}
+        answer = await conn.request("POST", path, json.dumps(message).encode(), headers)
+        method = message["method"]
+        if "id" not in message:  # a notification: 202 Accepted
+            await answer.body()
+            if answer.status not in (200, 202, 204):
+                raise ProbeFailure(f"{method} answered {answer.status}")
+            return None
+        if "Mcp-Session-Id" not in state and answer.headers.get("mcp-session-id"):
+            state["Mcp-Session-Id"] = answer.headers["mcp-session-id"]
+        if answer.status != 200:
+            raise ProbeFailure(f"{method} answered {answer.status}{_error_detail(await answer.body())}")
+        if answer.kind == "text/event-stream":
+            async for name, data in _events(answer):
+                found = _json(data) if name == "message" else None
+                if isinstance(found, dict) and found.get("id") == message["id"]:
+                    return found  # the stream may stay open: the connection is opened again for the next
+            raise ProbeFailure(f"{method}: the event stream ended without an answer")
+        if answer.kind != "application/json":
+            raise ProbeFailure(
+                f"{method} answered {answer.kind or 'no content type'}, not JSON or an event stream"
+            )
+        found = _json(await answer.body())
+        if isinstance(found, list):  # a batch: find ours
+            found = next((a for a in found if isinstance(a, dict) and a.get("id") == message["id"]), None)
+        if not isinstance(found, dict):
+            raise ProbeFailure(f"{method}: the answer is not a JSON-RPC response")
+        return found
+
+    def agreed(version: str) -> None:
+        state["MCP-Protocol-Version"] = version
+
+    async with _Connection(target) as conn:
+        result = await _handshake(_Exchange(send), agreed)
+        if "Mcp-Session-Id" in state:
+            # The spec's way to end a session: a probe every cycle leaves nothing behind on the server.
+            answer = await conn.request("DELETE", path, headers=state)
+            await answer.body()
+        return result
+
+
+# -- sse (the 2024-11-05 transport) ------------------------------------------------------------------------------
+
+
+async def _sse(target: ProbeTarget) -> ProbeResult:
+    async with _Connection(target) as stream_conn, _Connection(target) as conn:
+        stream = await stream_conn.request("GET", _path(target), headers={"Accept": "text/event-stream"})
+        if stream.status != 200:
+            raise ProbeFailure(f"GET {_path(target)} answered {stream.status}")
+        events = _events(stream)
+        endpoint = None
+        async for name, data in events:
+            if name == "endpoint":
+                endpoint = data.strip()
+                break
+        if endpoint is None:
+            raise ProbeFailure("the event stream ended before it named its message endpoint")
+        post_url = urljoin(target.url, endpoint)
+        parts = urlsplit(post_url)
+        if parts.hostname != urlsplit(target.url).hostname or (parts.port or 80) != target.port:
+            raise ProbeFailure("the message endpoint is on another host")
+        post_path = parts.path + (f"?{parts.query}" if parts.query else "")
+
+        async def send(message: dict[str, Any]) -> dict[str, Any] | None:
+            answer = await conn.request(
+                "POST", post_path, json.dumps(message).encode(), {"Content-Type": "application/json"}
+            )
+            body = await answer.body()
+            if answer.status not in (200, 202, 204):
+                raise ProbeFailure(f"{message['method']} answered {answer.status}{_error_detail(body)}")
+            if "id" not in message:
+                return None
+            async for name, data in events:
+                found = _json(data) if name == "message" else None
+                if isinstance(found, dict) and found.get("id") == message["id"]:
+                    return found
+            raise ProbeFailure(f"{message['method']}: the event stream ended without an answer")
+
+        return await _handshake(_Exchange(send), lambda version: None)

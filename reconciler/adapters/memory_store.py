@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, StoreError
-from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 
 Row = dict[str, Any]
 
@@ -274,6 +274,27 @@ class MemoryStore:
                     row["last_heartbeat_from_dtma"] = at
                     written += 1
         return written
+
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        with self._use():
+            found = {
+                k: rows.probed_metadata(r.get("mcp_discovery_metadata"))
+                for k, r in self.database.instances.items()
+            }
+        return {k: copy.deepcopy(v) for k, v in found.items() if v is not None}
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        with self._use():
+            for record in records:
+                row = self.database.instances.get(record.instance_id)
+                if row is None:
+                    continue
+                merged = rows.merged_metadata(
+                    row.get("mcp_discovery_metadata"), copy.deepcopy(dict(record.metadata))
+                )
+                row["mcp_discovery_metadata"] = merged
+                if record.capabilities is not None:
+                    row["mcp_server_capabilities"] = list(record.capabilities)
 
     def delete_instance(self, instance_id: str) -> None:
         with self._use():

@@ -46,7 +46,7 @@ from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.errors import SchemaMissingError, StoreError
-from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 
 log = logging.getLogger(__name__)
 
@@ -459,6 +459,37 @@ class PostgresStore:
                 [at, ids, at - timedelta(seconds=min_interval)],
             )
         return max(cursor.rowcount, 0)
+
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        if "mcp_discovery_metadata" not in self._columns.get("account_tool_instances", frozenset()):
+            return {}
+        with self._guard("reading health") as conn:
+            found = self._all(
+                conn,
+                "SELECT id::text AS id, mcp_discovery_metadata AS m FROM account_tool_instances "
+                "WHERE mcp_discovery_metadata ? 'last_probe'",
+            )
+        probed = {str(r["id"]): rows.probed_metadata(r["m"]) for r in found}
+        return {k: v for k, v in probed.items() if v is not None}
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        present = self._columns.get("account_tool_instances", frozenset())
+        records = [r for r in records if rows.is_uuid(r.instance_id)]
+        if not records or "mcp_discovery_metadata" not in present:
+            return
+        with self._guard("recording health") as conn, conn.transaction():
+            for record in records:
+                # jsonb || merges at the top level, as the SQLite and memory stores do.
+                sets = ["mcp_discovery_metadata = COALESCE(mcp_discovery_metadata, '{}'::jsonb) || %s"]
+                params: list[Any] = [Jsonb(dict(record.metadata))]
+                if record.capabilities is not None and "mcp_server_capabilities" in present:
+                    sets.append("mcp_server_capabilities = %s")
+                    params.append(Jsonb(list(record.capabilities)))
+                self._execute(
+                    conn,
+                    f"UPDATE account_tool_instances SET {', '.join(sets)} WHERE id = %s",
+                    [*params, record.instance_id],
+                )
 
     def delete_instance(self, instance_id: str) -> None:
         if not rows.is_uuid(instance_id):

@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
-from reconciler.ports import EnvironmentRow, NewInstance
+from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 from reconciler.state_dir import make_state_dir
 
 log = logging.getLogger(__name__)
@@ -357,6 +357,42 @@ class SqliteStore:
                 )
                 written += max(cursor.rowcount, 0)
         return written
+
+    def recorded_health(self) -> dict[str, dict[str, Any]]:
+        if "mcp_discovery_metadata" not in self.mcp_columns:
+            return {}
+        sql = (
+            "SELECT id, mcp_discovery_metadata AS m FROM account_tool_instances "
+            "WHERE mcp_discovery_metadata IS NOT NULL"
+        )
+        with self._guard("reading health"):
+            found = {str(r["id"]): rows.probed_metadata(r["m"]) for r in self._db.query(sql)}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def record_health(self, records: Sequence[HealthRecord]) -> None:
+        columns = self.mcp_columns
+        if not records or "mcp_discovery_metadata" not in columns:
+            return
+        with self._guard("recording health"), self._db.atomic():
+            for record in records:
+                found = list(
+                    self._db.query(
+                        "SELECT mcp_discovery_metadata AS m FROM account_tool_instances WHERE id = ?",
+                        [record.instance_id],
+                    )
+                )
+                if not found:
+                    continue
+                sets = {
+                    "mcp_discovery_metadata": rows.dump_json(rows.merged_metadata(found[0]["m"], record.metadata))
+                }
+                if record.capabilities is not None and "mcp_server_capabilities" in columns:
+                    sets["mcp_server_capabilities"] = rows.dump_json(list(record.capabilities))
+                assignments = ", ".join(f"{c} = ?" for c in sets)
+                self._db.execute(
+                    f"UPDATE account_tool_instances SET {assignments} WHERE id = ?",
+                    [*sets.values(), record.instance_id],
+                )
 
     def delete_instance(self, instance_id: str) -> None:
         with self._guard(f"deleting instance {instance_id}"), self._db.atomic():

@@ -348,6 +348,18 @@ def mcp_values(config: Mapping[str, Any], rules: McpRules = AGENTOPIA_MCP_RULES)
     return values
 
 
+def merged_metadata(current: Any, keys: Mapping[str, Any]) -> dict[str, Any]:
+    """``mcp_discovery_metadata`` with a probe's keys merged over it (top level; what was there stays)."""
+    found = parse_json(current) if isinstance(current, (str, bytes)) else current
+    return {**(found if isinstance(found, dict) else {}), **keys}
+
+
+def probed_metadata(value: Any) -> dict[str, Any] | None:
+    """The metadata when it holds a probe's answer (``last_probe``), else None."""
+    found = parse_json(value) if isinstance(value, (str, bytes)) else value
+    return found if isinstance(found, dict) and isinstance(found.get("last_probe"), dict) else None
+
+
 def port_mapping(config: Mapping[str, Any]) -> dict[str, int | None] | None:
     """``port_mapping_json`` as the column's comment documents it: ``{"container_port": 8080,
     "host_port": 49152}``. A port without a host port has ``"host_port": null``; no port at all, NULL."""

@@ -102,6 +102,7 @@ class CycleLog:
                 "cycle: %d step(s), %d done, %d failed; unreachable %s; backing off %s; %.2fs",
                 len(report.results), done, len(report.failed), list(report.unreachable),
                 list(report.backing_off), report.duration,
+                extra=cycle_fields(report),
             )  # fmt: skip
         if report.plan is None:
             return
@@ -122,9 +123,14 @@ class CycleLog:
         gaps = tuple(str(g) for g in report.verdict.gaps)
         if gaps != self._gaps:
             if gaps:
-                log.warning("cycle incomplete: %s", "; ".join(gaps))
+                by_env: dict[str | None, list[str]] = {}
+                for g in report.verdict.gaps:
+                    by_env.setdefault(g.environment, []).append(str(g))
+                for name, texts in by_env.items():  # one line per environment, filterable on its field
+                    fields = {"outcome": "incomplete"} | ({"environment": name} if name is not None else {})
+                    log.warning("cycle incomplete: %s", "; ".join(texts), extra=fields)
             else:
-                log.info("every environment in scope is complete again")
+                log.info("every environment in scope is complete again", extra=cycle_fields(report))
         self._gaps = gaps
 
     def _log_suspensions(self, report: CycleReport) -> None:
@@ -139,6 +145,23 @@ class CycleLog:
                 log.info("environment %s was resumed: reconciling it again", name)
         # An environment this cycle did not cover (backing off, locked elsewhere) keeps what was said of it.
         self._suspended = {**{k: v for k, v in self._suspended.items() if k not in covered}, **now}
+
+
+def cycle_fields(report: CycleReport) -> dict[str, str | int]:
+    """The structured fields of a log line about a whole cycle (JSON logs show them)."""
+    fields: dict[str, str | int] = {"outcome": str(report.outcome) if report.outcome else _condition(report)}
+    if report.run_id is not None:
+        fields["run_id"] = report.run_id
+    fields["duration_ms"] = round(report.duration * 1000)
+    return fields
+
+
+def _condition(report: CycleReport) -> str:
+    """An unjournalled cycle's outcome word: ``no-changes``, ``incomplete``, or the health condition."""
+    condition = health.condition(report)
+    if condition != "healthy":
+        return condition
+    return "no-changes" if report.verdict.complete else "incomplete"
 
 
 def status_view(

@@ -122,6 +122,26 @@ def step_line(result: StepResult) -> dict[str, Any]:
     }
 
 
+def health_fields(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``status``'s view of the last readiness probe a cycle recorded for a server (None: never probed)."""
+    if metadata is None:
+        return {"health": None, "probe": None}
+    probe = metadata.get("last_probe") or {}
+    return {
+        "health": metadata.get("health"),
+        "probe": {
+            "at": probe.get("at"),
+            "ok": probe.get("ok"),
+            "error": probe.get("error"),
+            "readiness": metadata.get("readiness"),
+            "protocol_version": metadata.get("protocol_version"),
+            "server": " ".join(filter(None, [metadata.get("server_name"), metadata.get("server_version")]))
+            or None,
+            "tools": metadata.get("tools") or [],
+        },
+    }
+
+
 def _suspension(found: Suspension | None) -> dict[str, str] | None:
     if found is None:
         return None
@@ -137,6 +157,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
     dtma = open_dtma(settings)
     try:
         observed = observe(store, dtma, settings)
+        probes = store.recorded_health()
         suspended = {s.environment_id: s for s in store.suspensions()}
     finally:
         dtma.close()
@@ -169,6 +190,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 "live": container.state if container else
                 ("unreachable: " + live.reason if isinstance(live, Unreachable) else "absent"),
                 "last_step": last.get((env.name or env.id, name)),
+                **health_fields(probes.get(inst.id) if inst else None),
                 "suspended": _suspension(suspended.get(env.id)),
             })  # fmt: skip
     return rows

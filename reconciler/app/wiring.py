@@ -78,9 +78,9 @@ def open_dtma(settings: Settings, on_request: RequestObserver | None = None) -> 
 
 
 def open_prober(settings: Settings, secrets: Iterable[str] = ()) -> McpProber:
-    """The MCP readiness prober; keep it across cycles so its worker threads are reused. ``probe_many``'s
-    ``concurrency`` bounds each call; the pool is as large as the DTMA client's bound."""
-    return McpProber(secrets=secrets, max_workers=settings.dtma_concurrency)
+    """The MCP readiness prober (its event loop thread starts on first use); keep it across cycles, close it
+    at the end. ``probe_many``'s ``concurrency`` bounds each call."""
+    return McpProber(secrets=secrets)
 
 
 def open_journal(settings: Settings, secrets: Iterable[str] = ()) -> Journal:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -23,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "apply": "apply the changes a plan shows",
     "show": "render a saved plan (plan --out) without observing anything",
     "status": "show recorded and live state per server",
+    "import": "write a manifest for what an environment runs",
     "run": "run the reconciler as a daemon",
     "suspend": "stop the daemon and apply from changing an environment (during an incident)",
     "resume": "let the daemon and apply change a suspended environment again",
@@ -88,8 +90,8 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
-        default="text" if defaults else argparse.SUPPRESS,
-        help="log and progress lines as text or JSON lines",
+        default=None if defaults else argparse.SUPPRESS,
+        help="log and progress lines as text or JSON lines (default: $RECONCILER_LOG_FORMAT, else text)",
     )
     parser.add_argument(
         "-v",
@@ -105,8 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(chosen_command(words), full=False)
     args = parser.parse_args(words)
     from reconciler.errors import ReconcilerError
-    from reconciler.logs import setup_logging
+    from reconciler.logs import log_format, setup_logging
 
+    try:
+        args.log_format = log_format(args.log_format, os.environ)
+    except ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     setup_logging(fmt=args.log_format, verbosity=args.verbose)
     try:
         code: int = args.handler(args)

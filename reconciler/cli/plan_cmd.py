@@ -28,6 +28,12 @@ def add_common(p: argparse.ArgumentParser, *, servers: bool = False) -> None:
         add_server(p)
     p.add_argument("--database", metavar="URL", help="database URL (default $RECONCILER_DATABASE_URL)")
     p.add_argument("--journal", metavar="PATH", help="journal file (default $RECONCILER_JOURNAL)")
+    p.add_argument(
+        "--no-rollout",
+        action="store_true",
+        help="no waves: replace a server on every toolbox at once (default: a first wave, then the rest, "
+        "halting on a failure; also RECONCILER_ROLLOUT=off)",
+    )
 
 
 def add_adopt(p: argparse.ArgumentParser) -> None:
@@ -89,7 +95,9 @@ def settings_from(args: argparse.Namespace) -> Any:
     from reconciler.settings import from_environ
 
     return from_environ().with_overrides(
-        database_url=getattr(args, "database", None), journal_path=getattr(args, "journal", None)
+        database_url=getattr(args, "database", None),
+        journal_path=getattr(args, "journal", None),
+        rollout=False if getattr(args, "no_rollout", False) else None,
     )
 
 

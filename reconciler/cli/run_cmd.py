@@ -188,4 +188,9 @@ def _log_step(result: StepResult) -> None:
     from reconciler.core.outcomes import StepOutcome
 
     level = logging.WARNING if result.outcome == StepOutcome.FAILED else logging.INFO
-    log.log(level, "%s %s/%s %s%s", s.action, s.environment_name, s.server, result.outcome, detail)
+    log.log(
+        level,
+        "%s %s/%s %s%s",
+        s.action, s.environment_name, s.server, result.outcome, detail,
+        extra=result.log_fields(),
+    )  # fmt: skip

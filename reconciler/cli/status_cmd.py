@@ -49,6 +49,17 @@ def run(args: argparse.Namespace) -> int:
         mark += " (suspended)" if r.get("suspended") else ""
         # Names and states come from rows and agents: a control character is shown, never obeyed.
         line = (f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
-                f"recorded={r['recorded'] or '-'} live={r['live']} last={r['last_step'] or '-'}")  # fmt: skip
+                f"recorded={r['recorded'] or '-'} live={r['live']}{_health(r)} "
+                f"last={r['last_step'] or '-'}")  # fmt: skip
         print(printable(line))
     return 0
+
+
+def _health(row: dict[str, Any]) -> str:
+    """`` health=unhealthy (error)`` from the last recorded readiness probe; nothing when never probed."""
+    probe = row.get("probe")
+    if not row.get("health") or not probe:
+        return ""
+    error = f" ({probe['error']})" if probe.get("error") else ""
+    tools = f" tools={','.join(probe['tools'])}" if probe.get("ok") and probe.get("tools") else ""
+    return f" health={row['health']}{error}{tools}"

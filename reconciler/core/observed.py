@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.model.secrets import Secret
+
+if TYPE_CHECKING:
+    from reconciler.core.health import ProbeResult
 
 # The Agentopia installation-status enum (account_tool_installation_status_enum). The reconciler writes
 # nothing outside it; values read from the database may be anything (Agentopia writes invalid ones).
@@ -127,8 +130,32 @@ LiveState = LiveListing | Unreachable
 
 
 @dataclass(frozen=True)
+class ServerHealth:
+    """What this cycle's readiness probe found about one running server, and how many cycles in a row it has
+    failed (kept by the caller between cycles). A failed probe is not "unobserved": the container was seen
+    running, and its server did not answer."""
+
+    kind: str  # the readiness probed: mcp or http
+    result: ProbeResult
+    probed_at: datetime
+    failures: int = 0  # consecutive failed cycles, this one included; 0 when the probe passed
+    threshold: int = 3  # failures that make the server unhealthy (failureThreshold)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def unhealthy(self) -> bool:
+        """Failed ``threshold`` cycles in a row: the notice, the gauge and ``onUnhealthy`` act on this."""
+        return self.failures >= self.threshold
+
+
+@dataclass(frozen=True)
 class Observed:
-    """One full observation: recorded state plus a listing (or the reason there is none) per toolbox."""
+    """One full observation: recorded state plus a listing (or the reason there is none) per toolbox, and the
+    readiness probes of the running servers that have one."""
 
     recorded: RecordedState
     live: Mapping[str, LiveState]  # by environment id
+    health: Mapping[tuple[str, str], ServerHealth] = field(default_factory=dict)  # (environment id, server)

@@ -14,6 +14,7 @@ class StepOutcome(StrEnum):
     SKIPPED = "skipped"  # not attempted (stopping, lock lost, an earlier step on the toolbox failed)
     INTERRUPTED = "interrupted"  # intent journalled, no outcome (a crash or a second signal)
     PENDING = "pending"  # sent, not yet confirmed (a deploy whose answer outlasted its deadline)
+    UNREADY = "unready"  # applied (created, replaced, started), but the server did not pass its readiness in time
 
 
 class RunOutcome(StrEnum):
@@ -22,7 +23,7 @@ class RunOutcome(StrEnum):
     CHANGES = "changes"
     # apply runs (apply, run --once, a daemon cycle)
     CONVERGED = "converged"  # every toolbox in scope observed, and every step ok
-    PARTIAL = "partial"  # some steps ok, some failed
+    PARTIAL = "partial"  # some steps ok, some failed or unready
     FAILED = "failed"  # steps were tried, none succeeded
     NOTHING_APPLIED = "nothing-applied"  # errors stopped it before any step
     STOPPED = "stopped"  # the daemon was asked to stop mid-run

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconciler.model.spec import ServerSpec, SourceRef
+
+if TYPE_CHECKING:
+    from reconciler.core.rollout import Rollout
 
 
 class Action(StrEnum):
@@ -35,10 +39,20 @@ class NoticeKind(StrEnum):
     NAME_HELD = "name-held"  # the agent holds a name no container has: only an agent restart frees it
     PENDING = "pending"  # a deploy was sent and not yet confirmed: not re-sent until it shows or times out
     PORT_UNPUBLISHED = "port-unpublished"  # a declared hostPort the listing does not show published
+    PROBE_FAILED = "probe-failed"  # a running server failed its readiness probe this cycle
+    UNHEALTHY = "unhealthy"  # ... for failureThreshold cycles in a row (notified; onUnhealthy acts on it)
+    OFFER_DRIFT = "offer-drift"  # the server answers MCP but offers less than declared (capabilities, tools)
+    ROLLOUT_HALTED = "rollout-halted"  # a rollout stopped here (core.rollout): said once, on the halting toolbox
+    ROLLOUT_HELD = "rollout-held"  # a halted rollout's step not done: this toolbox keeps the version it runs
     SUSPENDED = "suspended"  # `reconciler suspend`: the environment (no server) or a step held back (server)
 
 
 # Which kinds mean "cannot be settled now" (the plan is incomplete) is core.verdict.GAP_KINDS.
+
+
+# The change a restart planned for an unhealthy server carries: the executor restarts it even though its
+# container runs (a restart of a running container is otherwise a no-op).
+HEALTH_FIELD = "health"
 
 
 class BlockReason(StrEnum):
@@ -98,6 +112,24 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class HealthEntry:
+    """One running server's readiness probe as the plan shows it (text, markdown, JSON)."""
+
+    environment_id: str
+    environment_name: str
+    server: str
+    kind: str  # mcp or http
+    ok: bool
+    error: str | None = None
+    failures: int = 0  # consecutive failed cycles
+    unhealthy: bool = False  # failed failureThreshold cycles in a row
+    protocol_version: str | None = None
+    server_name: str | None = None
+    server_version: str | None = None
+    tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Policy:
     """Run-wide safety settings (per-environment prune/allowEmpty come from the manifest)."""
 
@@ -132,6 +164,20 @@ class Plan:
     created_at: datetime | None = None
     manifest_digest: str = ""
     errors: tuple[str, ...] = field(default=())  # plan-level errors (e.g. unresolved secrets)
+    health: tuple[HealthEntry, ...] = ()  # the readiness probes of the running servers planned for
+
+    def health_line(self) -> str | None:
+        """``health: 4 servers probed, 3 healthy, 1 failing (web)``, or None when nothing was probed."""
+        if not self.health:
+            return None
+        failing = sorted(f"{h.environment_name}/{h.server}" for h in self.health if not h.ok)
+        text = f"health: {len(self.health)} server(s) probed, {len(self.health) - len(failing)} healthy"
+        if failing:
+            shown = ", ".join(failing[:5]) + (", ..." if len(failing) > 5 else "")
+            text += f", {len(failing)} failing ({shown})"
+        return text
+
+    rollouts: tuple[Rollout, ...] = ()  # replaces of one server across toolboxes, applied in waves
 
     @property
     def has_changes(self) -> bool:

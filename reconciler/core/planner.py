@@ -19,19 +19,23 @@ from reconciler.core.observed import (
     Observed,
     RecordedEnvironment,
     RecordedInstance,
+    ServerHealth,
     Unreachable,
 )
 from reconciler.core.plan import (
     BLOCKED_KEY,
+    HEALTH_FIELD,
     Action,
     BlockReason,
     Change,
+    HealthEntry,
     Notice,
     NoticeKind,
     Plan,
     Policy,
     Step,
 )
+from reconciler.core.readiness import offer_drift
 from reconciler.core.safety import guard_mass_delete, refuse_empty
 from reconciler.core.status_map import NOT_RUNNING_STATES, UNCERTAIN_STATES, status_for
 from reconciler.model.spec import MANAGED_BY, Desired, EnvironmentSpec, ServerSpec
@@ -69,6 +73,9 @@ def plan(
     rows_by_env: dict[str, list[RecordedInstance]] = {}
     for row in observed.recorded.instances:
         rows_by_env.setdefault(row.environment_id, []).append(row)
+    health_by_env: dict[str, dict[str, ServerHealth]] = {}
+    for (env_id, server), one in observed.health.items():
+        health_by_env.setdefault(env_id, {})[server] = one
 
     notices: list[Notice] = []
     errors: list[str] = []
@@ -76,6 +83,7 @@ def plan(
     managed_by_env: dict[str, int] = {}
     names: dict[str, str] = {}
     matched: list[tuple[str, RecordedEnvironment, EnvironmentSpec]] = []
+    probed: list[HealthEntry] = []
     for spec in desired.environments:
         found = by_id.get(spec.environment) or by_name.get(spec.environment)
         if found is None:
@@ -104,8 +112,9 @@ def plan(
             notices.append(_unreachable(env, name, f"DTMA listing failed: {reason}", spec))
             continue
         env_plan = _EnvPlanner(
-            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now
-        )
+            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now,
+            health_by_env.get(env.id, {}),
+        )  # fmt: skip
         env_steps = env_plan.run()
         notices.extend(env_plan.notices)
         errors.extend(env_plan.errors)
@@ -115,6 +124,7 @@ def plan(
             env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
             notices.append(notice)
         steps_by_env[env.id] = env_steps
+        probed.extend(_health_entries(env.id, name, health_by_env.get(env.id, {})))
 
     guarded, refusals = guard_mass_delete(steps_by_env, managed_by_env, names, policy)
     notices.extend(refusals)
@@ -128,7 +138,28 @@ def plan(
         created_at=now,
         manifest_digest=desired.digest,
         errors=tuple(errors),
+        health=tuple(probed),
     )
+
+
+def _health_entries(env_id: str, name: str, probes: Mapping[str, ServerHealth]) -> list[HealthEntry]:
+    return [
+        HealthEntry(
+            env_id,
+            name,
+            server,
+            h.kind,
+            h.ok,
+            h.result.error,
+            h.failures,
+            h.unhealthy,
+            h.result.protocol_version,
+            h.result.server_name,
+            h.result.server_version,
+            h.result.tools,
+        )
+        for server, h in sorted(probes.items())
+    ]
 
 
 def _notice_key(n: Notice) -> tuple[str, str, str, str, str]:
@@ -149,6 +180,7 @@ class _EnvPlanner:
     policy: Policy
     fingerprints: Mapping[str, str]
     now: datetime
+    health: Mapping[str, ServerHealth]  # this cycle's readiness probes, by server name
 
     def __post_init__(self) -> None:
         self.notices: list[Notice] = []
@@ -381,21 +413,65 @@ class _EnvPlanner:
                 spec_hash=_comparable(row, wanted_hash),
             )
             return
+        health = self.health.get(name) if live.state == "running" else None
         if live.state == "running":
             self._check_ports(server, live)
-        mapped = status_for(live.state, server.state)
+            if health is not None and self._health(server, row, health, wanted_hash):
+                return
+        mapped = status_for(live.state, server.state, health.ok if health is not None else None)
         if row is not None and mapped is not None and row.status != mapped:
             self.step(
                 server,
                 name,
                 Action.SYNC_STATUS,
-                f"database says {row.status} but the container is {live.state}",
+                _status_reason(row.status, live.state, health),
                 changes=(Change("status_on_toolbox", row.status, mapped),),
                 instance_id=row.id,
                 status_from=row.status,
                 status_to=mapped,
                 spec_hash=_comparable(row, wanted_hash),
             )
+
+    def _health(
+        self, server: ServerSpec, row: RecordedInstance | None, health: ServerHealth, wanted_hash: str
+    ) -> bool:
+        """Notices from a running server's readiness probe, and (``onUnhealthy: restart``) a restart once it is
+        unhealthy; True when a restart was planned. The flap guard stalls a server whose restarts do not help."""
+        name, result = server.name, health.result
+        if result.ok:
+            drift = offer_drift(server, result)
+            if drift is not None:
+                self.notice(name, NoticeKind.OFFER_DRIFT, f"{name} offers less than declared: {drift}", server)
+            return False
+        probe = f"its {health.kind} readiness probe"
+        if not health.unhealthy:
+            self.notice(
+                name,
+                NoticeKind.PROBE_FAILED,
+                f"{name} runs but failed {probe} ({health.failures} of {health.threshold} before unhealthy): "
+                f"{result.error}",
+                server,
+            )
+            return False
+        self.notice(
+            name,
+            NoticeKind.UNHEALTHY,
+            f"{name} is unhealthy: failed {probe} {health.failures} cycles in a row: {result.error}",
+            server,
+        )
+        if server.on_unhealthy != "restart":
+            return False
+        self.step(
+            server,
+            name,
+            Action.RESTART,
+            f"{name} is unhealthy ({result.error}); onUnhealthy: restart",
+            changes=(Change(HEALTH_FIELD, "unhealthy", "healthy"),),
+            instance_id=row.id if row is not None else None,
+            status_to="running",
+            spec_hash=_comparable(row, wanted_hash),
+        )
+        return True
 
     def _adopt(
         self, server: ServerSpec, live: LiveContainer, row: RecordedInstance | None
@@ -588,6 +664,16 @@ def blocked(row: RecordedInstance, policy: Policy, now: datetime) -> tuple[Block
     if (now - since).total_seconds() >= policy.blocked_retry_after:
         return None
     return reason, str(mark.get("message") or reason.value)
+
+
+def _status_reason(recorded: str, live_state: str, health: ServerHealth | None) -> str:
+    if health is None:
+        return f"database says {recorded} but the container is {live_state}"
+    if health.ok:
+        return f"database says {recorded} but the container is {live_state} and passes its {health.kind} probe"
+    return (
+        f"database says {recorded} but the container's server fails its {health.kind} probe: {health.result.error}"
+    )
 
 
 def _comparable(row: RecordedInstance | None, wanted: str) -> str | None:

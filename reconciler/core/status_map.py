@@ -15,10 +15,12 @@ UNCERTAIN_STATES: frozenset[str] = frozenset({"unknown", "error_inspecting", "re
 NOT_RUNNING_STATES: frozenset[str] = frozenset({"exited", "dead", "created", "paused", "restarting"})
 
 
-def status_for(live_state: str, desired_state: DesiredState) -> str | None:
-    """The enum value that describes ``live_state``; None when the state is absent or uncertain."""
+def status_for(live_state: str, desired_state: DesiredState, probe_ok: bool | None = None) -> str | None:
+    """The enum value that describes ``live_state``; None when the state is absent or uncertain. A running
+    container whose server failed its readiness probe this cycle (``probe_ok`` False) is ``error_runtime``:
+    the container runs, the MCP server in it does not answer (README, "Status mapping")."""
     if live_state == "running":
-        status = "running"
+        status = "error_runtime" if probe_ok is False else "running"
     elif live_state in ("created", "restarting"):
         status = "deploying"
     elif live_state == "paused":

@@ -23,6 +23,7 @@ class GapKind(StrEnum):
     )
     REFUSED = "refused"  # the mass-delete guard or allowEmpty stopped steps
     UNRECONCILABLE = "unreconcilable"  # a declared server that cannot be reconciled (conflict, plan error, ...)
+    UNHEALTHY = "unhealthy"  # a running server that does not pass its readiness probe
     SUSPENDED = "suspended"  # a step held back because an operator suspended the environment
 
 
@@ -41,6 +42,12 @@ GAP_KINDS: Mapping[NoticeKind, GapKind] = {
     NoticeKind.PENDING: GapKind.UNRECONCILABLE,  # a deploy sent and not yet listed
     NoticeKind.PORT_UNPUBLISHED: GapKind.UNRECONCILABLE,  # the declared hostPort is not published
     NoticeKind.PROTECTED: GapKind.UNRECONCILABLE,  # a declared server whose replace protect blocks
+    NoticeKind.PROBE_FAILED: GapKind.UNHEALTHY,  # seen running, but its server did not answer: not converged
+    NoticeKind.UNHEALTHY: GapKind.UNHEALTHY,
+    # The server answers but offers less than declared: no step fixes it (the image must), so not converged.
+    NoticeKind.OFFER_DRIFT: GapKind.UNRECONCILABLE,
+    NoticeKind.ROLLOUT_HALTED: GapKind.UNRECONCILABLE,  # the rollout stopped on this toolbox
+    NoticeKind.ROLLOUT_HELD: GapKind.UNRECONCILABLE,  # held by a rollout that halted, until the spec changes
     NoticeKind.SUSPENDED: GapKind.SUSPENDED,  # a step held back (the environment's own notice is no gap)
 }
 
@@ -129,12 +136,17 @@ def apply_outcome(
     plan_errors: bool,
     stopped: bool,
     unsettled: bool = False,
+    halted: bool = False,
 ) -> RunOutcome:
     """The one rule for an apply run's journal outcome (``apply``, ``run --once``, every daemon cycle):
 
     - plan errors stopped every step: NOTHING_APPLIED;
     - the daemon was stopping and skipped steps: STOPPED;
-    - a step failed: PARTIAL when another step succeeded, else FAILED (every step tried failed);
+    - a rollout halted (``halted``: its first wave, or a later one, did not end ok and the toolboxes not yet
+      reached keep their version): PARTIAL, even when the halting step was the only one tried;
+    - a step failed: PARTIAL when another step succeeded (or was applied and left unready), else FAILED
+      (every step tried failed);
+    - a step was applied but its server did not pass its readiness (UNREADY): PARTIAL;
     - a deploy was left pending (sent, not yet listed), or a step met what cannot be settled now
       (``unsettled``: a held name, a declared hostPort the new container does not publish): INCOMPLETE;
     - otherwise the verdict's INCOMPLETE or REFUSED when the plan had gaps, else CONVERGED.
@@ -144,8 +156,13 @@ def apply_outcome(
         return RunOutcome.NOTHING_APPLIED
     if stopped and StepOutcome.SKIPPED in outcomes:
         return RunOutcome.STOPPED
+    if halted:
+        return RunOutcome.PARTIAL
+    applied = bool(outcomes & {StepOutcome.OK, StepOutcome.UNREADY})
     if StepOutcome.FAILED in outcomes:
-        return RunOutcome.PARTIAL if StepOutcome.OK in outcomes else RunOutcome.FAILED
+        return RunOutcome.PARTIAL if applied else RunOutcome.FAILED
+    if StepOutcome.UNREADY in outcomes:
+        return RunOutcome.PARTIAL
     if unsettled or StepOutcome.PENDING in outcomes:
         return RunOutcome.INCOMPLETE
     return verdict.outcome or RunOutcome.CONVERGED

@@ -25,6 +25,9 @@ from reconciler.model.spec import (
     EnvironmentPolicy,
     EnvironmentSpec,
     EnvValue,
+    OnUnhealthy,
+    ReadinessSpec,
+    ReadinessType,
     SecretRef,
     ServerSpec,
     SourceRef,
@@ -244,6 +247,18 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _readiness(raw: dict[str, Any] | None) -> ReadinessSpec:
+    if not raw:
+        return ReadinessSpec()
+    timeout = raw.get("timeout")
+    return ReadinessSpec(
+        type=cast(ReadinessType | None, raw.get("type")),
+        path=raw.get("path"),
+        timeout=None if timeout is None else float(timeout),
+        failure_threshold=_opt_int(raw.get("failureThreshold")),
+    )
+
+
 def _build(document: YamlDocument, file: str) -> EnvironmentSpec:
     """Only called on a document the schema accepted, so the shapes are known."""
     data: dict[str, Any] = document.data
@@ -271,6 +286,9 @@ def _build(document: YamlDocument, file: str) -> EnvironmentSpec:
                 env=tuple(env),
                 protect=raw.get("protect", False),
                 source=SourceRef(file, line, column),
+                readiness=_readiness(raw.get("readiness")),
+                tools=tuple(raw["tools"]) if "tools" in raw else None,
+                on_unhealthy=cast(OnUnhealthy, raw.get("onUnhealthy", "none")),
             )
         )
     policy = data.get("policy", {})

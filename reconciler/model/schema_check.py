@@ -167,6 +167,8 @@ def _message(kind: str, arg: Any, value: Any, path: JsonPath) -> str:
         return f"must be one of {', '.join(map(str, arg))} (got {_show(value, path)})"
     if kind == "minimum":
         return f"must be at least {arg} (got {_show(value, path)})"
+    if kind == "exclusiveMinimum":
+        return f"must be greater than {arg} (got {_show(value, path)})"
     if kind == "maximum":
         return f"must be at most {arg} (got {_show(value, path)})"
     if kind == "minLength":

@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.model.image_ref import image_reference_problem
 from reconciler.model.schema_check import SchemaIssue
+from reconciler.model.spec import EVERY_INTERFACE, MCP_PROBE_TRANSPORTS
 
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 """Control and format characters, line separators: in a name printed by a renderer or a log they could
@@ -79,6 +80,53 @@ def check_servers(document: Any, line_of: Callable[[tuple[str | int, ...]], int]
                             f"host port {host_port} is already used by servers[{first}] (line {line})",
                         )
                     )
+        issues.extend(_readiness_issues(server, index))
+    return issues
+
+
+def _readiness_type(server: dict[str, Any]) -> str:
+    """As ``ServerSpec.readiness_type``, read from the raw server defensively."""
+    readiness = server.get("readiness")
+    declared = readiness.get("type") if isinstance(readiness, dict) else None
+    if isinstance(declared, str):
+        return declared
+    host_ip, transport = server.get("hostIp"), server.get("transport")
+    every_interface = host_ip is None or (isinstance(host_ip, str) and host_ip in EVERY_INTERFACE)
+    network = isinstance(transport, str) and transport in MCP_PROBE_TRANSPORTS
+    return "mcp" if network and every_interface and _int(server.get("hostPort")) is not None else "none"
+
+
+def _readiness_issues(server: dict[str, Any], index: int) -> list[SchemaIssue]:
+    """A readiness the server cannot have: a network probe needs a published hostPort, the MCP handshake a
+    network transport; pinned tools need the MCP handshake; a restart on unhealthy needs a probe."""
+    issues: list[SchemaIssue] = []
+    kind = _readiness_type(server)
+    where = ("servers", index, "readiness", "type")
+    if kind in ("mcp", "http") and _int(server.get("hostPort")) is None:
+        issues.append(
+            SchemaIssue(where, f"readiness {kind} needs hostPort: the probe reaches the server at the toolbox's "
+                        "address and its published port")
+        )  # fmt: skip
+    if kind == "mcp" and server.get("transport") == "stdio":
+        issues.append(
+            SchemaIssue(where, "a stdio server has no network endpoint to probe: its health is its container "
+                        "state (readiness type none, the default)")
+        )  # fmt: skip
+    if kind == "mcp" and server.get("transport") == "websocket":
+        issues.append(
+            SchemaIssue(where, "the MCP probe does not speak the websocket transport yet: declare readiness "
+                        "type http (a health path) or none")
+        )  # fmt: skip
+    if "tools" in server and kind != "mcp":
+        issues.append(
+            SchemaIssue(("servers", index, "tools"), f"pinned tools are checked by the MCP handshake; this "
+                        f"server's readiness is {kind} (declare readiness type mcp)")
+        )  # fmt: skip
+    if server.get("onUnhealthy") == "restart" and kind == "none":
+        issues.append(
+            SchemaIssue(("servers", index, "onUnhealthy"), "onUnhealthy: restart needs a readiness probe "
+                        "(mcp or http); with readiness none a server is never found unhealthy")
+        )  # fmt: skip
     return issues
 
 
@@ -107,6 +155,9 @@ def _names(document: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], An
         capabilities = server.get("capabilities")
         for position, capability in enumerate(capabilities if isinstance(capabilities, list) else ()):
             yield ("servers", index, "capabilities", position), capability, False
+        tools = server.get("tools")
+        for position, tool in enumerate(tools if isinstance(tools, list) else ()):
+            yield ("servers", index, "tools", position), tool, False
 
 
 def check_names(document: Any) -> list[SchemaIssue]:

@@ -14,6 +14,19 @@ from typing import Literal
 Transport = Literal["stdio", "sse", "streamable-http", "websocket"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "sse", "streamable-http", "websocket")
 DesiredState = Literal["running", "stopped"]
+ReadinessType = Literal["mcp", "http", "none"]
+READINESS_TYPES: tuple[ReadinessType, ...] = ("mcp", "http", "none")
+OnUnhealthy = Literal["restart", "none"]
+ON_UNHEALTHY: tuple[OnUnhealthy, ...] = ("restart", "none")
+# Transports the MCP probe speaks, so the default readiness of a published server on them is ``mcp``; a
+# websocket server defaults to ``none`` (declare ``http`` for it where it has a health path).
+MCP_PROBE_TRANSPORTS: frozenset[str] = frozenset({"streamable-http", "sse"})
+# The MCP endpoint probed when the manifest names none, per transport (the SDKs' usual paths).
+DEFAULT_MCP_PATHS: dict[str, str] = {"streamable-http": "/mcp", "sse": "/sse", "websocket": "/"}
+# The path an http readiness GETs when neither the manifest nor the catalog names one.
+DEFAULT_HEALTH_PATH = "/health"
+# Host addresses that publish on every interface: only there is the toolbox's own address sure to reach it.
+EVERY_INTERFACE: frozenset[str] = frozenset({"0.0.0.0", "::"})
 
 MANAGED_BY = "mcp-reconciler"
 """Marker stored in base_config_override_json.managed_by on every instance the reconciler owns."""
@@ -43,6 +56,17 @@ class SecretRef:
 EnvValue = str | SecretRef
 
 
+@dataclass(frozen=True)
+class ReadinessSpec:
+    """How a server proves it is ready, as declared (``readiness:``); unset fields take their defaults
+    (``ServerSpec.readiness_type`` and the settings). Not part of the spec hash: changing it recreates nothing."""
+
+    type: ReadinessType | None = None
+    path: str | None = None
+    timeout: float | None = None  # seconds a server has after a create, replace or start to pass
+    failure_threshold: int | None = None  # failed cycles in a row before the server is unhealthy
+
+
 # The host address a hostPort is published on when the manifest names none. Agentopia's backend reaches an MCP
 # server at the toolbox's own address, so the default must serve that address: every interface, said out loud
 # (Docker's own default when no HostIp is sent) rather than left implicit. See README, "Host address".
@@ -65,6 +89,28 @@ class ServerSpec:
     env: tuple[tuple[str, EnvValue], ...] = ()
     protect: bool = False
     source: SourceRef = field(default=SourceRef("<memory>", 0), compare=False)
+    readiness: ReadinessSpec = ReadinessSpec()
+    tools: tuple[str, ...] | None = None  # pinned tool names the server must keep listing (mcp readiness)
+    on_unhealthy: OnUnhealthy = "none"
+
+    @property
+    def readiness_type(self) -> ReadinessType:
+        """The declared type, else ``mcp`` for a streamable-http or sse server published on every interface
+        (the toolbox's address reaches it), else ``none`` (stdio, websocket, no hostPort, or a host address of
+        its own)."""
+        if self.readiness.type is not None:
+            return self.readiness.type
+        published = self.host_port is not None and self.effective_host_ip in EVERY_INTERFACE
+        return "mcp" if self.transport in MCP_PROBE_TRANSPORTS and published else "none"
+
+    @property
+    def readiness_path(self) -> str:
+        """The path probed: the declared one, else the MCP endpoint (mcp) or ``/health`` (http)."""
+        if self.readiness.path is not None:
+            return self.readiness.path
+        if self.readiness_type == "mcp":
+            return self.endpoint or DEFAULT_MCP_PATHS.get(self.transport, "/mcp")
+        return DEFAULT_HEALTH_PATH
 
     @property
     def effective_host_ip(self) -> str:

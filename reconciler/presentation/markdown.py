@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from reconciler.core.plan import Notice, Plan, Step
 from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
+from reconciler.presentation.rollouts import HEADLINE, rollout_title, wave_text
 from reconciler.presentation.summary import SUMMARY_KEYS, gap_text, incomplete_headline, summary_counts
 
 GITHUB_COMMENT_LIMIT = 65_536
@@ -85,11 +86,22 @@ def _head(plan: Plan, verdict: Verdict, notes: Sequence[str]) -> str:
     if len(envs) != 1:
         total = summary_counts(plan)
         lines.append("| **total** | " + " | ".join(str(total[k]) for k in keys) + f" | {len(plan.notices)} |")
+    health = plan.health_line()
+    if health is not None:
+        lines += ["", cell(health[0].upper() + health[1:])]
     destructive = sum(1 for s in plan.steps if s.destructive)
     if destructive:
         lines += ["", f"> :warning: {destructive} destructive step(s)."]
     for err in plan.errors:
         lines += ["", f"> :x: {cell(err)}"]
+    return "\n".join(lines)
+
+
+def _rollouts(plan: Plan) -> str:
+    lines = [f"**{cell(HEADLINE)}**", ""]
+    for r in plan.rollouts:
+        lines.append(f"- {cell(rollout_title(r))}")
+        lines += [f"  - {cell(wave_text(w))}" for w in r.waves]
     return "\n".join(lines)
 
 
@@ -114,6 +126,8 @@ def _details(summary: str, steps: Sequence[str], notices: Sequence[str]) -> str:
 def _blocks(plan: Plan, verdict: Verdict, notes: Sequence[str], budget: int) -> list[str]:
     """The head, then each environment's details; one too big for ``budget`` becomes several blocks."""
     blocks = [_head(plan, verdict, notes)]
+    if plan.rollouts:
+        blocks.append(_rollouts(plan))
     overhead = len(_details("x" * 200, ["x"], ["x"])) + len("\n".join(_STEP_HEADER + _NOTICE_HEADER))
     for section in _sections(plan):
         whole = _details(section.summary, section.steps, section.notices)

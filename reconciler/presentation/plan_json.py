@@ -10,16 +10,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from reconciler.core.plan import Action, Change, Notice, NoticeKind, Plan, Step
+from reconciler.core.plan import Action, Change, HealthEntry, Notice, NoticeKind, Plan, Step
+from reconciler.core.rollout import Rollout, Toolbox, Wave
 from reconciler.core.scope import PlanScope
 from reconciler.core.verdict import Verdict
 from reconciler.errors import PlanError
 from reconciler.model.spec import (
+    ON_UNHEALTHY,
+    READINESS_TYPES,
     TRANSPORTS,
     Desired,
     EnvironmentPolicy,
     EnvironmentSpec,
     EnvValue,
+    ReadinessSpec,
     SecretRef,
     ServerSpec,
     SourceRef,
@@ -53,7 +57,47 @@ def spec_to_dict(spec: ServerSpec) -> dict[str, Any]:
         "env": [_env_value(k, v) for k, v in spec.env],
         "protect": spec.protect,
         "source": _source(spec.source),
+        **_readiness_to_dict(spec),
     }
+
+
+def _readiness_to_dict(spec: ServerSpec) -> dict[str, Any]:
+    """The readiness fields a manifest set, only those: a spec that sets none serialises as before."""
+    out: dict[str, Any] = {}
+    r = spec.readiness
+    if r != ReadinessSpec():
+        out["readiness"] = {
+            "type": r.type,
+            "path": r.path,
+            "timeout": r.timeout,
+            "failure_threshold": r.failure_threshold,
+        }
+    if spec.tools is not None:
+        out["tools"] = list(spec.tools)
+    if spec.on_unhealthy != "none":
+        out["on_unhealthy"] = spec.on_unhealthy
+    return out
+
+
+def _readiness_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    r = data.get("readiness")
+    if isinstance(r, Mapping):
+        kind = r.get("type")
+        if kind is not None and kind not in READINESS_TYPES:
+            raise ValueError(f"unknown readiness type {kind!r}")
+        timeout, threshold = r.get("timeout"), r.get("failure_threshold")
+        out["readiness"] = ReadinessSpec(
+            type=kind, path=_opt(r.get("path")), timeout=None if timeout is None else float(timeout),
+            failure_threshold=None if threshold is None else int(threshold),
+        )  # fmt: skip
+    if data.get("tools") is not None:
+        out["tools"] = tuple(str(t) for t in data["tools"])
+    on_unhealthy = data.get("on_unhealthy", "none")
+    if on_unhealthy not in ON_UNHEALTHY:
+        raise ValueError(f"unknown on_unhealthy {on_unhealthy!r}")
+    out["on_unhealthy"] = on_unhealthy
+    return out
 
 
 def step_to_dict(step: Step) -> dict[str, Any]:
@@ -83,6 +127,51 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
         "message": notice.message,
         "source": _source(notice.source),
     }
+
+
+def health_to_dict(entry: HealthEntry) -> dict[str, Any]:
+    return {
+        "environment_id": entry.environment_id,
+        "environment_name": entry.environment_name,
+        "server": entry.server,
+        "readiness": entry.kind,
+        "ok": entry.ok,
+        "error": entry.error,
+        "consecutive_failures": entry.failures,
+        "unhealthy": entry.unhealthy,
+        "protocol_version": entry.protocol_version,
+        "server_name": entry.server_name,
+        "server_version": entry.server_version,
+        "tools": list(entry.tools),
+    }
+
+
+def rollout_to_dict(r: Rollout) -> dict[str, Any]:
+    return {
+        "server": r.server,
+        "spec_hash": r.spec_hash,
+        "image": r.image,
+        "waves": [
+            {
+                "wave": w.number,
+                "max_in_flight": w.max_in_flight,
+                "environments": [{"id": t.environment_id, "name": t.environment_name} for t in w.toolboxes],
+            }
+            for w in r.waves
+        ],
+    }
+
+
+def rollout_from_dict(data: Mapping[str, Any]) -> Rollout:
+    waves = tuple(
+        Wave(
+            int(w["wave"]),
+            tuple(Toolbox(str(t["id"]), str(t["name"])) for t in w["environments"]),
+            int(w["max_in_flight"]),
+        )
+        for w in data["waves"]
+    )
+    return Rollout(str(data["server"]), str(data["spec_hash"]), _opt(data.get("image")), waves)
 
 
 def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
@@ -186,6 +275,10 @@ def plan_to_dict(
         "notices": [notice_to_dict(n) for n in plan.notices],
         "errors": list(plan.errors),
     }
+    if plan.health:
+        data["health"] = [health_to_dict(h) for h in plan.health]
+    if plan.rollouts:
+        data["rollouts"] = [rollout_to_dict(r) for r in plan.rollouts]
     if verdict is not None:
         data.update(verdict_to_dict(verdict))
     if scope is not None:
@@ -238,6 +331,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> ServerSpec:
         env=tuple(env),
         protect=bool(data.get("protect", False)),
         source=source if source is not None else SourceRef("<memory>", 0),
+        **_readiness_from_dict(data),
     )
 
 
@@ -281,6 +375,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
             created_at=datetime.fromisoformat(created) if created else None,
             manifest_digest=str(data.get("manifest_digest", "")),
             errors=tuple(str(e) for e in data.get("errors", [])),
+            rollouts=tuple(rollout_from_dict(r) for r in data.get("rollouts", [])),
         )
     except PlanError:
         raise

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from reconciler.core.plan import Action, NoticeKind, Plan, Step
 from reconciler.core.verdict import Verdict, verdict_of
 from reconciler.presentation.escape import printable
+from reconciler.presentation.rollouts import HEADLINE, rollout_lines
 from reconciler.presentation.summary import gap_text, incomplete_headline, summary_line
 
 SYMBOLS: dict[Action, str] = {
@@ -72,6 +73,8 @@ def render_text(
             current = key
             lines += ["", f"environment {printable(step.environment_name)} ({printable(step.environment_id)}):"]
         lines += _step_lines(step, color)
+    if plan.rollouts:
+        lines += ["", HEADLINE, *rollout_lines(plan.rollouts)]
     if plan.notices:
         lines += ["", "Notices:"]
         for n in plan.notices:
@@ -81,6 +84,9 @@ def render_text(
                 f"  {_paint(f'! {n.kind.value}', _NOTICE_COLOURS.get(n.kind), color)} {who}: "
                 f"{printable(n.message)}{where}"
             )
+    health = plan.health_line()
+    if health is not None:
+        lines += ["", printable(health)]
     lines += ["", _paint(summary_line(plan, verdict), "1" if verdict.complete else "1;31", color)]
     text = "\n".join(lines).strip("\n")
     while "\n\n\n" in text:  # one blank line between blocks, whichever blocks are present

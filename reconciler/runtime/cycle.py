@@ -13,11 +13,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from reconciler.core import flap
+from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeeded
 from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
-from reconciler.core.plan import Plan, Step
+from reconciler.core.plan import NoticeKind, Plan, Step
 from reconciler.core.planner import plan as make_plan
 from reconciler.core.scope import narrow_to_servers
 from reconciler.core.suspension import Suspension, hold_back, mark_suspended
@@ -35,7 +35,9 @@ from reconciler.runtime.cycle_data import (
 )
 from reconciler.runtime.execute import ApplyResult, Executor
 from reconciler.runtime.observe import listed_instance_ids, observe, observe_recorded, targets_for
+from reconciler.runtime.probing import ReadinessConfig, health_records, probe_health
 from reconciler.runtime.replicas import take_share
+from reconciler.runtime.rollout_run import apply_in_waves
 from reconciler.runtime.saved_plan import basis_of, check_basis
 from reconciler.settings import Settings
 
@@ -108,6 +110,8 @@ class _Cycle:
         self.backing_off: list[str] = []
         self.elsewhere: list[str] = []
         self.locked: list[RecordedEnvironment] = []
+        self.unhealthy = dict(state.unhealthy)
+        self.health_written = dict(state.health_written)
         self.suspended: dict[str, Suspension] = {}  # environment id -> suspension, as stored
         self.leased_elsewhere: list[str] = []  # owned by another daemon replica (leases)
         self.live_replicas = 0  # live daemon replicas sharing the work, this one included (0: not sharing)
@@ -210,6 +214,10 @@ class _Cycle:
             observed = observe(ports.store, ports.dtma, self.settings, environment_ids=ids, environments=rows)
         else:
             observed = observe_recorded(ports.store, environment_ids=ids, environments=rows)
+        if request.refresh and ports.prober is not None:
+            observed, self.unhealthy = probe_health(
+                ports.prober, desired, observed, self.settings, failures=self.unhealthy, now=ports.clock.now()
+            )
         policy = replace(request.policy, one_instance_per_image=ports.store.unique_image_per_environment)
         fingerprints = secret_fingerprints(request.secret_values, ports.key)
         the_plan = make_plan(desired, observed, policy, ports.clock.now(), fingerprints)
@@ -217,12 +225,18 @@ class _Cycle:
         if request.flap_threshold is not None:
             the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
         the_plan = narrow_to_servers(the_plan, request.servers)
+        # A rollout that halted in an earlier cycle (daemon) stays halted until the spec changes again.
+        halted = rollout.remember(self.state.halted, the_plan, ())
         reviewed = step_keys(the_plan)  # a saved plan's steps include a suspended environment's
         suspended = {r.id: self.names[r.id] for r in chosen if r.id in self.suspended}
         if request.kind == "plan":
             the_plan = mark_suspended(the_plan, self.suspended, suspended)
         else:
             the_plan = hold_back(the_plan, self.suspended, suspended)
+        the_plan = rollout.hold_halted(the_plan, halted)
+        # The waves apply would run: a suspended environment's steps (still shown by plan) take no part.
+        rolled = [s for s in the_plan.steps if s.environment_id not in suspended]
+        the_plan = replace(the_plan, rollouts=rollout.plan_rollouts(rolled, self._rollout_settings()))
         verdict = verdict_of(the_plan, observed)
         basis = None
         if request.want_basis or request.saved_basis is not None:
@@ -242,12 +256,13 @@ class _Cycle:
             outcome = plan_outcome(verdict, the_plan)
             run_id = self._start_run()
             ports.journal.finish_run(run_id, ports.clock.now(), outcome)
-            return replace(report, run_id=run_id, outcome=outcome), self._next_state(flaps)
+            return replace(report, run_id=run_id, outcome=outcome), self._next_state(flaps, halted=halted)
         if not request.journal_idle and not the_plan.steps:
-            state = self._next_state(flaps, observed, ids)
+            self._record_health(observed, ApplyResult())
+            state = self._next_state(flaps, observed, ids, halted=halted)
             return replace(report, stalled=state.stalled()), state
         if self.hooks.approve is not None and not self.hooks.approve(the_plan, verdict, observed):
-            return replace(report, cancelled=True), self._next_state(flaps)
+            return replace(report, cancelled=True), self._next_state(flaps, halted=halted)
         run_id = self._start_run()
         if request.saved_basis is not None and basis is not None:
             try:
@@ -267,12 +282,48 @@ class _Cycle:
             plan_errors=bool(the_plan.errors),
             stopped=self.hooks.stopping(),
             unsettled=any(r.notice is not None for r in applied.results),
+            halted=bool(applied.halts),
         )
         ports.journal.finish_run(run_id, ports.clock.now(), outcome)
-        flaps = flap.after_apply(flaps, (r.step for r in applied.results if r.outcome == StepOutcome.OK))
-        state = self._next_state(flaps, observed, ids, applied)
+        self._record_health(observed, applied)
+        # An unready step was applied all the same: a restart that leaves its server unhealthy counts towards
+        # the flap guard, which stalls a server still unhealthy after two restarts.
+        done = (StepOutcome.OK, StepOutcome.UNREADY)
+        flaps = flap.after_apply(flaps, (r.step for r in applied.results if r.outcome in done))
+        halted = rollout.remember(halted, the_plan, applied.halts)
+        state = self._next_state(flaps, observed, ids, applied, halted=halted)
+        if applied.halts:  # said once, in the report's notices, for the notifier and the status page
+            held = (r.step for r in applied.results if r.notice is NoticeKind.ROLLOUT_HELD)
+            notices = the_plan.notices + rollout.halt_notices(applied.halts, held)
+            report = replace(report, plan=replace(the_plan, notices=notices))
         report = replace(report, run_id=run_id, outcome=outcome, applied=applied, stalled=state.stalled())
         return report, state
+
+    def _record_health(self, observed: Observed, applied: ApplyResult) -> None:
+        """Write this cycle's probes to the instance rows (``mcp_discovery_metadata``, the announced
+        capabilities), except for servers a step acted on (their readiness wait wrote a newer answer), and fold
+        the waits' answers into the consecutive-failure counts. A failed write is logged, never fatal."""
+        stepped = {(r.step.environment_id, r.step.server) for r in applied.results}
+        for r in applied.results:
+            key = (r.step.environment_id, r.step.server)
+            self.health_written.pop(key, None)  # its config was written again: write its health afresh
+            if r.probe is not None and r.probe.ok:
+                self.unhealthy.pop(key, None)
+            elif r.probe is not None:
+                self.unhealthy[key] = max(self.unhealthy.get(key, 0), 1)
+        if not observed.health:
+            return
+        rows = {(i.environment_id, i.name): i for i in observed.recorded.instances if i.name is not None}
+        health = {k: h for k, h in observed.health.items() if k not in stepped}
+        records, written = health_records(health, rows, self.health_written, self.ports.clock.monotonic())
+        if not records:
+            return
+        try:
+            self.ports.store.record_health(records)
+        except StoreError as exc:
+            log.warning("could not record the health of %d server(s): %s", len(records), exc)
+            return
+        self.health_written = written
 
     def _start_run(self) -> int:
         request = self.request
@@ -321,14 +372,22 @@ class _Cycle:
             ),
             on_step=hooks.on_step,
             gate=gate,
+            prober=self.ports.prober,
+            readiness=ReadinessConfig(
+                default_timeout=self.settings.readiness_timeout, probe_timeout=self.settings.probe_timeout
+            ),
         )
         if hooks.on_run is not None:
             hooks.on_run(run_id)
         try:
-            return executor.apply(the_plan.steps)
+            return apply_in_waves(executor, the_plan.steps, the_plan.rollouts)
         finally:
             if hooks.on_run is not None:
                 hooks.on_run(None)
+
+    def _rollout_settings(self) -> rollout.RolloutSettings:
+        s = self.settings
+        return rollout.RolloutSettings(s.rollout, s.rollout_first_wave, s.rollout_max_in_flight)
 
     def _report(
         self, the_plan: Plan | None, *, acted_on: Sequence[RecordedEnvironment] = (), **kw: object
@@ -364,11 +423,17 @@ class _Cycle:
         observed: Observed | None = None,
         ids: set[str] | None = None,
         applied: ApplyResult | None = None,
+        *,
+        halted: Mapping[rollout.RolloutKey, rollout.Halt] | None = None,
     ) -> CycleState:
         backoff = dict(self.state.backoff)
         if self.request.backoff is not None and observed is not None and ids is not None:
             backoff = self._backoff(backoff, self.request.backoff, observed, ids, applied or ApplyResult())
-        return CycleState(backoff=backoff, flap=flaps, names=self.names)
+        halted = self.state.halted if halted is None else halted
+        return CycleState(
+            backoff=backoff, flap=flaps, names=self.names, halted=halted, unhealthy=self.unhealthy,
+            health_written=self.health_written,
+        )  # fmt: skip
 
     def _backoff(
         self,
@@ -397,7 +462,7 @@ class _Cycle:
             current = backoff.get(env_id, BackoffState())
             if problem is None:
                 if current.backing_off:
-                    log.info("environment %s recovered; backoff reset", name)
+                    log.info("environment %s recovered; backoff reset", name, extra={"environment": name})
                 backoff[env_id] = succeeded(current)
                 continue
             new = failed(current, policy, now, self.hooks.rand(), problem)
@@ -405,6 +470,7 @@ class _Cycle:
             log.warning(
                 "environment %s failed %d time(s) in a row (%s); next attempt in %.0fs",
                 name, new.failures, problem, new.retry_at - now,
+                extra={"environment": name, "outcome": "backing-off"},
             )  # fmt: skip
         return {k: v for k, v in backoff.items() if v.backing_off}
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reconciler.core import flap
+from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
@@ -79,6 +79,13 @@ class CycleState:
     backoff: Mapping[str, BackoffState] = field(default_factory=dict)  # environment id -> state (failing only)
     flap: Mapping[flap.Key, flap.FlapRecord] = field(default_factory=dict)
     names: Mapping[str, str] = field(default_factory=dict)  # environment id -> name, for reports
+    # (environment id, server) -> readiness probes failed in consecutive cycles (failing servers only)
+    unhealthy: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # (environment id, server) -> (digest, monotonic time) of the health last written to its row
+    health_written: Mapping[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    # Rollouts that halted (a step of theirs failed or was unready), by server and target spec hash: their
+    # steps stay held until the spec changes again (core.rollout.hold_halted), never retried every interval.
+    halted: Mapping[rollout.RolloutKey, rollout.Halt] = field(default_factory=dict)
 
     def name(self, environment_id: str) -> str:
         return self.names.get(environment_id, environment_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from reconciler.core.health import ProbeResult
+from reconciler.core.observed import ServerHealth
 from reconciler.core.plan import BlockReason, NoticeKind, Step
 from reconciler.core.planner import unpublished_port
 from reconciler.errors import (
@@ -23,9 +25,10 @@ from reconciler.errors import (
 )
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
-from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget
+from reconciler.ports import Clock, DeployRequest, Dtma, DtmaTarget, HealthRecord
 from reconciler.runtime.instance_rows import InstanceRows
 from reconciler.runtime.live_checks import gone, live, stop_quietly
+from reconciler.runtime.probing import ReadinessWait, health_metadata
 from reconciler.runtime.step_results import DeployPending, ExecutorConfig, StepFailed
 
 
@@ -40,13 +43,16 @@ class Deployer:
         config: ExecutorConfig,
         secret_values: Mapping[str, str],
         clean: Callable[[str], str],
+        readiness: ReadinessWait,
     ) -> None:
         self.dtma, self.rows, self.clock, self.sleep, self.config = dtma, rows, clock, sleep, config
         self._secrets = secret_values
         self._clean = clean
+        self.readiness = readiness
 
-    def create(self, step: Step, target: DtmaTarget) -> str | None:
-        """Deploy the step's server; returns why its declared hostPort is not published, if it is not."""
+    def create(self, step: Step, target: DtmaTarget) -> tuple[str | None, ProbeResult | None]:
+        """Deploy the step's server and wait for its readiness; returns why its declared hostPort is not
+        published (if it is not) and the readiness wait's last probe (None: nothing to probe)."""
         spec = step.desired
         if spec is None or step.spec_hash is None:
             raise StepFailed(f"{step.environment_name}/{step.server}: step carries no desired spec")
@@ -69,7 +75,9 @@ class Deployer:
             self.rows.mark_error_id(instance_id, self._clean(str(exc)))
             raise
 
-    def _deploy(self, step: Step, spec: ServerSpec, target: DtmaTarget, instance_id: str) -> str | None:
+    def _deploy(
+        self, step: Step, spec: ServerSpec, target: DtmaTarget, instance_id: str
+    ) -> tuple[str | None, ProbeResult | None]:
         request = DeployRequest(
             image=spec.image,
             name=spec.name,
@@ -130,7 +138,28 @@ class Deployer:
         self.rows.set_status(instance_id, "deploying")
         message = self.wait_running(step, target)
         self.finish(instance_id, spec, target)
-        return message
+        return message, self.ready(step, target, instance_id)
+
+    def ready(self, step: Step, target: DtmaTarget, instance_id: str | None) -> ProbeResult | None:
+        """Wait until the server passes its readiness (or its timeout runs out) and record what the last probe
+        found; a server that never passed is ``error_runtime`` with the probe's error."""
+        spec = step.desired
+        result = self.readiness.wait(spec, target)
+        if result is None or spec is None or instance_id is None:
+            return result
+        health = ServerHealth(spec.readiness_type, result, self.clock.now(), failures=0 if result.ok else 1)
+        capabilities = list(result.capabilities) if result.ok and spec.readiness_type == "mcp" else None
+        self.rows.record_health(HealthRecord(instance_id, health_metadata(health, "running"), capabilities))
+        if not result.ok:
+            self.rows.mark_unready(instance_id, self._clean(self.unready_message(step, result)))
+        return result
+
+    def unready_message(self, step: Step, result: ProbeResult) -> str:
+        timeout = self.readiness.timeout(step.desired) if step.desired is not None else 0.0
+        return (
+            f"{step.environment_name}/{step.server}: running, but not ready after {timeout:g}s "
+            f"({step.desired.readiness_type if step.desired else 'readiness'} probe): {result.error}"
+        )
 
     def finish(self, instance_id: str, spec: ServerSpec | None, target: DtmaTarget | None = None) -> None:
         if spec is not None and spec.state == "stopped" and target is not None:

@@ -8,19 +8,22 @@ declared.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.outcomes import StepOutcome
+from reconciler.core.plan import Action, NoticeKind, Plan
 from reconciler.core.verdict import GapKind
 from reconciler.runtime.cycle import CycleReport
+
+_ACTIONS = frozenset(a.value for a in Action)
 
 
 @dataclass(frozen=True)
 class EnvironmentSeries:
     """One environment's values after a cycle that covered it."""
 
-    drift_steps: int = 0  # steps the cycle's plan held for it (0 = nothing to do)
+    drift_steps: int = 0  # steps the cycle planned for it, held back or not (0 = nothing to do)
     drift_by_action: Mapping[str, int] = field(default_factory=dict)  # action -> steps, only non-zero ones
     unobserved: bool = False  # its toolbox was not observed (unreachable, not active, no token, not registered)
     failed_steps: int = 0  # steps that failed this cycle
@@ -45,9 +48,9 @@ def series_of(report: CycleReport) -> CycleSeries | None:
         return None
     names = set(report.acted_on) | set(report.verdict.environments())
     drift: dict[str, dict[str, int]] = {}
-    for step in report.plan.steps:
-        actions = drift.setdefault(step.environment_name, {})
-        actions[str(step.action)] = actions.get(str(step.action), 0) + 1
+    for env, action in _planned(report.plan):
+        actions = drift.setdefault(env, {})
+        actions[action] = actions.get(action, 0) + 1
     failed: dict[str, int] = {}
     unsettled: set[str] = set()
     for result in report.results:
@@ -79,3 +82,15 @@ def series_of(report: CycleReport) -> CycleSeries | None:
     }
     kept = frozenset(report.backing_off) | frozenset(report.locked_elsewhere)
     return CycleSeries(covered, kept - set(covered))
+
+
+def _planned(plan: Plan) -> Iterator[tuple[str, str]]:
+    """(environment, action) of every step the plan holds, and of every step held back because its
+    environment is suspended (that drift is still there: the held step's notice begins with its action)."""
+    for step in plan.steps:
+        yield step.environment_name, str(step.action)
+    for notice in plan.notices:
+        if notice.kind is NoticeKind.SUSPENDED and notice.server is not None:
+            action = notice.message.split(" ", 1)[0]
+            if action in _ACTIONS:
+                yield notice.environment_name, action

@@ -18,14 +18,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, BlockReason, NoticeKind, Step
 from reconciler.core.redact import agent_text
 from reconciler.errors import DtmaDeployTimeoutError, DtmaError, DtmaTransportError, ReconcilerError
-from reconciler.ports import Clock, Dtma, DtmaTarget, Journal, Store
+from reconciler.ports import Clock, Dtma, DtmaTarget, Journal, Prober, Store
 from reconciler.runtime.deploy import Deployer
 from reconciler.runtime.instance_rows import InstanceRows
+from reconciler.runtime.probing import ReadinessConfig, ReadinessWait
 from reconciler.runtime.step_actions import StepActions
 from reconciler.runtime.step_results import ApplyResult, DeployPending, ExecutorConfig, StepFailed, StepResult
 
@@ -33,6 +35,7 @@ __all__ = ["ApplyResult", "Executor", "ExecutorConfig", "StepFailed", "StepResul
 
 
 _DEFAULT_CONFIG = ExecutorConfig()
+_DEFAULT_READINESS = ReadinessConfig()
 
 
 class _Chain:
@@ -89,6 +92,8 @@ class Executor:
         config: ExecutorConfig = _DEFAULT_CONFIG,
         on_step: Callable[[StepResult], None] | None = None,
         gate: Callable[[Step], str | None] | None = None,
+        prober: Prober | None = None,
+        readiness: ReadinessConfig = _DEFAULT_READINESS,
     ) -> None:
         self.store, self.dtma, self.targets, self.journal = store, dtma, targets, journal
         self.run_id, self.clock, self.sleep, self.config = run_id, clock, sleep, config
@@ -99,11 +104,21 @@ class Executor:
         self._rows = InstanceRows(store, clock, secret_fingerprints)
         deployer = Deployer(
             dtma=dtma, rows=self._rows, clock=clock, sleep=sleep, config=config, secret_values=secret_values,
-            clean=self._clean,
+            clean=self._clean, readiness=ReadinessWait(prober, clock, sleep, readiness),
         )  # fmt: skip
         self._actions = StepActions(dtma=dtma, rows=self._rows, deployer=deployer)
 
-    def apply(self, steps: Sequence[Step]) -> ApplyResult:
+    def apply(
+        self,
+        steps: Sequence[Step],
+        *,
+        concurrency: int | None = None,
+        hold: Callable[[Step], str | None] | None = None,
+        observe: Callable[[StepResult], None] | None = None,
+    ) -> ApplyResult:
+        """``concurrency`` bounds the toolboxes in flight below the configured one (a rollout's later wave);
+        ``hold`` gives a reason to journal a step ``skipped`` without trying it (its rollout halted); ``observe``
+        sees each result before ``on_step`` (the wave runner's progress)."""
         by_env: dict[str, list[Step]] = {}
         for step in steps:
             by_env.setdefault(step.environment_id, []).append(step)
@@ -112,6 +127,7 @@ class Executor:
 
         def run_one(step: Step, state: _Chain) -> None:
             veto = self._gate(step) if self._gate is not None else None
+            started, duration = self.clock.monotonic(), None
             # A vetoed or skipped step is not started, so it has no journal row: nothing was attempted.
             if veto:
                 result = StepResult(step, StepOutcome.SKIPPED, veto)
@@ -119,10 +135,16 @@ class Executor:
                 result = StepResult(step, StepOutcome.SKIPPED, state.broken, notice=NoticeKind.UNREACHABLE)
             elif state.forgotten is not None and step.action is Action.CREATE:
                 result = self._hold_forgotten(step, state.forgotten)
+            elif hold is not None and (held := hold(step)) is not None:
+                result = self._skip_held(step, held)
             else:
                 result = self._run_step(step, state)
+                duration = self.clock.monotonic() - started
+            result = replace(result, run_id=self.run_id, duration=duration)
             with lock:
                 results.append(result)
+            if observe is not None:
+                observe(result)
             if self._on_step is not None:
                 self._on_step(result)
 
@@ -140,7 +162,8 @@ class Executor:
                     for fut in [pool.submit(run_one, step, state) for step in group]:
                         fut.result()
 
-        workers = max(1, min(self.config.global_concurrency, len(by_env) or 1))
+        bound = min(concurrency or self.config.global_concurrency, self.config.global_concurrency)
+        workers = max(1, min(bound, len(by_env) or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
             for fut in [pool.submit(run_chain, chain) for chain in by_env.values()]:
                 fut.result()
@@ -187,7 +210,22 @@ class Executor:
             return StepResult(step, StepOutcome.FAILED, message)
         message = self._clean(done.message)
         self.journal.outcome(step_id, self.clock.now(), done.outcome, error=message or None)
-        return StepResult(step, done.outcome, message, notice=done.notice)
+        return StepResult(step, done.outcome, message, notice=done.notice, probe=done.probe)
+
+    def _skip_held(self, step: Step, why: str) -> StepResult:
+        """A step its rollout held back: journalled ``skipped`` with the reason, so the journal says why this
+        toolbox keeps its version; the agent is not called."""
+        message = self._clean(why)
+        step_id = self.journal.intent(
+            self.run_id,
+            self.clock.now(),
+            environment=step.environment_name,
+            server=step.server,
+            action=str(step.action),
+            reason=step.reason,
+        )
+        self.journal.outcome(step_id, self.clock.now(), StepOutcome.SKIPPED, error=message)
+        return StepResult(step, StepOutcome.SKIPPED, message, notice=NoticeKind.ROLLOUT_HELD)
 
     def _hold_forgotten(self, step: Step, why: str) -> StepResult:
         """A create on a toolbox whose agent just showed it forgot its containers: not sent, held back."""

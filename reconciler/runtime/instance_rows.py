@@ -17,7 +17,7 @@ from reconciler.core.plan import BLOCKED_KEY, Action, BlockReason, Step
 from reconciler.errors import ReconcilerError
 from reconciler.model.spec import ServerSpec
 from reconciler.model.stored import stored_config
-from reconciler.ports import Clock, NewInstance, Store
+from reconciler.ports import Clock, HealthRecord, NewInstance, Store
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ class InstanceRows:
 
     def sync_status(self, instance_id: str, status: str) -> None:
         with self._lock:
-            self.store.update_instance(instance_id, status=status, clear_error=True)
+            # error_runtime keeps the message that says why (the probe's error, written with it).
+            self.store.update_instance(instance_id, status=status, clear_error=status != "error_runtime")
 
     def store_protect(self, instance_id: str, protect: bool) -> None:
         with self._lock:
@@ -122,6 +123,21 @@ class InstanceRows:
         if instance_id:
             with self._lock:
                 self.store.update_instance(instance_id, status=status, clear_error=status != "error")
+
+    def record_health(self, record: HealthRecord) -> None:
+        try:
+            with self._lock:
+                self.store.record_health([record])
+        except ReconcilerError:
+            log.warning("could not record the health of instance %s", record.instance_id)
+
+    def mark_unready(self, instance_id: str, message: str) -> None:
+        """The container runs, its server does not answer: ``error_runtime`` (README, "Status mapping")."""
+        try:
+            with self._lock:
+                self.store.update_instance(instance_id, status="error_runtime", error_message=message)
+        except ReconcilerError:
+            log.warning("could not record that instance %s is not ready", instance_id)
 
     def mark_error(self, step: Step, message: str) -> None:
         if step.instance_id is not None and step.action is not Action.DELETE:

@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
+from reconciler.core.health import ProbeResult
 from reconciler.core.observed import LiveContainer, LiveListing
 from reconciler.core.outcomes import StepOutcome
-from reconciler.core.plan import Action, NoticeKind, Step
+from reconciler.core.plan import HEALTH_FIELD, Action, NoticeKind, Step
 from reconciler.errors import DtmaNoSuchContainerError, DtmaNotFoundError
 from reconciler.ports import Dtma, DtmaTarget
 from reconciler.runtime.deploy import Deployer
@@ -59,17 +61,18 @@ class StepActions:
                     self.deployer.finish(step.instance_id, step.desired)
                     return _done(StepOutcome.SKIPPED, "already deployed", unpublished)
                 raise StepFailed(f"{step.environment_name}/{step.server}: a container of that name already exists")
-            return _done(StepOutcome.OK, "", self.deployer.create(step, target))
+            return self._ready(step, *self.deployer.create(step, target))
         if action is Action.REPLACE:
             if current is not None:
                 self._delete(step, target)
-            return _done(StepOutcome.OK, "", self.deployer.create(step, target))
+            return self._ready(step, *self.deployer.create(step, target))
         if action in (Action.RESTART, Action.START):
             if current is None:
                 raise StepFailed(
                     f"{step.environment_name}/{step.server}: container is gone; the next plan recreates it"
                 )
-            if current.state == "running":
+            unhealthy = any(c.field == HEALTH_FIELD for c in step.changes)
+            if current.state == "running" and not unhealthy:
                 self.rows.record_desired(step, "running")
                 return Done(StepOutcome.SKIPPED, "already running")
             # The agent has no restart route; a container that is not running needs a start alone (a stop
@@ -79,6 +82,7 @@ class StepActions:
             self._named(lambda: self.dtma.start(target, step.server), step)
             self.rows.record_desired(step, "running")
             self.rows.set_status(step.instance_id, "running")
+            return self._ready(step, None, self.deployer.ready(step, target, step.instance_id))
         elif action is Action.STOP:
             if current is not None and current.state in STOPPABLE_STATES:
                 self._named(lambda: stop_quietly(self.dtma, target, step.server), step)
@@ -87,6 +91,17 @@ class StepActions:
         elif action is Action.DELETE and (is_gone or self._delete(step, target, listing)) and step.instance_id:
             self.rows.drop(step.instance_id)
         return Done(StepOutcome.OK)
+
+    def _ready(self, step: Step, unpublished: str | None, probe: ProbeResult | None) -> Done:
+        """A create, replace or start that worked: ``ok`` once the server passed its readiness (or has none to
+        pass), else ``unready`` naming the server and the probe's error."""
+        if probe is not None and not probe.ok:
+            message = self.deployer.unready_message(step, probe)
+            if unpublished is not None:
+                message = f"{message}; {unpublished}"
+            return Done(StepOutcome.UNREADY, message, probe=probe)
+        done = _done(StepOutcome.OK, "", unpublished)
+        return replace(done, probe=probe)
 
     def _adopt(self, step: Step, current: LiveContainer | None) -> Done:
         """Write the row of a container that runs as planned; no DTMA call but the listing that checks it."""

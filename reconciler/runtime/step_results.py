@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconciler.core.health import ProbeResult
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import NoticeKind, Step
+from reconciler.core.rollout import Halt
 from reconciler.errors import ReconcilerError
 
 
@@ -33,11 +35,30 @@ class StepResult:
     # forgot its containers, a toolbox that failed mid-apply, a deploy still pending): callers back off on it
     # and never claim convergence.
     notice: NoticeKind | None = None
+    probe: ProbeResult | None = None  # the readiness wait's last probe, after a create, replace or start
+    run_id: int | None = None  # the journal run it belongs to (set by the executor)
+    duration: float | None = None  # seconds from the step's start to its outcome (None: never started)
+
+    def log_fields(self) -> dict[str, str | int]:
+        """The structured fields of a log line about this step (``extra=``; JSON logs show them): names,
+        the outcome and numbers only, never the message (which may quote an agent)."""
+        fields: dict[str, str | int] = {
+            "environment": self.step.environment_name,
+            "server": self.step.server,
+            "action": str(self.step.action),
+            "outcome": str(self.outcome),
+        }
+        if self.run_id is not None:
+            fields["run_id"] = self.run_id
+        if self.duration is not None:
+            fields["duration_ms"] = round(self.duration * 1000)
+        return fields
 
 
 @dataclass(frozen=True)
 class ApplyResult:
     results: tuple[StepResult, ...] = field(default=())
+    halts: tuple[Halt, ...] = ()  # the rollouts that stopped in this run (runtime.rollout_run)
 
     @property
     def converged(self) -> bool:
@@ -45,7 +66,7 @@ class ApplyResult:
 
     @property
     def applied_any(self) -> bool:
-        return any(r.outcome == StepOutcome.OK for r in self.results)
+        return any(r.outcome in (StepOutcome.OK, StepOutcome.UNREADY) for r in self.results)
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,7 @@ class Done:
     outcome: StepOutcome
     message: str = ""
     notice: NoticeKind | None = None
+    probe: ProbeResult | None = None
 
 
 class StepFailed(ReconcilerError):

@@ -84,12 +84,14 @@ def tick(  # noqa: PLR0917
     if config.git_pull:
         problem = ports.git.pull(paths)
         if problem:
-            log.warning("%s; acting on the tree as it is", problem)
+            log.warning("%s; acting on the tree as it is", problem, extra={"outcome": "git-pull-failed"})
             errors.append(problem)
     loaded, memory = load_desired(paths, environ, state.desired)
     if not loaded.valid:
         kept = f"; keeping the last good state of {', '.join(loaded.kept)}" if loaded.kept else ""
-        log.error("manifests are invalid%s:\n%s", kept, "\n".join(loaded.errors))
+        log.error(
+            "manifests are invalid%s:\n%s", kept, "\n".join(loaded.errors), extra={"outcome": "manifest-invalid"}
+        )
         errors.extend(loaded.errors)
     elif not state.manifest_valid:
         log.info("manifests are valid again")
@@ -147,7 +149,7 @@ def tick(  # noqa: PLR0917
         cycle_ports = CyclePorts(store, ports.dtma, ports.journal, ports.clock, ports.key, ports.sleep)
         report, cycle_state = run_cycle(cycle_ports, settings, request, state.cycle, hooks)
     except StoreError as exc:
-        log.error("database unreachable: %s", exc)
+        log.error("database unreachable: %s", exc, extra={"outcome": "database-unreachable"})
         return failed_report(f"database unreachable: {exc}"), replace(state, database_ok=False)
     except ConfigError as exc:  # --env naming no environment of the manifests as they are now
         log.error("%s", exc)

@@ -137,6 +137,12 @@ class AgentToolbox(Toolbox):
             if port not in taken:
                 return port
 
+    def mcp_ports(self, c: SimContainer) -> set[int]:
+        """Only what Docker published (a port the image does not EXPOSE is not reachable)."""
+        if not c.started or c.stopped:
+            return set()
+        return {int(p["HostPort"]) for p in c.published if p["HostPort"].isdigit()}
+
     def _host_ports(self) -> set[int]:
         return {int(p["HostPort"]) for c in self._all() for p in c.published if p["HostPort"].isdigit()}
 
@@ -473,7 +479,14 @@ class AgentToolbox(Toolbox):
             for item in items:
                 c = self.containers[str(item["name"])]
                 c.started_at = time.time()
-                self.registry[c.name] = Managed(c.instance_id, c.image, {})
+                c.exposed = {port_key(k) for k in c.port_bindings}
+                c.published = [
+                    {"key": port_key(k), "HostIp": "", "HostPort": str(b["HostPort"])}
+                    for k, bl in c.port_bindings.items()
+                    for b in bl
+                    if str(b.get("HostPort", "")).isdigit()
+                ]
+                self.registry[c.name] = Managed(c.instance_id, c.image, dict(c.port_bindings))
         return count
 
 

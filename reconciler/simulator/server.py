@@ -22,11 +22,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from reconciler.simulator.agent import AgentToolbox, OlderAgentToolbox
-from reconciler.simulator.images import ImageRegistry, ImageSpec
+from reconciler.simulator.http_base import FastRequestHandler
+from reconciler.simulator.images import ImageRegistry, ImageSpec, McpBehaviour
+from reconciler.simulator.mcp_server import McpListeners
 from reconciler.simulator.modes import ModeError, resolve_mode
 from reconciler.simulator.toolbox import _NAMED, ApiError, Faults, Toolbox
 
@@ -121,72 +123,9 @@ class _Server(ThreadingHTTPServer):
         self.server_port = int(self.server_address[1])
 
 
-class _Headers(dict[str, str]):
-    """Request headers by lower-cased name; ``get`` ignores case like ``email.message.Message``."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return dict.get(self, key.lower(), default)
-
-
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Buffered writes: headers and body leave in one segment (unbuffered, the body waits on delayed ACK).
-    wbufsize = 64 * 1024
+class _Handler(FastRequestHandler):
     server: _Server
     _route: str | None = None  # the agent route being answered (None for admin routes)
-
-    def handle_one_request(self) -> None:
-        """``BaseHTTPRequestHandler.handle_one_request`` without the ``email`` header parser, which cost
-        the simulator more CPU than answering (measured in tests/benchmarks: 1,000 listings)."""
-        try:
-            raw = self.rfile.readline(_MAX_LINE + 1)
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True
-            return
-        if not raw:
-            self.close_connection = True
-            return
-        self.raw_requestline = raw
-        self.requestline = raw.decode("iso-8859-1").rstrip("\r\n")
-        words = self.requestline.split()
-        self.command, self.request_version = "", "HTTP/0.9"
-        if len(raw) > _MAX_LINE or len(words) != 3 or not words[2].startswith("HTTP/1."):
-            self.close_connection = True
-            self.send_error(400, "Bad request line")
-            return
-        self.command, self.path, self.request_version = words
-        headers = _Headers()
-        for _ in range(_MAX_HEADERS + 1):
-            line = self.rfile.readline(_MAX_LINE + 1)
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = line.decode("iso-8859-1").partition(":")
-            if not sep or len(line) > _MAX_LINE:
-                self.close_connection = True
-                self.send_error(400, "Bad header line")
-                return
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        else:
-            self.close_connection = True
-            self.send_error(431, "Too many headers")
-            return
-        self.headers = headers  # type: ignore[assignment]
-        connection = headers.get("Connection", "").lower()
-        self.close_connection = "close" in connection or (
-            self.request_version == "HTTP/1.0" and "keep-alive" not in connection
-        )
-        method = getattr(self, "do_" + self.command, None)
-        if method is None:
-            self.send_error(501, f"Unsupported method ({self.command!r})")
-            return
-        method()
-        self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:
         # A connection cut by stop() may still note its end; once stopped, the simulator has nothing to report.
@@ -305,14 +244,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*tb.handle(method, path, self._body()))
         except ApiError as exc:
             self._send(exc.status, exc.body)
+        finally:
+            if method != "GET":
+                sim.mcp.sync(tb)  # a container started, stopped or went: its MCP port follows
 
     def _admin(self, method: str, path: str) -> None:
-        sim, tb = self.server.sim, self.server.toolbox
+        sim = self.server.sim
         given = self.headers.get(ADMIN_HEADER) or ""
         if not hmac.compare_digest(given.encode(), sim.admin_token.encode()):
             self._send(403, {"error": "Forbidden: bad admin token"})
             return
         body = self._body() or {}
+        try:
+            self._admin_route(method, path, body)
+        finally:
+            # containers of this toolbox may have started or gone (an image's settings sync every toolbox)
+            if method == "POST" and path == "/__sim/images":
+                sim.mcp.sync_all(list(sim.toolboxes()))
+            elif method != "GET":
+                sim.mcp.sync(self.server.toolbox)
+
+    def _admin_route(self, method: str, path: str, body: Any) -> None:
+        sim, tb = self.server.sim, self.server.toolbox
         try:
             if method == "GET" and path == "/__sim/state":
                 self._send(200, tb.snapshot())
@@ -349,6 +302,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "POST" and path == "/__sim/pull-delay":
                 tb.pull_delay = float(body.get("seconds", 0))
                 self._send(200, {"success": True, "pull_delay": tb.pull_delay})
+            elif method == "POST" and path == "/__sim/mcp":
+                self._send(200, sim.set_mcp_from(tb, body).as_dict())
+            elif method == "GET" and path == "/__sim/mcp":
+                self._send(200, sim.mcp_status(tb))
             elif method == "POST" and path == "/__sim/exit-after":
                 tb.exit_after(str(body.get("name")), float(body.get("seconds", 0)))
                 self._send(200, {"success": True})
@@ -443,6 +400,7 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
+        self.mcp = McpListeners()  # the MCP servers inside the containers
         base = ipaddress.ip_address(host)
         try:
             for i in range(toolboxes):
@@ -488,11 +446,13 @@ class Simulator:
         return f"{self.scheme}://{self.addresses[index]}"
 
     def start(self) -> Simulator:
+        self.mcp.start()
         self._thread = threading.Thread(target=self._serve, name="dtma-sim", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self.mcp.start()
         self._serve()
 
     def _serve(self) -> None:
@@ -519,6 +479,7 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.mcp.stop()
         self._close_sockets()
 
     @property
@@ -600,6 +561,56 @@ class Simulator:
         """Declare a simulated image for every toolbox: the container ports it EXPOSEs (``[]``: none), its
         pull time, or that the registry has no such image."""
         self.images.declare(image, exposes=exposes, pull_delay=pull_delay, missing=missing)
+        self.mcp.sync_all(list(self.toolboxes()))
+
+    def set_mcp(self, image: str, **settings: Any) -> McpBehaviour:
+        """How ``image``'s MCP server behaves from now on, in every toolbox (``McpBehaviour``'s fields:
+        ``fault``, ``slow_start``, ``tools``, ``resources``, ``prompts``, ``capabilities``, ``answers``,
+        ``health_path``); containers already running that image change at once."""
+        behaviour = self.images.set_mcp(image, settings)
+        self.mcp.sync_all(list(self.toolboxes()))
+        return behaviour
+
+    def set_container_mcp(self, which: int | str, name: str, **settings: Any) -> McpBehaviour:
+        """One container's MCP behaviour, over its image's; it goes with the container."""
+        tb = self.toolbox(which)
+        behaviour = tb.set_container_mcp(name, settings)
+        self.mcp.sync(tb)
+        return behaviour
+
+    def set_mcp_from(self, tb: Toolbox, body: Any) -> McpBehaviour:
+        """The admin route's body: ``{"image": ...}`` or ``{"name": CONTAINER}``, plus the settings."""
+        if not isinstance(body, Mapping):
+            raise ValueError("the body must be an object")
+        settings = {k: v for k, v in body.items() if k not in ("image", "name")}
+        if body.get("name"):
+            behaviour = tb.set_container_mcp(str(body["name"]), settings)
+            self.mcp.sync(tb)
+            return behaviour
+        if body.get("image"):
+            return self.set_mcp(str(body["image"]), **settings)
+        raise ValueError("say which MCP server: 'image' (every container of it) or 'name' (one container)")
+
+    def mcp_status(self, which: int | str | Toolbox) -> dict[str, Any]:
+        """A toolbox's listening MCP ports (port -> container), its MCP request counts and its bind errors."""
+        tb = which if isinstance(which, Toolbox) else self.toolbox(which)
+        listening = self.mcp.listening(tb)
+        with tb.lock:
+            return {
+                "listening": {str(port): name for port, name in sorted(listening.items())},
+                "counters": dict(tb.mcp_counters),
+                "bind_errors": dict(tb.mcp_bind_errors),
+            }
+
+    def mcp_counters(self, which: int | str | None = None) -> dict[str, int]:
+        """MCP requests by method (``initialize``, ``tools/list``...), of one toolbox or summed over all."""
+        boxes = [self.toolbox(which)] if which is not None else list(self.toolboxes())
+        total: dict[str, int] = {}
+        for tb in boxes:
+            with tb.lock:
+                for k, v in tb.mcp_counters.items():
+                    total[k] = total.get(k, 0) + v
+        return total
 
     def restart_agent(self, which: int | str) -> None:
         """The agent restarts: it forgets the names it managed; the containers keep running."""
@@ -608,11 +619,14 @@ class Simulator:
     def docker_rm(self, which: int | str, name: str) -> None:
         """``docker rm -f NAME`` on the toolbox, behind the agent's back."""
         self.toolbox(which).docker_rm(name)
+        self.mcp.sync(self.toolbox(which))
 
     def docker_stop(self, which: int | str, name: str) -> None:
         """``docker stop NAME`` on the toolbox, behind the agent's back."""
         self.toolbox(which).docker_stop(name)
+        self.mcp.sync(self.toolbox(which))
 
     def docker_run(self, which: int | str, name: str, image: str = "example/hand-made:1", **extra: Any) -> None:
         """A hand-made container on the toolbox (``extra``: ``ports``, ``state``, ``command``)."""
         self.toolbox(which).docker_run({"name": name, "image": image, **extra})
+        self.mcp.sync(self.toolbox(which))

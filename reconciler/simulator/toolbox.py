@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.simulator.images import ImageRegistry
+from reconciler.simulator.images import ImageRegistry, McpBehaviour
 from reconciler.simulator.modes import SHAPES
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -87,6 +87,7 @@ class SimContainer:
     started: bool = True
     started_at: float | None = None
     finished_at: float | None = None
+    mcp: McpBehaviour | None = None  # this container's own MCP behaviour, over its image's (a per-container fault)
 
     def host_ports(self) -> set[int]:
         out: set[int] = set()
@@ -140,6 +141,10 @@ class Toolbox:
         self.answers: Counter[str] = Counter()
         self.unhang = threading.Event()
         self.stopping = threading.Event()  # set when the simulator stops: a pull in progress ends at once
+        # Requests to the simulated MCP servers, by JSON-RPC method ("initialize", "tools/list") or HTTP route
+        # ("GET /health"): apart from ``counters``, which count only the agent's routes.
+        self.mcp_counters: Counter[str] = Counter()
+        self.mcp_bind_errors: dict[str, str] = {}  # container -> why its MCP port could not be listened on
         # Deploys in progress at once, and the most seen (tests of the executor's per-toolbox concurrency).
         self.deploys_in_flight = 0
         self.most_deploys_in_flight = 0
@@ -242,6 +247,29 @@ class Toolbox:
             return "created"
         return "running"
 
+    # -- the MCP servers inside the containers (served by simulator.mcp_server) ------------------------
+
+    def mcp_behaviour(self, c: SimContainer) -> McpBehaviour:
+        return c.mcp if c.mcp is not None else self.images.get(c.image).mcp
+
+    def mcp_ports(self, c: SimContainer) -> set[int]:
+        """The host ports a container's MCP server is reached on while the container is up."""
+        if not c.started or c.stopped:
+            return set()
+        return c.host_ports()
+
+    def mcp_ready_at(self, c: SimContainer) -> float:
+        """When (simulator clock) the server inside starts answering: once running, after its slow start."""
+        return c.created_at + self.start_delay + self.mcp_behaviour(c).slow_start
+
+    def set_container_mcp(self, name: str, data: Mapping[str, Any]) -> McpBehaviour:
+        with self.lock:
+            c = self.containers.get(name)
+            if c is None:
+                raise ApiError(404, {"error": f"no container '{name}'"})
+            c.mcp = self.mcp_behaviour(c).updated(data)
+            return c.mcp
+
     # -- agent operations -----------------------------------------------------------------------------
 
     def deploy(self, body: Any) -> dict[str, Any]:
@@ -336,7 +364,8 @@ class Toolbox:
     def seed(self, items: Any) -> int:
         """Add managed containers as if deployed and already running (benchmarks build large fleets so).
 
-        ``items``: a list of ``{"name", "image", "instance_id"}``; a name already present is a 409.
+        ``items``: a list of ``{"name", "image", "instance_id"}``, each with optional ``"ports"`` (Docker's
+        PortBindings, published as given: their MCP servers listen); a name already present is a 409.
         """
         if not isinstance(items, list):
             raise ApiError(400, {"success": False, "error": "seed needs a list of containers"})
@@ -355,7 +384,7 @@ class Toolbox:
                     _cid(),
                     now - self.start_delay,
                     [],
-                    {},
+                    dict(item.get("ports") or {}),
                 )
         return len(items)
 

@@ -39,7 +39,7 @@ def test_bash_completion_completes_commands_and_flags(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     answers = [set(block.split()) for block in done.stdout.split("---")[:4]]
-    assert answers == [{"show"}, {"plan"}, {"--no-refresh", "--no-color"}, {"--auto-approve"}]
+    assert answers == [{"show"}, {"plan"}, {"--no-refresh", "--no-color", "--no-rollout"}, {"--auto-approve"}]
 
 
 def test_zsh_completion_names_every_command() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.core.health import ProbeResult
 from reconciler.core.observed import (
     LiveContainer,
     LiveListing,
@@ -25,6 +26,7 @@ from reconciler.core.observed import (
     RecordedEnvironment,
     RecordedInstance,
     RecordedState,
+    ServerHealth,
     Unreachable,
 )
 from reconciler.core.plan import Policy
@@ -33,6 +35,7 @@ from reconciler.model.spec import (
     EnvironmentPolicy,
     EnvironmentSpec,
     EnvValue,
+    ReadinessSpec,
     SecretRef,
     ServerSpec,
     SourceRef,
@@ -88,7 +91,30 @@ def _server(node: yaml.MappingNode, file: str) -> ServerSpec:
         env=tuple(env),
         protect=bool(data.get("protect", False)),
         source=SourceRef(file, node.start_mark.line + 1, node.start_mark.column + 1),
+        readiness=ReadinessSpec(**{_SNAKE.get(k, k): v for k, v in (data.get("readiness") or {}).items()}),
+        tools=tuple(data["tools"]) if "tools" in data else None,
+        on_unhealthy=data.get("onUnhealthy", "none"),
     )
+
+
+_SNAKE = {"failureThreshold": "failure_threshold"}
+
+
+def _health(data: dict[str, Any], now: datetime) -> dict[tuple[str, str], ServerHealth]:
+    """``"health": {"ENV-ID/server": {"ok": false, "error": "...", "failures": 1, "threshold": 3, "kind": "mcp",
+    "capabilities": [...], "tools": [...]}}``: this cycle's readiness probes."""
+    out = {}
+    for key, h in data.items():
+        env_id, server = key.split("/", 1)
+        result = ProbeResult(
+            ok=bool(h["ok"]), error=h.get("error"), protocol_version=h.get("protocol_version"),
+            capabilities=tuple(h.get("capabilities", ())), tools=tuple(h.get("tools", ())),
+        )  # fmt: skip
+        out[(env_id, server)] = ServerHealth(
+            h.get("kind", "mcp"), result, now, failures=int(h.get("failures", 0 if h["ok"] else 1)),
+            threshold=int(h.get("threshold", 3)),
+        )  # fmt: skip
+    return out
 
 
 def parse_desired(text: str, file: str = "desired.yaml") -> Desired:
@@ -182,7 +208,8 @@ def parse_observed(data: dict[str, Any]) -> tuple[Observed, dict[str, str], Poli
     known = {f.name for f in fields(Policy)}
     policy = Policy(**{k: v for k, v in data.get("policy", {}).items() if k in known})
     now = datetime.fromisoformat(data.get("now", DEFAULT_NOW))
-    return Observed(RecordedState(envs, tuple(rows)), live), fps, policy, now
+    health = _health(data.get("health", {}), now)
+    return Observed(RecordedState(envs, tuple(rows)), live, health), fps, policy, now
 
 
 def load_case(case: Path) -> tuple[Desired, Observed, Policy, datetime, dict[str, str]]:

@@ -8,8 +8,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.e2e.conftest import TOKEN, World, kinds_of, server, steps_of
+import pytest
+import yaml
+
+from tests.e2e.conftest import CANARY, TOKEN, World, kinds_of, server, steps_of
 from tests.sim_helpers import call
+
+SECRET_ENV = {"API_KEY": {"secretFromEnv": "CANARY_VAR"}, "LOG_LEVEL": "info"}
 
 
 def hand_deploy(w: World, index: int, name: str, image: str, *, env: list[str] | None = None,
@@ -73,3 +78,50 @@ def test_adoption_takes_running_containers_under_management_without_a_deploy(
     adopted = sorted(s["server"] for r in runs for s in r.get("steps", []) if s["action"] == "adopt")
     assert adopted == ["srv-a", "srv-b", "srv-c"]
     assert all(s["outcome"] == "ok" for r in runs for s in r.get("steps", []) if s["action"] == "adopt")
+
+
+@pytest.mark.parametrize("world_factory", ["sqlite"], indirect=True)  # the stores' reads are tested on both
+def test_import_writes_a_manifest_that_validates_and_plans_only_adoptions(
+    world_factory: Callable[..., World],
+) -> None:
+    w = world_factory(2)
+    w.write({"tb0": [server("srv-a", env=SECRET_ENV, hostPort=31080)]})
+    assert w.cli("apply", str(w.manifests)).returncode == 0
+    hand_deploy(w, 0, "srv-h1", "ghcr.io/acme/srv-h1:2.1.0", env=["GITHUB_TOKEN=hand-secret-0123"],
+                ports={"8080/tcp": [{"HostPort": "31081"}]})  # fmt: skip
+    hand_deploy(w, 0, "srv-h2", "ghcr.io/acme/srv-h2:1.0.0")
+    deploys = w.sim.counters(0).get("POST /tools", 0)
+    imported = w.tmp / "imported"
+
+    done = w.cli("import", "--env", "tb0", "--out", str(imported))
+    assert done.returncode == 0, done.stderr
+    text = (imported / "tb0.yaml").read_text()
+    assert CANARY not in text + done.stdout + done.stderr and "hand-secret" not in text
+    doc = yaml.safe_load(text)
+    servers = {s["name"]: s for s in doc["servers"]}
+    assert sorted(servers) == ["srv-a", "srv-h1", "srv-h2"]
+    assert servers["srv-a"]["env"] == {"API_KEY": {"secretFromEnv": "SRV_A_API_KEY"}, "LOG_LEVEL": "info"}
+    assert (servers["srv-a"]["transport"], servers["srv-a"]["hostPort"]) == ("sse", 31080)
+    assert (servers["srv-h1"]["port"], servers["srv-h1"]["hostPort"]) == (8080, 31081)
+    assert "SRV_A_API_KEY" in done.stderr
+    again = w.cli("import", "--env", "tb0", "--out", str(imported))
+    assert again.returncode == 1 and "--force" in again.stderr and (imported / "tb0.yaml").read_text() == text
+    assert w.cli("validate", str(imported)).returncode == 0
+
+    # the same toolbox planned from the imported manifest: nothing to create, delete or replace
+    w.extra_env["SRV_A_API_KEY"] = CANARY
+    done = w.cli("plan", str(imported), "--format", "json")
+    assert done.returncode == 1  # the two hand-deployed containers are conflicts until adopted
+    assert steps_of(json.loads(done.stdout)) == []
+    done = w.cli("plan", str(imported), "--format", "json", "--adopt")
+    assert done.returncode == 0, done.stderr
+    assert steps_of(json.loads(done.stdout)) == [("tb0", "srv-h1", "adopt"), ("tb0", "srv-h2", "adopt")]
+    done = w.cli("apply", str(imported), "--adopt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert w.cli("plan", str(imported), "--detailed-exitcode").returncode == 0
+    assert w.sim.counters(0).get("POST /tools", 0) == deploys  # nothing deployed, nothing recreated
+
+    # an unreachable toolbox is refused, and nothing is written
+    w.sim.sim.set_faults(1, drop=True)
+    done = w.cli("import", "--env", "tb1", "--out", str(imported))
+    assert done.returncode == 1 and "nothing written" in done.stderr and not (imported / "tb1.yaml").exists()

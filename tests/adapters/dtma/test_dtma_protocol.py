@@ -201,3 +201,29 @@ def test_agent_text_is_redacted_then_bounded() -> None:
     quoted = 'p"w\\d'
     assert quoted not in agent_text(json.dumps({"error": json.dumps(quoted)}).encode(), (quoted,))
     assert "\n" not in agent_text(b'{"error": "line1\\nFAKE: line2"}')
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/tools/status", "/tools/status"),
+        ("/status", "/status"),
+        ("/tools", "/tools"),
+        ("/health", "/health"),
+        ("/tools/my-server/start", "/tools/{name}/start"),
+        ("/tools/x.y_z/stop", "/tools/{name}/stop"),
+        ("/tools/fetch", "/tools/{name}"),
+        ("/tools/a/b/c", "other"),
+        ("/anything/else", "other"),
+    ],
+)
+def test_a_metrics_route_is_a_template_never_a_name(path: str, route: str) -> None:
+    from reconciler.adapters.dtma_protocol import route_of, status_class
+
+    assert route_of(path) == route
+    assert (status_class(201), status_class(404), status_class(503), status_class(42)) == (
+        "2xx",
+        "4xx",
+        "5xx",
+        "other",
+    )

@@ -448,6 +448,41 @@ def test_migration_0002_brings_rows_written_before_it_to_the_new_shapes(sql_back
     )  # fmt: skip
 
 
+def test_health_is_merged_over_the_discovery_metadata_and_read_back_for_status(
+    backend: Backend, store: Any
+) -> None:
+    from reconciler.ports import HealthRecord
+
+    env_id = _env(store)
+    spec = server(transport="streamable-http", endpoint="/mcp", capabilities=("tools", "prompts"))
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    other = store.create_instance(
+        new_instance(env_id, store.ensure_catalog("ghcr.io/acme/b:1"), server("b", "ghcr.io/acme/b:1"))
+    )
+    assert store.recorded_health() == {}
+    probe = {"health": "healthy", "tools": ["fetch", "search"], "protocol_version": "2025-06-18",
+             "last_probe": {"at": "2026-11-27T12:00:00+00:00", "ok": True, "error": None}}  # fmt: skip
+    store.record_health([HealthRecord(iid, probe, ["tools"]), HealthRecord(str(uuid.uuid4()), probe, None)])
+    meta, capabilities = backend.values(
+        "account_tool_instances", iid, "mcp_discovery_metadata", "mcp_server_capabilities"
+    )
+    assert meta["transport"] == "streamable-http"  # the reconciler's own keys stay
+    assert meta["tools"] == ["fetch", "search"] and meta["last_probe"]["ok"] is True
+    assert capabilities == ["tools"]  # what the server announced, not what the manifest declared
+    failed = {
+        "health": "unhealthy",
+        "last_probe": {"at": "2026-11-27T12:01:00+00:00", "ok": False, "error": "refused"},
+    }
+    store.record_health([HealthRecord(iid, failed)])
+    meta, capabilities = backend.values(
+        "account_tool_instances", iid, "mcp_discovery_metadata", "mcp_server_capabilities"
+    )
+    assert (meta["health"], meta["tools"], capabilities) == ("unhealthy", ["fetch", "search"], ["tools"])
+    read = store.recorded_health()
+    assert set(read) == {iid} and other not in read
+    assert read[iid]["last_probe"]["error"] == "refused"
+
+
 def test_a_suspension_is_stored_replaced_seen_by_another_store_and_removed(backend: Backend, store: Any) -> None:
     from reconciler.core.suspension import Suspension
 

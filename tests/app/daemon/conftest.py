@@ -64,10 +64,10 @@ class DaemonWorld:
     def port(self) -> int:
         return int(self.sim.addresses[0].rsplit(":", 1)[1])
 
-    def settings(self, journal: str = "journal.db") -> Settings:
+    def settings(self, journal: str = "journal.db", **overrides: Any) -> Settings:
         return Settings(database_url=self.database_url, journal_path=str(self.tmp / journal), dtma_port=self.port,
                         dtma_token=Secret(TOKEN), secret_key=Secret("daemon-test-key"),
-                        dtma_connect_timeout=1.0, dtma_read_timeout=2.0)  # fmt: skip
+                        dtma_connect_timeout=1.0, dtma_read_timeout=2.0, **overrides)  # fmt: skip
 
     def write(self, servers_by_env: dict[str, list[dict[str, Any]]], *, prune: bool = False) -> None:
         for old in self.manifests.glob("*.yaml"):
@@ -77,10 +77,10 @@ class DaemonWorld:
                    "policy": {"prune": prune}, "servers": servers}  # fmt: skip
             (self.manifests / f"{env_name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    def daemon(self, journal: str = "journal.db", **config: Any) -> Daemon:
+    def daemon(self, journal: str = "journal.db", settings: dict[str, Any] | None = None, **config: Any) -> Daemon:
         cfg = DaemonConfig(paths=(str(self.manifests),), **config)
-        d = Daemon(self.settings(journal), cfg, environ={"CANARY_VAR": CANARY}, clock=self.clock,
-                   executor_config=FAST)  # fmt: skip
+        d = Daemon(self.settings(journal, **(settings or {})), cfg, environ={"CANARY_VAR": CANARY},
+                   clock=self.clock, executor_config=FAST)  # fmt: skip
         self.daemons.append(d)
         return d
 

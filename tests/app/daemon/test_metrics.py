@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler import __version__
 from reconciler.adapters.metrics import DaemonMetrics
 from reconciler.app.daemon import Daemon
+from reconciler.app.suspend import suspend
 from tests.app.daemon.conftest import CANARY, TOKEN, DaemonWorld, server
 
 Labels = tuple[tuple[str, str], ...]
@@ -94,19 +95,22 @@ def test_metrics_per_environment_build_info_collectors_and_dtma_routes(
             labels = (("method", method), ("route", route), ("status_class", status))
             assert samples[("reconciler_dtma_request_duration_seconds_count", labels)] == count
 
-        # tb2 leaves the manifests, tb1's deploys work again: tb2's series go, tb1 succeeds.
+        # tb2 leaves the manifests, tb1's deploys work again: tb2's series go, tb1 succeeds. tb0 is suspended
+        # with a new server declared: that drift is held back, and still shown.
         w.sim.sim.clear_faults(1)
-        w.write({"tb0": [server("sa", env={"K": {"secretFromEnv": "CANARY_VAR"}})],
+        w.write({"tb0": [server("sa", env={"K": {"secretFromEnv": "CANARY_VAR"}}), server("se")],
                  "tb1": [server("sb"), server("sc")]})  # fmt: skip
+        suspend(w.settings(), "tb0", "incident 7", by="test")
         w.clock.advance(7200)  # past tb1's backoff
         report = d.cycle()
-        assert [r.outcome for r in report.results] == ["ok", "ok"]
+        assert [(r.step.server, r.outcome) for r in report.results] == [("sb", "ok"), ("sc", "ok")]
         _, after = scrape(d)
-    assert by_env(after, "reconciler_environment_drift_steps") == {"tb0": 0, "tb1": 2}
+    assert by_env(after, "reconciler_environment_drift_steps") == {"tb0": 1, "tb1": 2}
+    assert after[(by_action, (("action", "create"), ("environment", "tb0")))] == 1
     assert [k for k in after if dict(k[1]).get("environment") == "tb2"] == []
     assert by_env(after, "reconciler_environment_failed_steps_total") == {"tb0": 0, "tb1": 2}  # a counter
     assert by_env(after, "reconciler_environment_last_success_timestamp_seconds")["tb1"] > 0
-    assert (by_action, (("action", "create"), ("environment", "tb0"))) not in after
+    assert by_env(after, "reconciler_environment_last_success_timestamp_seconds")["tb0"] == success["tb0"]
 
 
 def test_by_action_series_follow_the_plan_and_removal_drops_every_series() -> None:

@@ -196,7 +196,7 @@ def test_a_replica_that_loses_its_lock_connection_starts_no_further_step(
 
     w = world_of(1, url=pg_url)
     w.write({"tb0": [server("s1"), server("s2"), server("s3")]})
-    d = w.daemon()
+    d = w.daemon(settings={"dtma_deploy_concurrency": 1})  # one create at a time, so two are still to start
 
     def cut_the_lock_connection(result: object) -> None:
         store = d._store

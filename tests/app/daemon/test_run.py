@@ -74,7 +74,7 @@ def test_scheduled_daemon_serves_health_metrics_and_stops_cleanly(world_of: Call
 def test_stop_lets_the_running_step_finish_and_starts_no_other(world_of: Callable[..., DaemonWorld]) -> None:
     w = world_of(1)
     w.write({"tb0": [server("s1"), server("s2"), server("s3")]})
-    d = w.daemon()
+    d = w.daemon(settings={"dtma_deploy_concurrency": 1})  # one create at a time, so two are still to start
 
     def on_step(result: StepResult) -> None:
         d.stop()  # as SIGTERM would, while the first step has just finished
