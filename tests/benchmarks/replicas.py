@@ -5,9 +5,10 @@ toolboxes (issue: "replicas must split the work").
 
 Each replica is a real ``Daemon`` (its own store, DTMA client and journal) driven interval by interval with
 one clock on which interval k starts k intervals after the first (``IntervalClock``), so the lease times are
-those of a real deployment without waiting 30 s per interval. Prints, per interval: how many toolboxes each replica listed, the spread against
-an even split, how many times each toolbox was listed (the simulators' counters), the CPU per replica cycle;
-then the take-over time after one replica is killed (no clean stop: its leases must expire).
+those of a real deployment without waiting 30 s per interval. Prints, per interval: how many toolboxes
+each replica listed, the spread against an even split, how many times each toolbox was listed (the
+simulators' counters), the CPU per replica cycle; then the take-over time after one replica is killed (no
+clean stop: its leases must expire).
 """
 
 from __future__ import annotations
