@@ -3,15 +3,12 @@ decides; the store reads and writes the heartbeat and lease rows). Called by the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
 from reconciler.core.leases import live, share
 from reconciler.ports import Clock, Store
-
-log = logging.getLogger(__name__)
 
 LEASE_INTERVALS = 2.0  # a lease (and a heartbeat) lasts two intervals: a dead replica's share moves after that
 FORGET_AFTER = 10  # a heartbeat row older than this many lease periods is deleted (restarts make new ids)
