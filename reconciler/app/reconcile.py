@@ -148,20 +148,10 @@ def _suspension(found: Suspension | None) -> dict[str, str] | None:
     return {"reason": found.reason, "by": found.by, "at": found.at.isoformat()}
 
 
-def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
-    """Per environment and server: recorded status, live state, the last journalled step, and the
-    environment's suspension (``{reason, by, at}``) or None."""
+def last_steps(settings: Settings, journal_path: str | None = None) -> dict[tuple[str, str], str]:
+    """(environment, server) -> its last journalled step, as one line."""
     from reconciler.adapters.journal import Journal
 
-    store = open_store(settings.database_url)
-    dtma = open_dtma(settings)
-    try:
-        observed = observe(store, dtma, settings)
-        probes = store.recorded_health()
-        suspended = {s.environment_id: s for s in store.suspensions()}
-    finally:
-        dtma.close()
-        store.close()
     last: dict[tuple[str, str], str] = {}
     path = Path(journal_path or settings.journal_path)
     if path.exists():
@@ -171,6 +161,23 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 last[(s.environment, s.server)] = f"{s.action} {s.outcome or 'pending'} at {s.intent_at}"
         finally:
             journal.close()
+    return last
+
+
+def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
+    """Per environment and server: recorded status, live state, the last journalled step, and the
+    environment's suspension (``{reason, by, at}``) or None. The desired state shown is the one recorded at
+    the last apply (``desired_from: recorded``); ``status_against`` compares with manifests."""
+    store = open_store(settings.database_url)
+    dtma = open_dtma(settings)
+    try:
+        observed = observe(store, dtma, settings)
+        probes = store.recorded_health()
+        suspended = {s.environment_id: s for s in store.suspensions()}
+    finally:
+        dtma.close()
+        store.close()
+    last = last_steps(settings, journal_path)
     rows: list[dict[str, Any]] = []
     for env in observed.recorded.environments:
         live = observed.live.get(env.id)
@@ -192,5 +199,6 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 "last_step": last.get((env.name or env.id, name)),
                 **health_fields(probes.get(inst.id) if inst else None),
                 "suspended": _suspension(suspended.get(env.id)),
+                "desired_from": "recorded",
             })  # fmt: skip
     return rows

@@ -128,6 +128,7 @@ def test_image_flags_and_behaviour_defaults() -> None:
     spec = parse_image_flag("x:1=8080;mcp=handshake-error;tools=a,b")[1]
     assert (spec.mcp.fault, spec.mcp.tools, spec.exposes) == ("handshake-error", ("a", "b"), ("8080/tcp",))
     assert McpBehaviour(resources=("r",)).announced == ("tools", "resources")
+    assert McpBehaviour().updated({"latency": "0.02", "capabilities": ["tools"]}).as_dict()["latency"] == 0.02
     with pytest.raises(ValueError, match="unknown MCP setting"):
         McpBehaviour().updated({"colour": "red"})
 

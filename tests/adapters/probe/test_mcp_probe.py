@@ -56,7 +56,9 @@ def probe(prober: McpProber, t: ProbeTarget) -> ProbeResult:
     return prober.probe_many([t], concurrency=4)[t.key]
 
 
-@pytest.mark.parametrize(("transport", "path"), [("streamable-http", "/mcp"), ("sse", "/sse")])
+@pytest.mark.parametrize(
+    ("transport", "path"), [("streamable-http", "/mcp"), ("sse", "/sse"), ("websocket", "/ws")]
+)
 def test_a_healthy_server_passes_the_handshake(
     sim: RunningSimulator, prober: McpProber, transport: str, path: str
 ) -> None:
@@ -90,8 +92,9 @@ def test_each_fault_mode_is_a_failed_result(sim: RunningSimulator, prober: McpPr
     }
     for fault, words in expected.items():
         sim.sim.set_mcp(IMAGE, fault=fault)
-        result = probe(prober, target())
-        assert not result.ok and result.error is not None and words in result.error, (fault, result)
+        for transport in ("streamable-http", "sse", "websocket"):
+            result = probe(prober, target(transport=transport))
+            assert not result.ok and result.error is not None and words in result.error, (fault, transport, result)
     sim.sim.set_mcp(IMAGE, fault="none")
     assert probe(prober, target()).ok
 
@@ -130,14 +133,14 @@ def test_http_kind_and_other_kinds(sim: RunningSimulator, prober: McpProber) -> 
             target("a", kind=ReadinessKind.HTTP, path="/health"),
             target("b", kind=ReadinessKind.HTTP, path="/nope"),
             target("c", kind=ReadinessKind.NONE, port=1),
-            target("d", transport="websocket", path="/ws"),
+            target("d", transport="stdio", path="/"),
         ],
         concurrency=2,
     )
     assert found[("env-0", "a")].ok
     assert found[("env-0", "b")].error == "GET /nope answered 404"
     assert found[("env-0", "c")].ok  # container state only: nothing is contacted
-    assert found[("env-0", "d")].error == "unsupported: no MCP probe over the websocket transport"
+    assert found[("env-0", "d")].error == "unsupported: no MCP probe over the stdio transport"
 
 
 def test_one_probe_per_server_and_toolboxes_apart(sim: RunningSimulator, prober: McpProber) -> None:
