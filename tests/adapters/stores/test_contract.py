@@ -543,3 +543,16 @@ def test_leases_are_claimed_when_free_expired_or_own_and_never_from_a_valid_owne
     other.beat("c", t0, forget_before=t0 - timedelta(hours=1))
     assert store.beat("a", later, forget_before=t0 + timedelta(seconds=1)) == (Heartbeat("a", later),)
     assert store.shares_work is (backend.kind == "postgres")
+
+
+def test_the_mcp_columns_of_one_environment_are_read_for_import(store: Any) -> None:
+    tb1, tb2 = _env(store, "tb1"), _env(store, "tb2", "127.0.0.3")
+    spec = server(transport="websocket", endpoint="/ws", capabilities=("tools", "prompts"))
+    iid = store.create_instance(new_instance(tb1, store.ensure_catalog(spec.image), spec))
+    other = server("b", "ghcr.io/acme/b:1")
+    store.create_instance(new_instance(tb2, store.ensure_catalog(other.image), other))
+    found = store.recorded_mcp(tb1)
+    assert set(found) == {iid}
+    assert found[iid]["mcp_transport_type"] == "websocket" and found[iid]["mcp_endpoint_path"] == "/ws"
+    assert found[iid]["mcp_server_capabilities"] == ["tools", "prompts"]
+    assert store.recorded_mcp(str(uuid.uuid4())) == {}
