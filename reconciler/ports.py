@@ -105,6 +105,11 @@ class Store(Protocol):
         A row deleted meanwhile is skipped."""
         ...
 
+    def recorded_mcp(self, environment_id: str) -> Mapping[str, Mapping[str, Any]]:
+        """Instance id -> the MCP columns of that environment's rows that have any (``mcp_transport_type``,
+        ``mcp_endpoint_path``, ``mcp_server_capabilities``, ``mcp_discovery_metadata``), for ``import``."""
+        ...
+
     def recorded_health(self) -> Mapping[str, Mapping[str, Any]]:
         """Instance id -> its ``mcp_discovery_metadata`` where it holds a probe's answer (for ``status``)."""
         ...

@@ -272,6 +272,15 @@ class MemoryStore:
                     written += 1
         return written
 
+    def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
+        with self._use():
+            found = [
+                {"id": k, **{c: copy.deepcopy(r.get(c)) for c in rows.MCP_COLUMNS if c != "mcp_server_type"}}
+                for k, r in self.database.instances.items()
+                if str(r.get("account_tool_environment_id")) == environment_id
+            ]
+        return rows.mcp_columns_of(found)
+
     def recorded_health(self) -> dict[str, dict[str, Any]]:
         with self._use():
             found = {

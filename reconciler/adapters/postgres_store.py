@@ -457,6 +457,20 @@ class PostgresStore:
             )
         return max(cursor.rowcount, 0)
 
+    def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
+        present = sorted(set(self._columns.get("account_tool_instances", frozenset())) & set(rows.MCP_COLUMNS))
+        present = [c for c in present if c != "mcp_server_type"]
+        if not present or not rows.is_uuid(environment_id):
+            return {}
+        with self._guard("reading MCP columns") as conn:
+            found = self._all(
+                conn,
+                f"SELECT id::text AS id, {', '.join(present)} FROM account_tool_instances "
+                "WHERE account_tool_environment_id = %s",
+                [environment_id],
+            )
+        return rows.mcp_columns_of(found)
+
     def recorded_health(self) -> dict[str, dict[str, Any]]:
         if "mcp_discovery_metadata" not in self._columns.get("account_tool_instances", frozenset()):
             return {}

@@ -355,6 +355,15 @@ class SqliteStore:
                 written += max(cursor.rowcount, 0)
         return written
 
+    def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
+        present = sorted(self.mcp_columns - {"mcp_server_type"})
+        if not present:
+            return {}
+        sql = f"SELECT id, {', '.join(present)} FROM account_tool_instances WHERE account_tool_environment_id = ?"
+        with self._guard("reading MCP columns"):
+            found = list(self._db.query(sql, [environment_id]))
+        return rows.mcp_columns_of(found)
+
     def recorded_health(self) -> dict[str, dict[str, Any]]:
         if "mcp_discovery_metadata" not in self.mcp_columns:
             return {}

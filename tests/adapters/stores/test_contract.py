@@ -510,3 +510,16 @@ def test_a_suspension_goes_with_its_environment(store: Any) -> None:
     assert store.suspensions() == ()
     with pytest.raises(StoreError):  # an environment that does not exist cannot be suspended
         store.suspend_environment(Suspension(tb1, "why", "me@here", datetime(2026, 1, 1, tzinfo=UTC)))
+
+
+def test_the_mcp_columns_of_one_environment_are_read_for_import(store: Any) -> None:
+    tb1, tb2 = _env(store, "tb1"), _env(store, "tb2", "127.0.0.3")
+    spec = server(transport="websocket", endpoint="/ws", capabilities=("tools", "prompts"))
+    iid = store.create_instance(new_instance(tb1, store.ensure_catalog(spec.image), spec))
+    other = server("b", "ghcr.io/acme/b:1")
+    store.create_instance(new_instance(tb2, store.ensure_catalog(other.image), other))
+    found = store.recorded_mcp(tb1)
+    assert set(found) == {iid}
+    assert found[iid]["mcp_transport_type"] == "websocket" and found[iid]["mcp_endpoint_path"] == "/ws"
+    assert found[iid]["mcp_server_capabilities"] == ["tools", "prompts"]
+    assert store.recorded_mcp(str(uuid.uuid4())) == {}
