@@ -72,7 +72,10 @@ def test_adoption_takes_running_containers_under_management_without_a_deploy(
     assert plan["summary"]["adopt"] == 2 and plan["summary"]["destructive"] == 0
     mismatch = [n["message"] for n in plan["notices"] if n["server"] == "srv-c"]
     assert len(mismatch) == 1 and "image mismatch" in mismatch[0] and "srv-c:0.9.0" in mismatch[0]
-    done = w.cli("apply", str(w.manifests), "--adopt")
+    # reviewed and saved with --adopt: the saved plan carries the policy, and applies as reviewed
+    assert w.cli("plan", str(w.manifests), "--adopt", "--allow-incomplete", "--out", "plan.json").returncode == 0
+    assert w.cli("apply", "plan.json", "--adopt").returncode == 1  # the policy is the reviewed one: refused
+    done = w.cli("apply", "plan.json")
     assert done.returncode == 4, done.stdout + done.stderr  # steps done while srv-c stays unsettled
     assert "<= adopt srv-a" in done.stdout
 
