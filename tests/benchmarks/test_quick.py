@@ -38,6 +38,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         "start-up: reconciler --version",
         "start-up: reconciler validate examples/",
         "status page: GET /",
+        "probe (MCP handshake)",
     ):
         assert expected in scenarios, scenarios
     steady = [r for r in rows if r["scenario"].startswith("steady state (")]
@@ -51,6 +52,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     assert facts["plan (reconcile_once, no apply)"] == {"steps": 0, "errors": 0}
     assert facts["baseline: list one by one"]["listed_one_by_one"] == 20
     assert facts["status page: GET /"] == {"rows": 50, "incomplete_first": True, "api_environments": 100}
+    assert facts["probe (MCP handshake)"] == {"probed": 30, "ok": 30, "first_error": []}
     applied = facts["apply (reconcile_once)"]
     assert applied["outcome"] == "converged" and applied["deploys"] == applied["creates"] == 12
     # Creates only: deploys and reads, nothing stopped or deleted; at least one listing per toolbox.

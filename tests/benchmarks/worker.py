@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.benchmarks.fleet import Fleet, SimFleet, build_fleet
+from tests.benchmarks.probe_job import probe_job
 
 LISTING_ROUTES = ("GET /tools/status", "GET /status")
 
@@ -520,6 +521,7 @@ JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
     "steady": steady_job,
     "startup": startup_job,
     "page": page_job,
+    "probe": probe_job,
 }
 
 
