@@ -160,8 +160,11 @@ def test_three_replicas_split_thirty_toolboxes_and_create_each_server_once(
         assert w.containers(i)["mcp"]["state"] == "running"
     created = [r.step.environment_name for rs in reports.values() for rep in rs for r in rep.results]
     assert sorted(created) == sorted(w.names)  # no toolbox had a step applied twice
-    final = replicas[0].cycle()
-    assert final.plan is not None and final.plan.steps == () and len(final.acted_on) == 30
+    # The replicas share the toolboxes by leases (tests/app/daemon/test_replicas.py): between them, every
+    # toolbox is covered once and nothing is left to do.
+    finals = [r.cycle() for r in replicas]
+    assert all(f.plan is not None and f.plan.steps == () for f in finals)
+    assert sorted(n for f in finals for n in f.acted_on) == sorted(w.names)
 
 
 def test_an_environment_locked_by_another_replica_is_skipped_not_read_as_empty(
