@@ -256,8 +256,8 @@ class Daemon:
 
     def request_cycle(self, why: str) -> str:
         """Reconcile now (SIGHUP, the git webhook): run a cycle ``trigger_settle`` seconds from now, or right
-        after the running one. Triggers that arrive before it starts fold into it. Thread-safe; returns what was done, for the
-        caller's answer."""
+        after the running one. Triggers that arrive before it starts fold into it. Thread-safe; returns what
+        was done, for the caller's answer."""
         if self.stopping:
             return "stopping: no cycle"
         with self._trigger_lock:
