@@ -72,14 +72,20 @@ def test_a_healthy_server_converges_with_what_it_offers_recorded(w: DaemonWorld)
     assert row["status"] == "running"
     health = row["health"]
     assert health["health"] == "healthy" and health["last_probe"]["ok"] is True
-    assert (health["tools"], health["prompts"], health["server_name"]) == (["now", "convert"], ["tz"], "time")
+    assert (sorted(health["tools"]), health["prompts"], health["server_name"]) == (
+        ["convert", "now"],
+        ["tz"],
+        "time",
+    )
     assert health["protocol_version"] and health["transport"] == "streamable-http"  # the reconciler's keys stay
 
     plan = cli(w, "plan", str(w.manifests), "--format", "json", "--detailed-exitcode")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     data = json.loads(plan.stdout)
     assert data["complete"] is True and data["steps"] == []
-    assert [(h["server"], h["ok"], h["tools"]) for h in data["health"]] == [("time", True, ["now", "convert"])]
+    assert [(h["server"], h["ok"], sorted(h["tools"])) for h in data["health"]] == [
+        ("time", True, ["convert", "now"])
+    ]
 
 
 def test_a_server_that_never_answers_mcp_ends_unready_apply_exits_4_and_status_says_why(w: DaemonWorld) -> None:
