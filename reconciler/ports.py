@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.core.health import ProbeResult, ProbeTarget
+from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import LiveListing, RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.model.secrets import Secret
@@ -105,6 +106,11 @@ class Store(Protocol):
         A row deleted meanwhile is skipped."""
         ...
 
+    def recorded_mcp(self, environment_id: str) -> Mapping[str, Mapping[str, Any]]:
+        """Instance id -> the MCP columns of that environment's rows that have any (``mcp_transport_type``,
+        ``mcp_endpoint_path``, ``mcp_server_capabilities``, ``mcp_discovery_metadata``), for ``import``."""
+        ...
+
     def recorded_health(self) -> Mapping[str, Mapping[str, Any]]:
         """Instance id -> its ``mcp_discovery_metadata`` where it holds a probe's answer (for ``status``)."""
         ...
@@ -142,6 +148,36 @@ class Store(Protocol):
 
     def resume_environment(self, environment_id: str) -> Suspension | None:
         """Remove an environment's suspension: the one removed, or None when it was not suspended."""
+        ...
+
+    @property
+    def shares_work(self) -> bool:
+        """Whether several daemons may run on this database and split the environments by leases
+        (PostgreSQL with migration 0004); False: one daemon, which owns every environment (SQLite)."""
+        ...
+
+    def beat(self, replica: str, now: datetime, *, forget_before: datetime) -> tuple[Heartbeat, ...]:
+        """Record ``replica``'s heartbeat at ``now``, forget heartbeats older than ``forget_before``, and
+        return every replica's."""
+        ...
+
+    def leases(self) -> tuple[Lease, ...]:
+        """Every environment's lease (which replica owns it, until when)."""
+        ...
+
+    def claim_leases(
+        self, replica: str, environment_ids: Collection[str], now: datetime, expires_at: datetime
+    ) -> frozenset[str]:
+        """Take or renew, until ``expires_at``, the leases of ``environment_ids`` that are free, expired at
+        ``now`` or ``replica``'s own, atomically; returns the ids ``replica`` holds now among them."""
+        ...
+
+    def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
+        """Drop ``replica``'s leases of these environments (another replica's are left as they are)."""
+        ...
+
+    def retire_replica(self, replica: str) -> None:
+        """A clean stop: remove ``replica``'s heartbeat and leases, so the others take over at once."""
         ...
 
     def acquire_daemon_lock(self) -> None:

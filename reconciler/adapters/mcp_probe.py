@@ -15,7 +15,10 @@ whatever goes wrong is a result with ``ok=False`` and one short error line, with
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -140,6 +143,8 @@ async def _probe(target: ProbeTarget) -> ProbeResult:
         return await _streamable(target)
     if target.transport == "sse":
         return await _sse(target)
+    if target.transport == "websocket":
+        return await _websocket(target)
     return ProbeResult(ok=False, error=f"unsupported: no MCP probe over the {target.transport} transport")
 
 
@@ -253,6 +258,12 @@ class _Connection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+
+    def upgraded(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The raw streams, once an answer switched protocols (101)."""
+        if self._reader is None or self._writer is None:
+            raise ProbeFailure("connection closed by the server")
+        return self._reader, self._writer
 
     async def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
@@ -501,3 +512,90 @@ async def _sse(target: ProbeTarget) -> ProbeResult:
             raise ProbeFailure(f"{message['method']}: the event stream ended without an answer")
 
         return await _handshake(_Exchange(send), lambda version: None)
+
+
+# -- websocket (subprotocol "mcp": one JSON-RPC message per text frame) -------------------------------------------
+
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
+
+
+async def _websocket(target: ProbeTarget) -> ProbeResult:
+    path = _path(target)
+    key = base64.b64encode(os.urandom(16)).decode()
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": key,
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Protocol": "mcp",
+    }
+    async with _Connection(target) as conn:
+        answer = await conn.request("GET", path, headers=headers)
+        if answer.status != 101:
+            raise ProbeFailure(f"GET {path} answered {answer.status}, not a WebSocket upgrade")
+        # RFC 6455 fixes SHA-1 here: it proves the server read this handshake, it protects nothing
+        digest = hashlib.sha1((key + _WS_GUID).encode(), usedforsecurity=False).digest()
+        accept = base64.b64encode(digest).decode()
+        if answer.headers.get("sec-websocket-accept") != accept:
+            raise ProbeFailure("the server's WebSocket upgrade carries the wrong Sec-WebSocket-Accept")
+        reader, writer = conn.upgraded()
+
+        async def send(message: dict[str, Any]) -> dict[str, Any] | None:
+            writer.write(_ws_frame(_TEXT, json.dumps(message).encode()))
+            if "id" not in message:
+                return None
+            while True:
+                found = _json(await _ws_text(reader, writer))
+                if isinstance(found, dict) and found.get("id") == message["id"]:
+                    return found
+
+        result = await _handshake(_Exchange(send), lambda version: None)
+        writer.write(_ws_frame(_CLOSE, (1000).to_bytes(2, "big")))
+        return result
+
+
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked frame (a client masks every frame it sends)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 1 << 16:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    mask = os.urandom(4)
+    keystream = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(n, "big")
+    return head + mask + masked
+
+
+async def _ws_text(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """The next text message (fragments joined); pings answered, a close is a failure."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        first, second = await reader.readexactly(2)
+        opcode, length = first & 0x0F, second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await reader.readexactly(8), "big")
+        size += length
+        if size > MAX_BODY:
+            raise ProbeFailure(f"WebSocket message larger than {MAX_BODY} bytes")
+        mask = await reader.readexactly(4) if second & 0x80 else b""
+        payload = await reader.readexactly(length)
+        if mask:
+            keystream = (mask * (length // 4 + 1))[:length]
+            payload = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(length, "big")
+        if opcode == _CLOSE:
+            raise ProbeFailure("the server closed the WebSocket")
+        if opcode == _PING:
+            writer.write(_ws_frame(_PONG, payload))
+            continue
+        if opcode == _PONG:
+            continue
+        parts.append(payload)
+        if first & 0x80:
+            return b"".join(parts)

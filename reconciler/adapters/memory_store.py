@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters import store_rows as rows
 from reconciler.adapters.migrations import CREATED_BY_VALUE, MigrationResult, migrations
+from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, StoreError
@@ -56,6 +57,8 @@ class MemoryDatabase:
     instances: dict[str, Row] = field(default_factory=dict)
     unique_pair: bool = True  # Agentopia's unique (account_tool_environment_id, tool_catalog_id)
     suspensions: dict[str, Suspension] = field(default_factory=dict)  # environment id -> its suspension
+    heartbeats: dict[str, datetime] = field(default_factory=dict)  # replica id -> last seen
+    leases: dict[str, Lease] = field(default_factory=dict)  # environment id -> lease
     lock_holders: dict[str, int] = field(default_factory=dict)  # environment id -> id() of the holding store
     daemon_holder: int | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -272,6 +275,15 @@ class MemoryStore:
                     written += 1
         return written
 
+    def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
+        with self._use():
+            found = [
+                {"id": k, **{c: copy.deepcopy(r.get(c)) for c in rows.MCP_COLUMNS if c != "mcp_server_type"}}
+                for k, r in self.database.instances.items()
+                if str(r.get("account_tool_environment_id")) == environment_id
+            ]
+        return rows.mcp_columns_of(found)
+
     def recorded_health(self) -> dict[str, dict[str, Any]]:
         with self._use():
             found = {
@@ -324,6 +336,55 @@ class MemoryStore:
     def resume_environment(self, environment_id: str) -> Suspension | None:
         with self._use():
             return self.database.suspensions.pop(environment_id, None)
+
+    # -- replicas sharing the work (leases) ----------------------------------------------------------------
+
+    @property
+    def shares_work(self) -> bool:
+        """No: like a SQLite file, a memory database serves one daemon (``acquire_daemon_lock``)."""
+        return False
+
+    def beat(self, replica: str, now: datetime, *, forget_before: datetime) -> tuple[Heartbeat, ...]:
+        with self._use():
+            beats = self.database.heartbeats
+            beats[replica] = now
+            for other in [r for r, seen in beats.items() if seen < forget_before]:
+                del beats[other]
+            return tuple(Heartbeat(r, beats[r]) for r in sorted(beats))
+
+    def leases(self) -> tuple[Lease, ...]:
+        with self._use():
+            db = self.database
+            return tuple(db.leases[k] for k in sorted(db.leases) if k in db.environments)
+
+    def claim_leases(
+        self, replica: str, environment_ids: Collection[str], now: datetime, expires_at: datetime
+    ) -> frozenset[str]:
+        with self._use():
+            db = self.database
+            claimed: set[str] = set()
+            for env in environment_ids:
+                if env not in db.environments:
+                    continue
+                held = db.leases.get(env)
+                if held is None or held.owner == replica or held.expires_at <= now:
+                    db.leases[env] = Lease(env, replica, expires_at)
+                    claimed.add(env)
+            return frozenset(claimed)
+
+    def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
+        with self._use():
+            for env in environment_ids:
+                held = self.database.leases.get(env)
+                if held is not None and held.owner == replica:
+                    del self.database.leases[env]
+
+    def retire_replica(self, replica: str) -> None:
+        with self._use():
+            db = self.database
+            for env in [e for e, lease in db.leases.items() if lease.owner == replica]:
+                del db.leases[env]
+            db.heartbeats.pop(replica, None)
 
     # -- locks: shared by every store on one MemoryDatabase -------------------------------------------------
 

@@ -96,6 +96,16 @@ class DaemonMetrics:
             "Environments skipped last cycle because another replica holds their lock.",
             registry=r,
         )
+        self.leased_elsewhere = Gauge(
+            "reconciler_leased_elsewhere_environments",
+            "Environments another daemon replica owns (leases; PostgreSQL): this replica leaves them to it.",
+            registry=r,
+        )
+        self.live_replicas = Gauge(
+            "reconciler_live_replicas",
+            "Daemon replicas sharing the environments by leases, this one included (0: not sharing).",
+            registry=r,
+        )
         self.suspended = Gauge(
             "reconciler_environment_suspended",
             "1 for each environment an operator suspended (reconciler suspend): observed, never acted on.",

@@ -13,6 +13,8 @@ AGENTOPIA_TABLES: tuple[str, ...] = ("account_tool_environments", "tool_catalog"
 MIGRATIONS_TABLE = "schema_migrations"
 META_TABLE = "mcp_reconciler_meta"
 SUSPENSIONS_TABLE = "mcp_reconciler_suspensions"  # 0003: `reconciler suspend`
+REPLICAS_TABLE = "mcp_reconciler_replicas"  # 0004: daemon replicas' heartbeats
+LEASES_TABLE = "mcp_reconciler_leases"  # 0004: which replica owns which environment
 CREATED_BY_KEY = "created_by"
 CREATED_BY_VALUE = "mcp-reconciler"
 

@@ -33,13 +33,16 @@ from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
     CREATED_BY_VALUE,
+    LEASES_TABLE,
     META_TABLE,
     MIGRATIONS_TABLE,
+    REPLICAS_TABLE,
     SUSPENSIONS_TABLE,
     MigrationResult,
     migrate_command,
     migrations,
 )
+from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.errors import SchemaMissingError, StoreError
@@ -361,8 +364,9 @@ class PostgresStore:
         values = {k: v for k, v in every.items() if k in present}
         with self._guard(f"creating instance {new.name} on environment {new.environment_id}") as conn:
             try:
-                with conn.transaction():
-                    self._insert(conn, "account_tool_instances", values)
+                # One statement on an autocommit connection is its own transaction: one round trip, not
+                # three (BEGIN, INSERT, COMMIT); the executor writes a row before and after every deploy.
+                self._insert(conn, "account_tool_instances", values)
             except pg_errors.UniqueViolation as exc:
                 if "tool_catalog_id" in (exc.diag.message_detail or "") or "catalog" in (
                     exc.diag.constraint_name or ""
@@ -417,7 +421,7 @@ class PostgresStore:
         if not rows.is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         assignments = ", ".join(f"{c} = %s" for c in sets)
-        with self._guard(f"updating instance {instance_id}") as conn, conn.transaction():
+        with self._guard(f"updating instance {instance_id}") as conn:  # one statement: autocommitted
             cursor = self._execute(
                 conn,
                 f"UPDATE account_tool_instances SET {assignments} WHERE id = %s",
@@ -429,7 +433,7 @@ class PostgresStore:
     def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
         if not rows.is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
-        with self._guard(f"updating the config of instance {instance_id}") as conn, conn.transaction():
+        with self._guard(f"updating the config of instance {instance_id}") as conn:  # one statement: autocommitted
             cursor = self._execute(
                 conn,
                 "UPDATE account_tool_instances SET base_config_override_json = "
@@ -448,7 +452,7 @@ class PostgresStore:
         ids = [i for i in instance_ids if rows.is_uuid(i)]
         if not ids:
             return 0
-        with self._guard("recording heartbeats") as conn, conn.transaction():
+        with self._guard("recording heartbeats") as conn:  # one statement: autocommitted
             cursor = self._execute(
                 conn,
                 "UPDATE account_tool_instances SET last_heartbeat_from_dtma = %s WHERE id = ANY(%s::uuid[]) "
@@ -456,6 +460,20 @@ class PostgresStore:
                 [at, ids, at - timedelta(seconds=min_interval)],
             )
         return max(cursor.rowcount, 0)
+
+    def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
+        present = sorted(set(self._columns.get("account_tool_instances", frozenset())) & set(rows.MCP_COLUMNS))
+        present = [c for c in present if c != "mcp_server_type"]
+        if not present or not rows.is_uuid(environment_id):
+            return {}
+        with self._guard("reading MCP columns") as conn:
+            found = self._all(
+                conn,
+                f"SELECT id::text AS id, {', '.join(present)} FROM account_tool_instances "
+                "WHERE account_tool_environment_id = %s",
+                [environment_id],
+            )
+        return rows.mcp_columns_of(found)
 
     def recorded_health(self) -> dict[str, dict[str, Any]]:
         if "mcp_discovery_metadata" not in self._columns.get("account_tool_instances", frozenset()):
@@ -491,7 +509,7 @@ class PostgresStore:
     def delete_instance(self, instance_id: str) -> None:
         if not rows.is_uuid(instance_id):
             return
-        with self._guard(f"deleting instance {instance_id}") as conn, conn.transaction():
+        with self._guard(f"deleting instance {instance_id}") as conn:  # one statement: autocommitted
             self._execute(conn, "DELETE FROM account_tool_instances WHERE id = %s", [instance_id])
 
     def fingerprint(self, environment_id: str) -> str:
@@ -563,6 +581,74 @@ class PostgresStore:
                 [environment_id],
             )
         return rows.suspension_from_row(found[0]) if found else None
+
+    # -- replicas sharing the work (leases) ----------------------------------------------------------------
+
+    @property
+    def shares_work(self) -> bool:
+        """Several daemons may run on PostgreSQL and split the environments by leases, once migration 0004
+        has added the tables (until then they only exclude one another through the advisory locks)."""
+        with self._guard("reading the schema") as conn:
+            return self._has_table(conn, LEASES_TABLE) and self._has_table(conn, REPLICAS_TABLE)
+
+    def beat(self, replica: str, now: datetime, *, forget_before: datetime) -> tuple[Heartbeat, ...]:
+        with self._guard("recording the replica's heartbeat") as conn, conn.transaction():
+            self._execute(
+                conn,
+                f"INSERT INTO {REPLICAS_TABLE} (replica_id, last_seen) VALUES (%s, %s) ON CONFLICT (replica_id) "
+                "DO UPDATE SET last_seen = EXCLUDED.last_seen",
+                [replica, now],
+            )
+            self._execute(conn, f"DELETE FROM {REPLICAS_TABLE} WHERE last_seen < %s", [forget_before])
+            found = self._all(conn, f"SELECT replica_id, last_seen FROM {REPLICAS_TABLE} ORDER BY replica_id")
+        return tuple(Heartbeat(str(r["replica_id"]), r["last_seen"]) for r in found)
+
+    def leases(self) -> tuple[Lease, ...]:
+        with self._guard("reading the leases") as conn:
+            found = self._all(
+                conn,
+                f"SELECT environment_id::text AS environment_id, owner, expires_at FROM {LEASES_TABLE} "
+                "ORDER BY environment_id",
+            )
+        return tuple(Lease(r["environment_id"], r["owner"], r["expires_at"]) for r in found)
+
+    def claim_leases(
+        self, replica: str, environment_ids: Collection[str], now: datetime, expires_at: datetime
+    ) -> frozenset[str]:
+        ids = [i for i in environment_ids if rows.is_uuid(i)]
+        if not ids:
+            return frozenset()
+        with self._guard("claiming leases") as conn, conn.transaction():
+            # One statement: a lease is taken only when free, expired or already ours, so two replicas
+            # claiming the same environment at once cannot both get it.
+            found = self._all(
+                conn,
+                f"INSERT INTO {LEASES_TABLE} AS l (environment_id, owner, expires_at) "
+                "SELECT e, %s, %s FROM unnest(%s::uuid[]) AS e "
+                "ON CONFLICT (environment_id) DO UPDATE SET owner = EXCLUDED.owner, "
+                "expires_at = EXCLUDED.expires_at "
+                "WHERE l.owner = EXCLUDED.owner OR l.expires_at <= %s RETURNING l.environment_id::text AS id",
+                [replica, expires_at, ids, now],
+            )
+        return frozenset(str(r["id"]) for r in found)
+
+    def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
+        ids = [i for i in environment_ids if rows.is_uuid(i)]
+        if not ids:
+            return
+        with self._guard("releasing leases") as conn, conn.transaction():
+            self._execute(
+                conn,
+                f"DELETE FROM {LEASES_TABLE} WHERE owner = %s AND environment_id = ANY(%s::uuid[])",
+                [replica, ids],
+            )
+
+    def retire_replica(self, replica: str) -> None:
+        with self._guard("retiring the replica") as conn, conn.transaction():
+            if not (self._has_table(conn, LEASES_TABLE) and self._has_table(conn, REPLICAS_TABLE)):
+                return
+            self._execute(conn, f"DELETE FROM {LEASES_TABLE} WHERE owner = %s", [replica])
+            self._execute(conn, f"DELETE FROM {REPLICAS_TABLE} WHERE replica_id = %s", [replica])
 
     # -- advisory locks ------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,16 @@ from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
     CREATED_BY_VALUE,
+    LEASES_TABLE,
     META_TABLE,
     MIGRATIONS_TABLE,
+    REPLICAS_TABLE,
     SUSPENSIONS_TABLE,
     MigrationResult,
     migrate_command,
     migrations,
 )
+from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
@@ -355,6 +358,15 @@ class SqliteStore:
                 written += max(cursor.rowcount, 0)
         return written
 
+    def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
+        present = sorted(self.mcp_columns - {"mcp_server_type"})
+        if not present:
+            return {}
+        sql = f"SELECT id, {', '.join(present)} FROM account_tool_instances WHERE account_tool_environment_id = ?"
+        with self._guard("reading MCP columns"):
+            found = list(self._db.query(sql, [environment_id]))
+        return rows.mcp_columns_of(found)
+
     def recorded_health(self) -> dict[str, dict[str, Any]]:
         if "mcp_discovery_metadata" not in self.mcp_columns:
             return {}
@@ -443,6 +455,63 @@ class SqliteStore:
             )
             self._db.execute(f"DELETE FROM {SUSPENSIONS_TABLE} WHERE environment_id = ?", [environment_id])
         return rows.suspension_from_row(found[0]) if found else None
+
+    # -- replicas sharing the work (leases) ----------------------------------------------------------------
+
+    @property
+    def shares_work(self) -> bool:
+        """No: a SQLite file serves one daemon (``acquire_daemon_lock``), which owns every environment."""
+        return False
+
+    def beat(self, replica: str, now: datetime, *, forget_before: datetime) -> tuple[Heartbeat, ...]:
+        with self._guard("recording the replica's heartbeat"), self._db.atomic():
+            self._db.execute(
+                f"INSERT INTO {REPLICAS_TABLE} (replica_id, last_seen) VALUES (?, ?) ON CONFLICT (replica_id) "
+                "DO UPDATE SET last_seen = excluded.last_seen",
+                [replica, rows.format_time(now)],
+            )
+            self._db.execute(
+                f"DELETE FROM {REPLICAS_TABLE} WHERE last_seen < ?", [rows.format_time(forget_before)]
+            )
+            found = list(self._db.query(f"SELECT replica_id, last_seen FROM {REPLICAS_TABLE} ORDER BY replica_id"))
+        return tuple(Heartbeat(str(r["replica_id"]), _time(r["last_seen"])) for r in found)
+
+    def leases(self) -> tuple[Lease, ...]:
+        with self._guard("reading the leases"):
+            found = list(self._db.query(f"SELECT * FROM {LEASES_TABLE} ORDER BY environment_id"))
+        return tuple(Lease(str(r["environment_id"]), str(r["owner"]), _time(r["expires_at"])) for r in found)
+
+    def claim_leases(
+        self, replica: str, environment_ids: Collection[str], now: datetime, expires_at: datetime
+    ) -> frozenset[str]:
+        claimed: set[str] = set()
+        until, at = rows.format_time(expires_at), rows.format_time(now)
+        with self._guard("claiming leases"), self._db.atomic():
+            for env in sorted(environment_ids):
+                cursor = self._db.execute(
+                    f"INSERT INTO {LEASES_TABLE} (environment_id, owner, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (environment_id) DO UPDATE SET owner = excluded.owner, "
+                    f"expires_at = excluded.expires_at WHERE {LEASES_TABLE}.owner = excluded.owner "
+                    f"OR {LEASES_TABLE}.expires_at <= ?",
+                    [env, replica, until, at],
+                )
+                if cursor.rowcount > 0:
+                    claimed.add(env)
+        return frozenset(claimed)
+
+    def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
+        with self._guard("releasing leases"), self._db.atomic():
+            for env in environment_ids:
+                self._db.execute(
+                    f"DELETE FROM {LEASES_TABLE} WHERE owner = ? AND environment_id = ?", [replica, env]
+                )
+
+    def retire_replica(self, replica: str) -> None:
+        with self._guard("retiring the replica"), self._db.atomic():
+            if LEASES_TABLE not in self._tables():
+                return
+            self._db.execute(f"DELETE FROM {LEASES_TABLE} WHERE owner = ?", [replica])
+            self._db.execute(f"DELETE FROM {REPLICAS_TABLE} WHERE replica_id = ?", [replica])
 
     def _env_lock_path(self, environment_id: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment_id)
@@ -585,6 +654,10 @@ class SqliteStore:
             count = next(iter(self._db.query(count_sql, ids)))["n"]
             self._db.execute(f"DELETE FROM account_tool_environments WHERE id IN ({marks})", ids)
         return int(count)
+
+
+def _time(value: Any) -> datetime:
+    return rows.parse_time(value) or datetime.min.replace(tzinfo=UTC)
 
 
 def _integrity_message(new: NewInstance, detail: str) -> str:

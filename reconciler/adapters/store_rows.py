@@ -354,6 +354,20 @@ def merged_metadata(current: Any, keys: Mapping[str, Any]) -> dict[str, Any]:
     return {**(found if isinstance(found, dict) else {}), **keys}
 
 
+def mcp_columns_of(found: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Instance id -> its non-empty MCP columns (JSON columns parsed), from rows with ``id`` and those columns."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in found:
+        values = {
+            c: parse_json(row[c]) if c in MCP_JSON_COLUMNS else row[c]
+            for c in MCP_COLUMNS
+            if c in row.keys() and row[c] not in (None, "", [], {})  # noqa: SIM118 (driver rows are not dicts)
+        }
+        if values:
+            out[str(row["id"])] = values
+    return out
+
+
 def probed_metadata(value: Any) -> dict[str, Any] | None:
     """The metadata when it holds a probe's answer (``last_probe``), else None."""
     found = parse_json(value) if isinstance(value, (str, bytes)) else value

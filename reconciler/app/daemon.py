@@ -11,10 +11,12 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -47,6 +49,13 @@ if TYPE_CHECKING:
 __all__ = ["CycleReport", "Daemon", "DaemonConfig", "NotifyConfig"]
 
 log = logging.getLogger("reconciler.daemon")
+
+
+def replica_id() -> str:
+    """This daemon among replicas: host, pid and a random part (a restarted daemon is a new replica)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 Handler = signal.Handlers | Callable[[int, FrameType | None], object] | int | None
 RECONCILE_JOB = "reconcile"
 
@@ -90,6 +99,8 @@ class Daemon:
         targets = [
             parse_target(u.reveal()) for u in (*settings.notify_urls, *(notify_config or NotifyConfig()).urls)
         ]
+        if config.replica is None and not config.once:
+            config = replace(config, replica=replica_id())
         self.settings, self.config, self.policy = settings, config, policy_for(settings, policy)
         self.clock: Clock = clock or SystemClock()
         self.metrics = DaemonMetrics(interval=config.interval)
@@ -169,9 +180,22 @@ class Daemon:
         self._dtma.close()
         self._prober.close()
         if self._store is not None:
+            if self.config.replica is not None:
+                self._retire(self._store, self.config.replica)
             self._store.close()
             self._store = None
         self._journal.close()
+
+    @staticmethod
+    def _retire(store: Store, replica: str) -> None:
+        """Hand this replica's environments over at once (a clean stop), instead of when its leases expire."""
+        try:
+            if store.shares_work:
+                store.retire_replica(replica)
+        except StoreError as exc:
+            log.warning(
+                "could not hand over this replica's environments (they move when its leases expire): %s", exc
+            )
 
     def __enter__(self) -> Daemon:
         return self

@@ -46,9 +46,10 @@ def import_manifest(settings: Settings, environment: str) -> ImportedManifest:
         finally:
             dtma.close()
         rows = store.observe_instances()
+        mcp_columns = store.recorded_mcp(env.id)
     finally:
         store.close()
-    imported = import_environment(env, rows, listing)
+    imported = import_environment(env, rows, listing, mcp_columns)
     if not imported.spec.servers:
         raise ConfigError(f"nothing runs on {label} (its agent lists no container to import); nothing written")
     comments = [

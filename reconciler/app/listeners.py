@@ -37,6 +37,8 @@ def record_metrics(
     failures = {name: s.failures for name, s in backoff.items() if series is None or name in series.mentioned}
     metrics.set_backoff(failures)
     metrics.locked_elsewhere.set(len(report.locked_elsewhere))
+    metrics.leased_elsewhere.set(len(report.leased_elsewhere))
+    metrics.live_replicas.set(report.live_replicas)
     metrics.manifest_valid.set(1 if report.manifest_valid else 0)
     metrics.database_up.set(1 if report.database_ok else 0)
     if report.plan is not None:
@@ -94,6 +96,7 @@ class CycleLog:
     def __init__(self) -> None:
         self._gaps: tuple[str, ...] = ()
         self._suspended: dict[str, str] = {}  # name -> what the log said about its suspension
+        self._share: tuple[int, int] = (0, 0)  # (live replicas, environments owned) as last logged
 
     def __call__(self, report: CycleReport) -> None:
         done = sum(1 for r in report.results if r.outcome == StepOutcome.OK)
@@ -107,6 +110,19 @@ class CycleLog:
         if report.plan is None:
             return
         self._log_suspensions(report)
+        share = (
+            report.live_replicas,
+            len(report.acted_on) + len(report.backing_off) + len(report.locked_elsewhere),
+        )
+        if report.live_replicas and share != self._share:
+            total = share[1] + len(report.leased_elsewhere)
+            log.info(
+                "this replica owns %d of %d environment(s); %d live replica(s) share them",
+                share[1],
+                total,
+                share[0],
+            )
+        self._share = share
         gaps = tuple(str(g) for g in report.verdict.gaps)
         if gaps != self._gaps:
             if gaps:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.app.stores import open_store
 from reconciler.app.tuning import executor_config_for, policy_for
@@ -16,12 +16,18 @@ from reconciler.core.observed import LiveListing, Observed, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
+from reconciler.errors import StoreError
 from reconciler.model.spec import Desired
+from reconciler.ports import Dtma
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
 from reconciler.runtime.execute import ExecutorConfig, StepResult
 from reconciler.runtime.observe import observe
+from reconciler.runtime.prefetch import PrefetchingDtma, likely_targets
 from reconciler.runtime.saved_plan import Basis
 from reconciler.settings import Settings
+
+if TYPE_CHECKING:
+    from reconciler.app.stores import AnyStore
 
 APPLY_LOCK_WAIT = 30.0  # seconds apply waits for an environment another process is reconciling
 
@@ -55,18 +61,28 @@ def reconcile_once(
     stayed locked by another process for ``lock_wait``)."""
     from reconciler.model.loader import load_manifests, resolve_secrets
 
+    early: tuple[AnyStore, PrefetchingDtma] | None = None
     if desired is None:
-        desired = load_manifests(list(paths))
+        if not apply and refresh:
+            early = _list_ahead(settings, paths, env_filter)
+        try:
+            desired = load_manifests(list(paths))
+        except BaseException:
+            if early is not None:
+                early[1].close()
+                early[0].close()
+            raise
     values = resolve_secrets(desired, os.environ if environ is None else environ)
     clock = SystemClock()
-    store = open_store(settings.database_url)
+    store = early[0] if early is not None else open_store(settings.database_url)
+    dtma: Dtma = early[1] if early is not None else open_dtma(settings)
     try:
         key = secret_key(settings, store)
         journal = open_journal(settings, values.values())
     except BaseException:
+        dtma.close()
         store.close()
         raise
-    dtma = open_dtma(settings)
     prober = open_prober(settings, values.values()) if refresh else None
     try:
         request = CycleRequest(
@@ -112,6 +128,31 @@ def reconcile_once(
         journal.close()
 
 
+def _list_ahead(
+    settings: Settings, paths: Sequence[str], env_filter: Sequence[str] | None
+) -> tuple[AnyStore, PrefetchingDtma] | None:
+    """For ``plan``: the store opened and the listings of the toolboxes the manifests most likely declare
+    started before the manifests are loaded, so the agents answer while the loading runs. Nothing is started
+    when the database cannot be read yet: the cycle reports that after the manifests are checked."""
+    from reconciler.model.loader import environment_hints
+
+    try:
+        store = open_store(settings.database_url)
+    except StoreError:
+        return None
+    try:
+        hints = environment_hints(list(paths))
+        if env_filter:
+            hints = frozenset(h for h in hints if h in env_filter)
+        targets = likely_targets(store.observe_environments(), hints, settings) if hints else []
+    except StoreError:
+        store.close()
+        return None
+    dtma = PrefetchingDtma(open_dtma(settings))
+    dtma.prefetch(targets)
+    return store, dtma
+
+
 def step_line(result: StepResult) -> dict[str, Any]:
     """One step's result as a flat dict (for the JSON progress lines); carries no secret values."""
     s = result.step
@@ -151,20 +192,10 @@ def _suspension(found: Suspension | None) -> dict[str, str] | None:
     return {"reason": found.reason, "by": found.by, "at": found.at.isoformat()}
 
 
-def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
-    """Per environment and server: recorded status, live state, the last journalled step, and the
-    environment's suspension (``{reason, by, at}``) or None."""
+def last_steps(settings: Settings, journal_path: str | None = None) -> dict[tuple[str, str], str]:
+    """(environment, server) -> its last journalled step, as one line."""
     from reconciler.adapters.journal import Journal
 
-    store = open_store(settings.database_url)
-    dtma = open_dtma(settings)
-    try:
-        observed = observe(store, dtma, settings)
-        probes = store.recorded_health()
-        suspended = {s.environment_id: s for s in store.suspensions()}
-    finally:
-        dtma.close()
-        store.close()
     last: dict[tuple[str, str], str] = {}
     path = Path(journal_path or settings.journal_path)
     if path.exists():
@@ -174,6 +205,23 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 last[(s.environment, s.server)] = f"{s.action} {s.outcome or 'pending'} at {s.intent_at}"
         finally:
             journal.close()
+    return last
+
+
+def status_rows(settings: Settings, journal_path: str | None = None) -> list[dict[str, Any]]:
+    """Per environment and server: recorded status, live state, the last journalled step, and the
+    environment's suspension (``{reason, by, at}``) or None. The desired state shown is the one recorded at
+    the last apply (``desired_from: recorded``); ``status_against`` compares with manifests."""
+    store = open_store(settings.database_url)
+    dtma = open_dtma(settings)
+    try:
+        observed = observe(store, dtma, settings)
+        probes = store.recorded_health()
+        suspended = {s.environment_id: s for s in store.suspensions()}
+    finally:
+        dtma.close()
+        store.close()
+    last = last_steps(settings, journal_path)
     rows: list[dict[str, Any]] = []
     for env in observed.recorded.environments:
         live = observed.live.get(env.id)
@@ -195,5 +243,6 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 "last_step": last.get((env.name or env.id, name)),
                 **health_fields(probes.get(inst.id) if inst else None),
                 "suspended": _suspension(suspended.get(env.id)),
+                "desired_from": "recorded",
             })  # fmt: skip
     return rows

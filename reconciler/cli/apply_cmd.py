@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return answer.strip() == "yes"
 
     def on_step(result: StepResult) -> None:
-        progress.end(result.step, str(result.outcome), result.message)
+        progress.end(result.step, str(result.outcome), result.message, result.run_id)
 
     stop = threading.Event()
 

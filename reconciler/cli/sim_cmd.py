@@ -49,12 +49,17 @@ nothing, `ctx:1=8080,9090/udp` exposes those, `slow:1=8080;pull=30` also pulls f
 fails the pull. Undeclared images follow --images-expose: bound (the default: an image exposes every port
 it is bound to) or none.
 
+MCP: a running container serves MCP on each published host port, at its toolbox's own address
+(streamable-http, sse and websocket at any path; GET /health answers 200). Per image: `bad:2=8080;broken`
+(nothing listens), `x:1=8080;mcp=FAULT` (no-answer, wrong-protocol, handshake-error), `x:2=8080;tools=a,b`.
+
 admin routes (POST, X-Sim-Admin-Token): /__sim/faults {"latency", "jitter", "error_rate", "hang",
 "hang_routes", "drop", "docker_down"}, /__sim/clear, /__sim/restart-agent, /__sim/docker/run {"name",
 "image", "ports", "state"} (a hand-made container), /__sim/docker/rm {"name"} and /__sim/docker/stop
 {"name"} (behind the agent's back), /__sim/images {"image", "exposes", "pull_delay", "missing"},
-/__sim/pull-delay {"seconds"}, /__sim/seed, /__sim/exit-after {"name", "seconds"}; GET /__sim/state,
-/__sim/counters, /__sim/answers, /__sim/images.
+/__sim/pull-delay {"seconds"}, /__sim/seed, /__sim/exit-after {"name", "seconds"}, /__sim/mcp {"image" or
+"name", "fault", "slow_start", "tools", "resources", "prompts", "capabilities", "answers", "health_path",
+"latency"}; GET /__sim/state, /__sim/counters, /__sim/answers, /__sim/images, /__sim/mcp.
 """
 
 
@@ -99,7 +104,8 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="IMAGE=PORTS",
-        help="declare a simulated image: the ports it EXPOSEs (none, 8080,9090/udp), ;pull=SECONDS, missing",
+        help="declare a simulated image: the ports it EXPOSEs (none, 8080,9090/udp), ;pull=SECONDS, missing, "
+        ";broken, ;mcp=FAULT, ;tools=a,b",
     )
     p.add_argument(
         "--tools-status",

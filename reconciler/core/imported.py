@@ -60,8 +60,13 @@ def secret_var(server: str, key: str) -> str:
 
 
 def import_environment(
-    env: RecordedEnvironment, rows: Sequence[RecordedInstance], listing: LiveListing
+    env: RecordedEnvironment,
+    rows: Sequence[RecordedInstance],
+    listing: LiveListing,
+    mcp_columns: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ImportedEnvironment:
+    """``mcp_columns``: instance id -> its MCP columns (``Store.recorded_mcp``), read where the row's stored
+    config has no ``mcp`` block (a row Agentopia wrote)."""
     by_name: dict[str, RecordedInstance] = {}
     by_id: dict[str, RecordedInstance] = {}
     for recorded in sorted(rows, key=lambda r: r.id):
@@ -84,7 +89,8 @@ def import_environment(
         if image is None:
             notes.append(f"container {c.name} left out: neither the listing nor a row shows its image")
             continue
-        server, server_secrets, server_notes = _server(c, row, image, listing.shape)
+        columns = (mcp_columns or {}).get(row.id, {}) if row is not None else {}
+        server, server_secrets, server_notes = _server(c, row, image, listing.shape, columns)
         servers.append(server)
         secrets.extend(server_secrets)
         notes.extend(server_notes)
@@ -106,20 +112,49 @@ def _row_of(
     return row
 
 
+def _mcp_fields(config: Mapping[str, Any], columns: Mapping[str, Any]) -> tuple[Any, str | None, list[str]]:
+    """transport, endpoint and capabilities: the stored config's ``mcp`` block (the reconciler's, with the true
+    transport), else the MCP columns (the transport column holds only what its CHECK accepts, so the probe
+    metadata's transport comes first)."""
+    mcp = config.get("mcp")
+    if isinstance(mcp, Mapping) and mcp.get("transport") in TRANSPORTS:
+        endpoint = mcp.get("endpoint")
+        return (
+            mcp.get("transport"),
+            endpoint if isinstance(endpoint, str) else None,
+            _names(mcp.get("capabilities")),
+        )
+    metadata = columns.get("mcp_discovery_metadata")
+    transport = metadata.get("transport") if isinstance(metadata, Mapping) else None
+    if transport not in TRANSPORTS:
+        transport = columns.get("mcp_transport_type")
+    endpoint = columns.get("mcp_endpoint_path")
+    return (
+        transport,
+        endpoint if isinstance(endpoint, str) else None,
+        _names(columns.get("mcp_server_capabilities")),
+    )
+
+
+def _names(value: Any) -> list[str]:
+    """Capability names from a list, or from a mapping of name -> announced (``{"tools": {...}}``)."""
+    if isinstance(value, list):
+        return [str(v) for v in value if isinstance(v, str)]
+    if isinstance(value, Mapping):
+        return sorted(str(k) for k, v in value.items() if v not in (None, False))
+    return []
+
+
 def _server(
-    c: LiveContainer, row: RecordedInstance | None, image: str, shape: str
+    c: LiveContainer, row: RecordedInstance | None, image: str, shape: str, columns: Mapping[str, Any]
 ) -> tuple[ServerSpec, list[tuple[str, str]], list[str]]:
     config: Mapping[str, Any] = row.config if row is not None else {}
     notes: list[str] = []
-    mcp = config.get("mcp") if isinstance(config.get("mcp"), Mapping) else {}
-    assert isinstance(mcp, Mapping)
     port, host_port, host_ip = _ports(c, config, shape)
-    transport = mcp.get("transport")
+    transport, endpoint, capabilities = _mcp_fields(config, columns)
     if transport not in TRANSPORTS:
         transport = "streamable-http" if host_port is not None else "stdio"
         notes.append(f"{c.name}: transport not recorded; written as {transport} (check it)")
-    endpoint = mcp.get("endpoint") if isinstance(mcp.get("endpoint"), str) else None
-    capabilities = mcp.get("capabilities") if isinstance(mcp.get("capabilities"), list) else []
     env, secrets = _env(c.name, config)
     desired = config.get("desired_state")
     state = desired if desired in ("running", "stopped") else ("running" if c.state == "running" else "stopped")
@@ -131,7 +166,7 @@ def _server(
         port=port,
         host_port=host_port,
         host_ip=host_ip,
-        capabilities=tuple(str(x) for x in cast(list[Any], capabilities)),
+        capabilities=tuple(capabilities),
         state=cast(DesiredState, state),
         env=env,
         protect=row.protect if row is not None else False,

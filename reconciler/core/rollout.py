@@ -103,7 +103,7 @@ def plan_rollouts(steps: Sequence[Step], settings: RolloutSettings) -> tuple[Rol
         boxes = sorted(groups[key].values(), key=lambda t: (t.environment_name, t.environment_id))
         if len(boxes) < MIN_TOOLBOXES:
             continue
-        waves = [Wave(1, tuple(boxes[:first]), first)]
+        waves = [Wave(1, tuple(boxes[:first]), len(boxes[:first]))]
         if boxes[first:]:
             waves.append(Wave(2, tuple(boxes[first:]), in_flight))
         rollouts.append(Rollout(key[0], key[1], images[key], tuple(waves)))

@@ -52,12 +52,18 @@ class Progress:
             self._running[id(step)] = _Running(step, now, now)
         self._emit("start", step, None)
 
-    def end(self, step: Step, outcome: str, message: str | None = None) -> None:
+    def end(self, step: Step, outcome: str, message: str | None = None, run_id: int | None = None) -> None:
+        """``run_id``: the journal run, shown in JSON lines (as the daemon's step log lines show it)."""
         now = self._clock()
         with self._lock:
             running = self._running.pop(id(step), None)
         elapsed = now - running.started if running is not None else None
-        self._emit("end", step, elapsed, outcome=outcome, message=message or "")
+        extra: dict[str, object] = {"outcome": outcome, "message": message or ""}
+        if self._json and run_id is not None:
+            extra["run_id"] = run_id
+        if self._json and elapsed is not None:
+            extra["duration_ms"] = round(elapsed * 1000)
+        self._emit("end", step, elapsed, **extra)
 
     def tick(self) -> None:
         """Say, for each step running for another ``every`` seconds, how long it has been running."""

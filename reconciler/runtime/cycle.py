@@ -36,6 +36,7 @@ from reconciler.runtime.cycle_data import (
 from reconciler.runtime.execute import ApplyResult, Executor
 from reconciler.runtime.observe import listed_instance_ids, observe, observe_recorded, targets_for
 from reconciler.runtime.probing import ReadinessConfig, health_records, probe_health
+from reconciler.runtime.replicas import take_share
 from reconciler.runtime.rollout_run import apply_in_waves
 from reconciler.runtime.saved_plan import basis_of, check_basis
 from reconciler.settings import Settings
@@ -112,6 +113,8 @@ class _Cycle:
         self.unhealthy = dict(state.unhealthy)
         self.health_written = dict(state.health_written)
         self.suspended: dict[str, Suspension] = {}  # environment id -> suspension, as stored
+        self.leased_elsewhere: list[str] = []  # owned by another daemon replica (leases)
+        self.live_replicas = 0  # live daemon replicas sharing the work, this one included (0: not sharing)
 
     def run(self) -> tuple[CycleReport, CycleState]:
         request = self.request
@@ -145,11 +148,12 @@ class _Cycle:
             by_key.setdefault(environment_key(row.id), row)
             if row.name:
                 by_key.setdefault(row.name, row)
+        matched = [(spec, by_key.get(environment_key(spec.environment))) for spec in desired.environments]
+        owned = self._owned([row.id for _, row in matched if row is not None])
         now = self.ports.clock.monotonic()
         specs: list[EnvironmentSpec] = []
         chosen: list[RecordedEnvironment] = []
-        for spec in desired.environments:
-            found = by_key.get(environment_key(spec.environment))
+        for spec, found in matched:
             if found is None:
                 specs.append(spec)  # the planner explains "not in the database"
                 continue
@@ -158,6 +162,9 @@ class _Cycle:
             self.names[row.id] = name
             if self.hooks.stopping():
                 break
+            if owned is not None and row.id not in owned:
+                self.leased_elsewhere.append(name)
+                continue
             if self.request.backoff is not None and not self.state.backoff.get(row.id, BackoffState()).due(now):
                 self.backing_off.append(name)
                 continue
@@ -167,6 +174,16 @@ class _Cycle:
             chosen.append(row)
             specs.append(spec)
         return specs, chosen
+
+    def _owned(self, environment_ids: Sequence[str]) -> frozenset[str] | None:
+        """Daemon replicas on a database that shares the work: the environments this replica owns (leases,
+        ``runtime.replicas``); None: every environment (SQLite, ``plan``, ``apply``, ``run --once``)."""
+        share_of = self.request.replica
+        if share_of is None or not self.ports.store.shares_work:
+            return None
+        owned = take_share(self.ports.store, self.ports.clock, share_of, environment_ids)
+        self.live_replicas = owned.live
+        return owned.environments
 
     def _lock(self, row: RecordedEnvironment) -> bool:
         store = self.ports.store
@@ -217,7 +234,9 @@ class _Cycle:
         else:
             the_plan = hold_back(the_plan, self.suspended, suspended)
         the_plan = rollout.hold_halted(the_plan, halted)
-        the_plan = replace(the_plan, rollouts=rollout.plan_rollouts(the_plan.steps, self._rollout_settings()))
+        # The waves apply would run: a suspended environment's steps (still shown by plan) take no part.
+        rolled = [s for s in the_plan.steps if s.environment_id not in suspended]
+        the_plan = replace(the_plan, rollouts=rollout.plan_rollouts(rolled, self._rollout_settings()))
         verdict = verdict_of(the_plan, observed)
         basis = None
         if request.want_basis or request.saved_basis is not None:
@@ -390,6 +409,8 @@ class _Cycle:
             the_plan,
             backing_off=tuple(sorted(self.backing_off)),
             locked_elsewhere=tuple(sorted(self.elsewhere)),
+            leased_elsewhere=tuple(sorted(self.leased_elsewhere)),
+            live_replicas=self.live_replicas,
             stalled=self.state.stalled(),
             unreachable=unreachable,
             acted_on=tuple(sorted(r.name or r.id for r in acted_on)),

@@ -18,6 +18,7 @@ from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
 from reconciler.ports import Clock, Dtma, Journal, Prober, Store
 from reconciler.runtime.execute import ApplyResult, ExecutorConfig, StepResult
+from reconciler.runtime.replicas import ReplicaShare
 from reconciler.runtime.saved_plan import Basis
 
 LockMode = Literal["none", "skip", "wait"]
@@ -56,6 +57,7 @@ class CycleRequest:
     saved_steps: tuple[tuple[str, str, str], ...] | None = None
     flap_threshold: int | None = None  # daemon: drop steps of servers that do not settle
     backoff: BackoffPolicy | None = None  # daemon: leave failing environments alone for a while
+    replica: ReplicaShare | None = None  # daemon: reconcile only this replica's share (leases), where shared
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class CycleReport:
     database_ok: bool = True
     backing_off: tuple[str, ...] = ()
     locked_elsewhere: tuple[str, ...] = ()
+    leased_elsewhere: tuple[str, ...] = ()  # owned by another daemon replica this cycle (leases)
+    live_replicas: int = 0  # daemon replicas sharing the work, this one included; 0 when not sharing
     # environments in scope an operator suspended (by name): observed and planned, their steps held back
     suspended: Mapping[str, Suspension] = field(default_factory=dict)
     stalled: tuple[str, ...] = ()  # "environment/server"

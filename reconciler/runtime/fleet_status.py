@@ -171,6 +171,9 @@ def update(
             why = f"failed {state.failures} time(s) in a row: {ctx.clean(state.last_error) or 'see the log'}"
             base = old or _pending(name, spec, "")
             envs.append(replace(base, verdict=EnvVerdict.BACKING_OFF, reason=why))
+        elif name in report.leased_elsewhere:
+            base = old or _pending(name, spec, "")
+            envs.append(replace(base, verdict=EnvVerdict.LOCKED, reason="owned by another daemon replica (lease)"))
         elif name in report.locked_elsewhere:
             base = old or _pending(name, spec, "")
             envs.append(replace(base, verdict=EnvVerdict.LOCKED, reason="being reconciled by another process"))

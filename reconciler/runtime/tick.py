@@ -19,6 +19,7 @@ from reconciler.errors import ConfigError, StoreError
 from reconciler.ports import Clock, Dtma, Git, Journal, Prober, Store
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, CycleState, run_cycle
 from reconciler.runtime.desired_state import DesiredMemory, Loaded, load_desired
+from reconciler.runtime.replicas import LEASE_INTERVALS, ReplicaShare
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class DaemonConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     flap_threshold: int = 2  # same step needed again this many times after applying it -> stalled
     retention_interval: float = 3600.0  # seconds between journal retention runs
+    # This daemon's id among replicas sharing one PostgreSQL database (leases); None: it takes every
+    # environment it can lock (``--once``, and SQLite, which serves one daemon anyway).
+    replica: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,11 @@ def tick(  # noqa: PLR0917
         git_commit=commit,
         flap_threshold=config.flap_threshold,
         backoff=config.backoff,
+        replica=(
+            ReplicaShare(config.replica, LEASE_INTERVALS * config.interval)
+            if config.replica is not None and not config.once
+            else None
+        ),
     )
 
     def failed_report(problem: str) -> CycleReport:

@@ -40,14 +40,15 @@ class McpBehaviour:
     capabilities: tuple[str, ...] | None = None  # announced; None: tools, plus resources/prompts when listed
     answers: str = "json"  # how a streamable-http request is answered: one JSON body, or an SSE stream
     health_path: str = "/health"  # GET here answers 200 (the ``http`` readiness kind)
+    latency: float = 0.0  # seconds added before each answer (benchmarks: a server across a network)
 
     def __post_init__(self) -> None:
         if self.fault not in MCP_FAULTS:
             raise ValueError(f"unknown MCP fault {self.fault!r} (one of {', '.join(MCP_FAULTS)})")
         if self.answers not in MCP_ANSWERS:
             raise ValueError(f"unknown MCP answer style {self.answers!r} (json or sse)")
-        if self.slow_start < 0:
-            raise ValueError("slow_start must be 0 or more seconds")
+        if self.slow_start < 0 or self.latency < 0:
+            raise ValueError("slow_start and latency must be 0 or more seconds")
 
     @property
     def announced(self) -> tuple[str, ...]:
@@ -68,7 +69,7 @@ class McpBehaviour:
                 changes[key] = tuple(str(v) for v in value or ())
             elif key == "capabilities":
                 changes[key] = None if value is None else tuple(str(v) for v in value)
-            elif key == "slow_start":
+            elif key in ("slow_start", "latency"):
                 changes[key] = float(value)
             else:
                 changes[key] = str(value)
@@ -84,6 +85,7 @@ class McpBehaviour:
             "capabilities": list(self.announced),
             "answers": self.answers,
             "health_path": self.health_path,
+            "latency": self.latency,
         }
 
 

@@ -18,13 +18,16 @@ What one port answers, at any path (the endpoint path is the image's business, n
 from __future__ import annotations
 
 import _thread
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import queue
 import selectors
 import socket
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -309,12 +312,17 @@ class _McpHandler(FastRequestHandler):
             self._drop()  # nothing inside answers yet (or any more)
             return
         path, _, query = self.path.partition("?")
+        if behaviour.latency:
+            time.sleep(behaviour.latency)  # a simulated network's delay (benchmarks), not synchronisation
         if behaviour.fault == "no-answer":
             tb.mcp_counters[f"{method} (no answer)"] += 1
             lst.closed.wait(HOLD_MAX)
             self._drop()
             return
-        if method == "GET" and path == behaviour.health_path:
+        if method == "GET" and "websocket" in (self.headers.get("Upgrade") or "").lower():
+            tb.mcp_counters["GET (websocket)"] += 1
+            self._websocket(lst, behaviour, image)
+        elif method == "GET" and path == behaviour.health_path:
             tb.mcp_counters[f"GET {path}"] += 1
             self._send(200, b"OK", "text/plain")
         elif method == "GET" and "text/event-stream" in (self.headers.get("Accept") or ""):
@@ -453,6 +461,38 @@ class _McpHandler(FastRequestHandler):
         if answer is not None:
             answers.put(json.dumps(answer))
 
+    # -- websocket (subprotocol "mcp") ----------------------------------------------------------------------------
+
+    def _websocket(self, lst: _Listener, behaviour: McpBehaviour, image: str) -> None:
+        key = self.headers.get("Sec-WebSocket-Key") or ""
+        digest = hashlib.sha1((key + _WS_GUID).encode(), usedforsecurity=False).digest()  # RFC 6455's choice
+        protocols = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        chosen = "Sec-WebSocket-Protocol: mcp\r\n" if "mcp" in protocols else ""
+        self.close_connection = True
+        self.wfile.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {base64.b64encode(digest).decode()}\r\n{chosen}\r\n"
+            ).encode("latin-1")
+        )
+        self.wfile.flush()
+        while not lst.closed.is_set():
+            frame = _read_frame(self.rfile)
+            if frame is None or frame[0] == 0x8:  # gone, or a close
+                self.wfile.write(_frame(0x8, b""))
+                return
+            opcode, payload = frame
+            if opcode == 0x9:
+                self.wfile.write(_frame(0xA, payload))
+            elif opcode == 0x1:
+                message = _parse(payload)
+                if message is not None:
+                    lst.toolbox.mcp_counters[str(message.get("method", "(response)"))] += 1
+                    answer = _answer(message, behaviour, image)
+                    if answer is not None:
+                        self.wfile.write(_frame(0x1, json.dumps(answer).encode()))
+            self.wfile.flush()
+
 
 # -- the protocol --------------------------------------------------------------------------------------------
 
@@ -512,3 +552,36 @@ def _items(key: str, behaviour: McpBehaviour) -> list[dict[str, Any]]:
     if key == "resources":
         return [{"uri": u, "name": u.rstrip("/").rpartition("/")[2] or u} for u in behaviour.resources]
     return [{"name": p} for p in behaviour.prompts]
+
+
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _read_frame(rfile: Any) -> tuple[int, bytes] | None:
+    """One whole frame from a client (masked, unfragmented, as the probe sends them); None once it is gone."""
+    head = rfile.read(2)
+    if len(head) < 2:
+        return None
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(rfile.read(2), "big")
+    elif length == 127:
+        length = int.from_bytes(rfile.read(8), "big")
+    mask = rfile.read(4) if head[1] & 0x80 else b""
+    payload = rfile.read(length)
+    if len(payload) < length:
+        return None
+    if mask:
+        keystream = (mask * (length // 4 + 1))[:length]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(length, "big")
+    return head[0] & 0x0F, payload
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame (a server never masks)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big") + payload

@@ -4,6 +4,7 @@ deployed by hand through the agent (as Agentopia's UI does), with SQLite and Pos
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,22 @@ def hand_deploy(w: World, index: int, name: str, image: str, *, env: list[str] |
     return instance_id
 
 
+def agentopia_row(w: World, instance_id: str, name: str, image: str, env: list[str]) -> None:
+    """The row Agentopia's backend writes for a server deployed through its UI: not the reconciler's."""
+    with sqlite3.connect(w.tmp / "state.db") as db:
+        (env_id,) = db.execute("SELECT id FROM account_tool_environments WHERE name = 'tb0'").fetchone()
+        catalog = str(uuid.uuid4())
+        db.execute("INSERT INTO tool_catalog (id, tool_name, name, package_identifier, docker_image_url) "
+                   "VALUES (?, ?, ?, ?, ?)", (catalog, f"ui-{name}", f"UI {name}", image, image))  # fmt: skip
+        db.execute(
+            "INSERT INTO account_tool_instances (id, account_tool_environment_id, tool_catalog_id, "
+            "instance_name_on_toolbox, status_on_toolbox, base_config_override_json, mcp_server_type, "
+            "mcp_transport_type, mcp_endpoint_path, mcp_server_capabilities) VALUES (?, ?, ?, ?, 'active', ?, "
+            "'mcp_server', 'websocket', '/ws', '[\"tools\"]')",
+            (instance_id, env_id, catalog, name, json.dumps({"Env": env})),
+        )
+
+
 def test_adoption_takes_running_containers_under_management_without_a_deploy(
     world_factory: Callable[..., World],
 ) -> None:
@@ -55,7 +72,10 @@ def test_adoption_takes_running_containers_under_management_without_a_deploy(
     assert plan["summary"]["adopt"] == 2 and plan["summary"]["destructive"] == 0
     mismatch = [n["message"] for n in plan["notices"] if n["server"] == "srv-c"]
     assert len(mismatch) == 1 and "image mismatch" in mismatch[0] and "srv-c:0.9.0" in mismatch[0]
-    done = w.cli("apply", str(w.manifests), "--adopt")
+    # reviewed and saved with --adopt: the saved plan carries the policy, and applies as reviewed
+    assert w.cli("plan", str(w.manifests), "--adopt", "--allow-incomplete", "--out", "plan.json").returncode == 0
+    assert w.cli("apply", "plan.json", "--adopt").returncode == 1  # the policy is the reviewed one: refused
+    done = w.cli("apply", "plan.json")
     assert done.returncode == 4, done.stdout + done.stderr  # steps done while srv-c stays unsettled
     assert "<= adopt srv-a" in done.stdout
 
@@ -87,8 +107,9 @@ def test_import_writes_a_manifest_that_validates_and_plans_only_adoptions(
     w = world_factory(2)
     w.write({"tb0": [server("srv-a", env=SECRET_ENV, hostPort=31080)]})
     assert w.cli("apply", str(w.manifests)).returncode == 0
-    hand_deploy(w, 0, "srv-h1", "ghcr.io/acme/srv-h1:2.1.0", env=["GITHUB_TOKEN=hand-secret-0123"],
-                ports={"8080/tcp": [{"HostPort": "31081"}]})  # fmt: skip
+    h1 = hand_deploy(w, 0, "srv-h1", "ghcr.io/acme/srv-h1:2.1.0", env=["GITHUB_TOKEN=hand-secret-0123"],
+                     ports={"8080/tcp": [{"HostPort": "31081"}]})  # fmt: skip
+    agentopia_row(w, h1, "srv-h1", "ghcr.io/acme/srv-h1:2.1.0", ["GITHUB_TOKEN=hand-secret-0123", "REGION=eu"])
     hand_deploy(w, 0, "srv-h2", "ghcr.io/acme/srv-h2:1.0.0")
     deploys = w.sim.counters(0).get("POST /tools", 0)
     imported = w.tmp / "imported"
@@ -103,13 +124,17 @@ def test_import_writes_a_manifest_that_validates_and_plans_only_adoptions(
     assert servers["srv-a"]["env"] == {"API_KEY": {"secretFromEnv": "SRV_A_API_KEY"}, "LOG_LEVEL": "info"}
     assert (servers["srv-a"]["transport"], servers["srv-a"]["hostPort"]) == ("sse", 31080)
     assert (servers["srv-h1"]["port"], servers["srv-h1"]["hostPort"]) == (8080, 31081)
+    # the row Agentopia wrote: env (the token as a reference), transport, endpoint and capabilities
+    assert servers["srv-h1"]["env"] == {"GITHUB_TOKEN": {"secretFromEnv": "SRV_H1_GITHUB_TOKEN"}, "REGION": "eu"}
+    assert (servers["srv-h1"]["transport"], servers["srv-h1"]["endpoint"]) == ("websocket", "/ws")
+    assert servers["srv-h1"]["capabilities"] == ["tools"] and "transport" in done.stderr  # srv-h2's is guessed
     assert "SRV_A_API_KEY" in done.stderr
     again = w.cli("import", "--env", "tb0", "--out", str(imported))
     assert again.returncode == 1 and "--force" in again.stderr and (imported / "tb0.yaml").read_text() == text
     assert w.cli("validate", str(imported)).returncode == 0
 
     # the same toolbox planned from the imported manifest: nothing to create, delete or replace
-    w.extra_env["SRV_A_API_KEY"] = CANARY
+    w.extra_env.update({"SRV_A_API_KEY": CANARY, "SRV_H1_GITHUB_TOKEN": "hand-secret-0123"})
     done = w.cli("plan", str(imported), "--format", "json")
     assert done.returncode == 1  # the two hand-deployed containers are conflicts until adopted
     assert steps_of(json.loads(done.stdout)) == []

@@ -45,10 +45,12 @@ def test_json_lines_carry_the_same_events() -> None:
     progress.start(step)
     clock.now += 12
     progress.tick()
-    progress.end(step, "failed", "boom")
+    progress.end(step, "failed", "boom", run_id=9)
     events = [json.loads(line) for line in lines]
     assert [e["event"] for e in events] == ["start", "running", "end"]
     assert events[1]["elapsed"] == 12 and events[2]["outcome"] == "failed" and events[2]["message"] == "boom"
+    # The fields the daemon's JSON step lines carry, so one log filter serves both.
+    assert (events[2]["environment"], events[2]["run_id"], events[2]["duration_ms"]) == ("tb0", 9, 12000)
 
 
 def test_text_lines_show_control_characters_never_obey_them() -> None:

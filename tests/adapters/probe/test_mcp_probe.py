@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,10 @@ from sim_helpers import FakeClock, RunningSimulator, call, running_simulator
 from reconciler.adapters.mcp_probe import MAX_ERROR, PROTOCOL_VERSIONS, McpProber
 from reconciler.core.health import ProbeResult, ProbeTarget, ReadinessKind
 
-HOST = "127.77.1.1"  # toolbox 0; toolbox 1 is 127.77.1.2
+# Toolbox 0's address; toolbox 1 is the next. Drawn per run: the simulated MCP servers listen on fixed ports,
+# and another test process on this machine must not hold the same address and port.
+HOST = f"127.77.{random.randrange(1, 255)}.1"
+HOST_1 = HOST[:-1] + "2"
 PORT = 31001
 IMAGE = "ghcr.io/example/time-mcp:1.2"
 
@@ -56,7 +60,9 @@ def probe(prober: McpProber, t: ProbeTarget) -> ProbeResult:
     return prober.probe_many([t], concurrency=4)[t.key]
 
 
-@pytest.mark.parametrize(("transport", "path"), [("streamable-http", "/mcp"), ("sse", "/sse")])
+@pytest.mark.parametrize(
+    ("transport", "path"), [("streamable-http", "/mcp"), ("sse", "/sse"), ("websocket", "/ws")]
+)
 def test_a_healthy_server_passes_the_handshake(
     sim: RunningSimulator, prober: McpProber, transport: str, path: str
 ) -> None:
@@ -90,8 +96,9 @@ def test_each_fault_mode_is_a_failed_result(sim: RunningSimulator, prober: McpPr
     }
     for fault, words in expected.items():
         sim.sim.set_mcp(IMAGE, fault=fault)
-        result = probe(prober, target())
-        assert not result.ok and result.error is not None and words in result.error, (fault, result)
+        for transport in ("streamable-http", "sse", "websocket"):
+            result = probe(prober, target(transport=transport))
+            assert not result.ok and result.error is not None and words in result.error, (fault, transport, result)
     sim.sim.set_mcp(IMAGE, fault="none")
     assert probe(prober, target()).ok
 
@@ -130,21 +137,21 @@ def test_http_kind_and_other_kinds(sim: RunningSimulator, prober: McpProber) -> 
             target("a", kind=ReadinessKind.HTTP, path="/health"),
             target("b", kind=ReadinessKind.HTTP, path="/nope"),
             target("c", kind=ReadinessKind.NONE, port=1),
-            target("d", transport="websocket", path="/ws"),
+            target("d", transport="stdio", path="/"),
         ],
         concurrency=2,
     )
     assert found[("env-0", "a")].ok
     assert found[("env-0", "b")].error == "GET /nope answered 404"
     assert found[("env-0", "c")].ok  # container state only: nothing is contacted
-    assert found[("env-0", "d")].error == "unsupported: no MCP probe over the websocket transport"
+    assert found[("env-0", "d")].error == "unsupported: no MCP probe over the stdio transport"
 
 
 def test_one_probe_per_server_and_toolboxes_apart(sim: RunningSimulator, prober: McpProber) -> None:
     deploy(sim, box=0)
     deploy(sim, box=1)  # the same host port on the other toolbox's own address
     twice = [target(), target()]
-    other = ProbeTarget("env-1", "time", "127.77.1.2", PORT, ReadinessKind.MCP, "/mcp")
+    other = ProbeTarget("env-1", "time", HOST_1, PORT, ReadinessKind.MCP, "/mcp")
     found = prober.probe_many([*twice, other], concurrency=8)
     assert set(found) == {("env-0", "time"), ("env-1", "time")} and all(r.ok for r in found.values())
     assert sim.sim.mcp_counters(0)["initialize"] == 1 and sim.sim.mcp_counters(1)["initialize"] == 1

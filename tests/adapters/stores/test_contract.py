@@ -510,3 +510,49 @@ def test_a_suspension_goes_with_its_environment(store: Any) -> None:
     assert store.suspensions() == ()
     with pytest.raises(StoreError):  # an environment that does not exist cannot be suspended
         store.suspend_environment(Suspension(tb1, "why", "me@here", datetime(2026, 1, 1, tzinfo=UTC)))
+
+
+def test_leases_are_claimed_when_free_expired_or_own_and_never_from_a_valid_owner(
+    backend: Backend, store: Any
+) -> None:
+    from reconciler.core.leases import Heartbeat
+
+    tb1, tb2 = _env(store, "tb1"), _env(store, "tb2", "127.0.0.3")
+    t0 = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
+    other = backend.open()  # another replica on the same database
+    assert store.beat("a", t0, forget_before=t0 - timedelta(hours=1)) == (Heartbeat("a", t0),)
+    beats = other.beat("b", t0 + timedelta(seconds=1), forget_before=t0 - timedelta(hours=1))
+    assert [b.replica for b in beats] == ["a", "b"]
+    until = t0 + timedelta(seconds=60)
+    assert store.claim_leases("a", [tb1, tb2], t0, until) == {tb1, tb2}
+    assert other.claim_leases("b", [tb1, tb2], t0 + timedelta(seconds=30), until) == frozenset()  # a's, valid
+    assert store.claim_leases("a", [tb1], t0 + timedelta(seconds=30), until + timedelta(seconds=30)) == {tb1}
+    other.release_leases("b", [tb1])  # not b's: nothing happens
+    store.release_leases("a", [tb2])
+    assert other.claim_leases("b", [tb1, tb2], t0 + timedelta(seconds=30), until) == {tb2}
+    # a's lease of tb1 was renewed to t0+90: expired at t0+90, b takes it then.
+    assert other.claim_leases("b", [tb1], t0 + timedelta(seconds=89), until) == frozenset()
+    later = t0 + timedelta(seconds=90)
+    assert other.claim_leases("b", [tb1], later, later + timedelta(seconds=60)) == {tb1}
+    assert {(lease.environment_id, lease.owner) for lease in store.leases()} == {(tb1, "b"), (tb2, "b")}
+    [lease] = [x for x in store.leases() if x.environment_id == tb1]
+    assert lease.expires_at == later + timedelta(seconds=60)
+    other.retire_replica("b")  # a clean stop: its heartbeat and leases go at once
+    assert store.leases() == () and [b.replica for b in store.beat("a", later, forget_before=t0)] == ["a"]
+    # A heartbeat older than forget_before is forgotten (restarted replicas come back under new ids).
+    other.beat("c", t0, forget_before=t0 - timedelta(hours=1))
+    assert store.beat("a", later, forget_before=t0 + timedelta(seconds=1)) == (Heartbeat("a", later),)
+    assert store.shares_work is (backend.kind == "postgres")
+
+
+def test_the_mcp_columns_of_one_environment_are_read_for_import(store: Any) -> None:
+    tb1, tb2 = _env(store, "tb1"), _env(store, "tb2", "127.0.0.3")
+    spec = server(transport="websocket", endpoint="/ws", capabilities=("tools", "prompts"))
+    iid = store.create_instance(new_instance(tb1, store.ensure_catalog(spec.image), spec))
+    other = server("b", "ghcr.io/acme/b:1")
+    store.create_instance(new_instance(tb2, store.ensure_catalog(other.image), other))
+    found = store.recorded_mcp(tb1)
+    assert set(found) == {iid}
+    assert found[iid]["mcp_transport_type"] == "websocket" and found[iid]["mcp_endpoint_path"] == "/ws"
+    assert found[iid]["mcp_server_capabilities"] == ["tools", "prompts"]
+    assert store.recorded_mcp(str(uuid.uuid4())) == {}

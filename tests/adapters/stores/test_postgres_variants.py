@@ -91,7 +91,8 @@ def _make_agentopia(backend: Backend) -> None:
     migrate_database(backend.url)
     backend.raw("DROP TABLE mcp_reconciler_meta")
     backend.raw("DROP TABLE schema_migrations")
-    backend.raw("DROP TABLE mcp_reconciler_suspensions")
+    for table in ("mcp_reconciler_suspensions", "mcp_reconciler_leases", "mcp_reconciler_replicas"):
+        backend.raw(f"DROP TABLE {table}")
 
 
 def test_an_agentopia_database_is_read_and_written_but_never_migrated_or_registered(pg_backend: Backend) -> None:
@@ -114,7 +115,7 @@ def test_an_agentopia_database_is_read_and_written_but_never_migrated_or_registe
     assert len(store.observe().instances) == 1
     # Suspensions live in a table of the reconciler's own: until it is added, nothing is suspended there
     # and suspending names the command (with --force, this being Agentopia's database).
-    assert store.suspensions() == ()
+    assert store.suspensions() == () and not store.shares_work  # replicas fall back to the advisory locks
     held = Suspension(env_id, "incident", "alice@ops", datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(SchemaMissingError, match=r"db migrate .* --force"):
         store.suspend_environment(held)

@@ -16,7 +16,7 @@ from tests.app.daemon.test_run import _env
 def test_run_once_logs_json_lines_with_step_and_cycle_fields(world_of: Callable[..., DaemonWorld]) -> None:
     w = world_of(2)
     w.write({"tb0": [server("sa", env={"K": {"secretFromEnv": "CANARY_VAR"}})], "tb1": [server("sb")]})
-    w.sim.sim.set_faults(1, error_rate={"POST /tools": 1.0})
+    w.sim.sim.set_image("ghcr.io/acme/sb:1.0.0", missing=True)  # tb1's deploy fails: no such image
     proc = subprocess.run(
         [sys.executable, "-m", "reconciler", "run", str(w.manifests), "--once"],
         env=_env(w, {"RECONCILER_LOG_FORMAT": "json", "CANARY_VAR": CANARY, "RECONCILER_DTMA_CALL_DEADLINE": "5"}),

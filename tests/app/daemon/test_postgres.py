@@ -160,8 +160,11 @@ def test_three_replicas_split_thirty_toolboxes_and_create_each_server_once(
         assert w.containers(i)["mcp"]["state"] == "running"
     created = [r.step.environment_name for rs in reports.values() for rep in rs for r in rep.results]
     assert sorted(created) == sorted(w.names)  # no toolbox had a step applied twice
-    final = replicas[0].cycle()
-    assert final.plan is not None and final.plan.steps == () and len(final.acted_on) == 30
+    # The replicas share the toolboxes by leases (tests/app/daemon/test_replicas.py): between them, every
+    # toolbox is covered once and nothing is left to do.
+    finals = [r.cycle() for r in replicas]
+    assert all(f.plan is not None and f.plan.steps == () for f in finals)
+    assert sorted(n for f in finals for n in f.acted_on) == sorted(w.names)
 
 
 def test_an_environment_locked_by_another_replica_is_skipped_not_read_as_empty(
@@ -193,7 +196,7 @@ def test_a_replica_that_loses_its_lock_connection_starts_no_further_step(
 
     w = world_of(1, url=pg_url)
     w.write({"tb0": [server("s1"), server("s2"), server("s3")]})
-    d = w.daemon()
+    d = w.daemon(settings={"dtma_deploy_concurrency": 1})  # one create at a time, so two are still to start
 
     def cut_the_lock_connection(result: object) -> None:
         store = d._store

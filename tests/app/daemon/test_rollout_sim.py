@@ -9,9 +9,14 @@ from pathlib import Path
 from reconciler.adapters.journal import Journal
 from reconciler.app.daemon import Daemon
 from reconciler.app.listeners import facts_of
+from reconciler.app.stores import open_store
+from reconciler.app.wiring import open_dtma, open_journal, open_prober
 from reconciler.core import notify
+from reconciler.core.backoff import BackoffPolicy
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import NoticeKind
+from reconciler.model.loader import load_manifests
+from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, CycleState, run_cycle
 from reconciler.runtime.tick import DaemonConfig
 from tests.app.daemon.conftest import CANARY, FAST, DaemonWorld, server
 
@@ -137,3 +142,67 @@ def test_no_rollout_applies_everything_at_once(world_of: Callable[..., DaemonWor
     assert report.plan is not None and report.plan.rollouts == ()
     assert [r.outcome for r in report.results] == ["failed"] * 3
     assert report.outcome is RunOutcome.FAILED
+
+
+def mcp_fleet(w: DaemonWorld, image: str) -> None:
+    # A published sse server: its readiness is the MCP handshake at the toolbox's address and hostPort.
+    spec = server("time", image=image, hostPort=31801, readiness={"timeout": 0.5})
+    w.write({name: [spec] for name in w.names})
+
+
+class ProbingCycles:
+    """The daemon's cycle (its request, its memory) over real ports, with the MCP readiness prober."""
+
+    def __init__(self, w: DaemonWorld) -> None:
+        settings = w.settings()
+        self.store = open_store(w.database_url)
+        self.dtma, self.journal, self.prober = open_dtma(settings), open_journal(settings), open_prober(settings)
+        self.ports = CyclePorts(self.store, self.dtma, self.journal, w.clock, b"k", prober=self.prober)
+        self.settings, self.paths, self.state = settings, [str(w.manifests)], CycleState()
+
+    def cycle(self) -> CycleReport:
+        request = CycleRequest(load_manifests(self.paths), {}, kind="apply", lock="skip", journal_idle=False,
+                               flap_threshold=2, backoff=BackoffPolicy())  # fmt: skip
+        report, self.state = run_cycle(
+            self.ports, self.settings, request, self.state, CycleHooks(executor_config=FAST)
+        )
+        return report
+
+    def close(self) -> None:
+        for part in (self.prober, self.dtma, self.store, self.journal):
+            part.close()
+
+
+def test_an_image_whose_server_never_answers_mcp_is_unready_and_halts_the_rollout(
+    world_of: Callable[..., DaemonWorld],
+) -> None:
+    w = world_of(10)
+    d = ProbingCycles(w)
+    try:
+        unready_halts_the_rollout(w, d)
+    finally:
+        d.close()
+
+
+def unready_halts_the_rollout(w: DaemonWorld, d: ProbingCycles) -> None:
+    mcp_fleet(w, OLD)
+    assert [r.outcome for r in d.cycle().results] == ["ok"] * 10  # every server answered the handshake
+    w.sim.sim.set_mcp(BROKEN, fault="broken")  # deployed and running, but its MCP server never answers
+    mcp_fleet(w, BROKEN)
+    halted = d.cycle()
+    by_env = {r.step.environment_name: r for r in halted.results}
+    assert by_env["tb0"].outcome == StepOutcome.UNREADY
+    assert all(by_env[n].outcome == StepOutcome.SKIPPED for n in w.names[1:])
+    assert by_env["tb1"].message.startswith("rollout halted: time on tb0 unready: ")
+    assert halted.outcome is RunOutcome.PARTIAL
+    assert images(w) == {"tb0": BROKEN, **dict.fromkeys(w.names[1:], OLD)}  # the other nine keep the old version
+    assert halted.plan is not None
+    [notice] = [n for n in halted.plan.notices if n.kind is NoticeKind.ROLLOUT_HALTED]
+    assert notice.environment_name == "tb0" and "unready" in notice.message
+    again = d.cycle()
+    assert not any(r.step.action == "replace" for r in again.results)  # held: the fleet is not retried
+    assert images(w)["tb9"] == OLD
+    mcp_fleet(w, GOOD)  # a good image: every toolbox replaced, each ok only once its server answers MCP
+    good = d.cycle()
+    assert [r.outcome for r in good.results] == ["ok"] * 10 and good.outcome is RunOutcome.CONVERGED
+    assert images(w) == dict.fromkeys(w.names, GOOD)
