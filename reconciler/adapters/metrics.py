@@ -74,7 +74,9 @@ class DaemonMetrics:
             "reconciler_steps", "Plan steps applied, by action and outcome.", ["action", "outcome"], registry=r
         )
         self.drift = Gauge(
-            "reconciler_drift_steps", "Steps the last cycle's plan held (0 = converged).", registry=r
+            "reconciler_drift_steps",
+            "Steps the last cycle's plan held, those a suspension holds back included (0 = converged).",
+            registry=r,
         )
         self.unreachable = Gauge(
             "reconciler_unreachable_toolboxes", "Toolboxes whose DTMA could not be listed last cycle.", registry=r
