@@ -46,6 +46,9 @@ def record_metrics(
     if report.plan is not None:
         metrics.set_verdicts(health.environment_verdicts(report))
         metrics.set_suspended(report.suspended)
+        metrics.set_server_health({
+            (h.environment_name, h.server): (h.failures, h.unhealthy) for h in report.plan.health if not h.ok
+        })  # fmt: skip
     if report.ok:
         metrics.last_success.set(now)
     if series is not None:
