@@ -10,11 +10,11 @@ from datetime import timedelta
 from reconciler.core.leases import live, share, taken_over
 from reconciler.ports import Clock, Store
 
-# A lease (and a heartbeat) lasts 1.5 intervals: a live replica renews it at every cycle (at most 1.1 intervals
-# apart with the default jitter) and between cycles (``keep``, every KEEP_FRACTION of an interval); a dead
-# replica's leases expire at most 1.5 intervals after it stopped, and the others' keepers see that within a
-# quarter interval and start a cycle: its environments move within two intervals.
-LEASE_INTERVALS = 1.5
+# A lease (and a heartbeat) lasts 1.25 intervals: a live replica renews it between cycles (``keep``, every
+# KEEP_FRACTION of an interval) and at every cycle (at most 1.1 intervals apart with the default jitter); a
+# dead replica's leases expire at most 1.25 intervals after it stopped, the others' keepers see that within a
+# quarter interval and start a cycle: its environments move within two intervals, cycle time included.
+LEASE_INTERVALS = 1.25
 KEEP_FRACTION = 0.25
 FORGET_AFTER = 10  # a heartbeat row older than this many lease periods is deleted (restarts make new ids)
 

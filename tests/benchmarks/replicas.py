@@ -234,7 +234,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             target="<= 2 intervals",
             met=takeover is not None and takeover <= 2,
             note=f"a killed replica's {n // k} toolboxes all covered again {result['takeover_seconds']} s after "
-            f"its last heartbeat ({takeover} intervals of {result['interval_s']:g} s; leases last 1.5 "
+            f"its last heartbeat ({takeover} intervals of {result['interval_s']:g} s; leases last 1.25 "
             f"intervals, keepers check every quarter)",
         ),
     ]

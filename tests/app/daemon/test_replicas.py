@@ -78,7 +78,7 @@ def test_a_dead_replicas_lapsed_leases_start_a_cycle_on_the_others_before_their_
     assert len(mine) == len(dead) == 3
     # b is gone (no clean stop), one interval after its last cycle. a's keeper runs every quarter interval
     # between a's cycles:
-    assert not a.keep_share()  # b's leases (1.5 intervals) still hold
+    assert not a.keep_share()  # b's leases (1.25 intervals) still hold
     w.clock.advance(0.5 * INTERVAL + 1)
     assert a.keep_share()  # they lapsed: a cycle now, not at a's next interval
     taken = a.cycle()
