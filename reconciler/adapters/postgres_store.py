@@ -364,8 +364,9 @@ class PostgresStore:
         values = {k: v for k, v in every.items() if k in present}
         with self._guard(f"creating instance {new.name} on environment {new.environment_id}") as conn:
             try:
-                with conn.transaction():
-                    self._insert(conn, "account_tool_instances", values)
+                # One statement on an autocommit connection is its own transaction: one round trip, not
+                # three (BEGIN, INSERT, COMMIT); the executor writes a row before and after every deploy.
+                self._insert(conn, "account_tool_instances", values)
             except pg_errors.UniqueViolation as exc:
                 if "tool_catalog_id" in (exc.diag.message_detail or "") or "catalog" in (
                     exc.diag.constraint_name or ""
@@ -420,7 +421,7 @@ class PostgresStore:
         if not rows.is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         assignments = ", ".join(f"{c} = %s" for c in sets)
-        with self._guard(f"updating instance {instance_id}") as conn, conn.transaction():
+        with self._guard(f"updating instance {instance_id}") as conn:  # one statement: autocommitted
             cursor = self._execute(
                 conn,
                 f"UPDATE account_tool_instances SET {assignments} WHERE id = %s",
@@ -432,7 +433,7 @@ class PostgresStore:
     def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
         if not rows.is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
-        with self._guard(f"updating the config of instance {instance_id}") as conn, conn.transaction():
+        with self._guard(f"updating the config of instance {instance_id}") as conn:  # one statement: autocommitted
             cursor = self._execute(
                 conn,
                 "UPDATE account_tool_instances SET base_config_override_json = "
@@ -451,7 +452,7 @@ class PostgresStore:
         ids = [i for i in instance_ids if rows.is_uuid(i)]
         if not ids:
             return 0
-        with self._guard("recording heartbeats") as conn, conn.transaction():
+        with self._guard("recording heartbeats") as conn:  # one statement: autocommitted
             cursor = self._execute(
                 conn,
                 "UPDATE account_tool_instances SET last_heartbeat_from_dtma = %s WHERE id = ANY(%s::uuid[]) "
@@ -508,7 +509,7 @@ class PostgresStore:
     def delete_instance(self, instance_id: str) -> None:
         if not rows.is_uuid(instance_id):
             return
-        with self._guard(f"deleting instance {instance_id}") as conn, conn.transaction():
+        with self._guard(f"deleting instance {instance_id}") as conn:  # one statement: autocommitted
             self._execute(conn, "DELETE FROM account_tool_instances WHERE id = %s", [instance_id])
 
     def fingerprint(self, environment_id: str) -> str:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.app.stores import open_store
 from reconciler.app.tuning import executor_config_for, policy_for
@@ -16,12 +16,18 @@ from reconciler.core.observed import LiveListing, Observed, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
+from reconciler.errors import StoreError
 from reconciler.model.spec import Desired
+from reconciler.ports import Dtma
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, run_cycle
 from reconciler.runtime.execute import ExecutorConfig, StepResult
 from reconciler.runtime.observe import observe
+from reconciler.runtime.prefetch import PrefetchingDtma, likely_targets
 from reconciler.runtime.saved_plan import Basis
 from reconciler.settings import Settings
+
+if TYPE_CHECKING:
+    from reconciler.app.stores import AnyStore
 
 APPLY_LOCK_WAIT = 30.0  # seconds apply waits for an environment another process is reconciling
 
@@ -55,18 +61,28 @@ def reconcile_once(
     stayed locked by another process for ``lock_wait``)."""
     from reconciler.model.loader import load_manifests, resolve_secrets
 
+    early: tuple[AnyStore, PrefetchingDtma] | None = None
     if desired is None:
-        desired = load_manifests(list(paths))
+        if not apply and refresh:
+            early = _list_ahead(settings, paths, env_filter)
+        try:
+            desired = load_manifests(list(paths))
+        except BaseException:
+            if early is not None:
+                early[1].close()
+                early[0].close()
+            raise
     values = resolve_secrets(desired, os.environ if environ is None else environ)
     clock = SystemClock()
-    store = open_store(settings.database_url)
+    store = early[0] if early is not None else open_store(settings.database_url)
+    dtma: Dtma = early[1] if early is not None else open_dtma(settings)
     try:
         key = secret_key(settings, store)
         journal = open_journal(settings, values.values())
     except BaseException:
+        dtma.close()
         store.close()
         raise
-    dtma = open_dtma(settings)
     try:
         request = CycleRequest(
             desired=desired,
@@ -107,6 +123,31 @@ def reconcile_once(
         dtma.close()
         store.close()
         journal.close()
+
+
+def _list_ahead(
+    settings: Settings, paths: Sequence[str], env_filter: Sequence[str] | None
+) -> tuple[AnyStore, PrefetchingDtma] | None:
+    """For ``plan``: the store opened and the listings of the toolboxes the manifests most likely declare
+    started before the manifests are loaded, so the agents answer while the loading runs. Nothing is started
+    when the database cannot be read yet: the cycle reports that after the manifests are checked."""
+    from reconciler.model.loader import environment_hints
+
+    try:
+        store = open_store(settings.database_url)
+    except StoreError:
+        return None
+    try:
+        hints = environment_hints(list(paths))
+        if env_filter:
+            hints = frozenset(h for h in hints if h in env_filter)
+        targets = likely_targets(store.observe_environments(), hints, settings) if hints else []
+    except StoreError:
+        store.close()
+        return None
+    dtma = PrefetchingDtma(open_dtma(settings))
+    dtma.prefetch(targets)
+    return store, dtma
 
 
 def step_line(result: StepResult) -> dict[str, Any]:

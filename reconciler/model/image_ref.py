@@ -15,6 +15,7 @@ Messages say which part is wrong, so that ``Ghcr.io/Org/Tool`` gets "path must b
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
@@ -24,6 +25,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 MAX_NAME_LENGTH = 255
 
 
+@lru_cache(maxsize=4096)  # a fleet runs few distinct images on many toolboxes
 def image_reference_problem(reference: str) -> str | None:
     """None when ``reference`` is a valid Docker image reference, else what is wrong with it."""
     if not reference:

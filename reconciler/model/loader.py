@@ -35,7 +35,14 @@ from reconciler.model.spec import (
 )
 from reconciler.model.yaml_lines import YamlDocument, parse_yaml
 
-__all__ = ["MAX_FILE_BYTES", "load_manifests", "manifest_files", "resolve_secrets", "secret_fingerprints"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "environment_hints",
+    "load_manifests",
+    "manifest_files",
+    "resolve_secrets",
+    "secret_fingerprints",
+]
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -86,10 +93,12 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
     dotfiles)."""
     files: list[ManifestFile] = []
     issues: list[ManifestIssue] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
 
     def add(path: Path, display: str, digest_name: str, found: bool = False) -> None:
-        key = path.resolve()
+        # The same file named twice (or through a symlink) is read once: one stat, not a realpath per file.
+        info = path.stat()
+        key = (info.st_dev, info.st_ino)
         if key not in seen:
             seen.add(key)
             files.append(ManifestFile(path, display, digest_name, found))
@@ -130,6 +139,22 @@ def _decode(raw: bytes, display: str) -> tuple[str | None, ManifestIssue | None]
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return None, _issue(display, line, column, (), f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})")
+
+
+_ENVIRONMENT_LINE = re.compile(rb"""^environment:[ \t]*(["']?)([^"'#\r\n]*?)\1[ \t]*(?:#.*)?\r?$""", re.MULTILINE)
+
+
+def environment_hints(paths: Sequence[str | os.PathLike[str]]) -> frozenset[str]:
+    """The environments the manifests most likely declare, read from their top-level ``environment:`` lines
+    without parsing them: a hint for starting work early (``plan`` lists these toolboxes while it loads), never
+    a substitute for ``load_manifests``."""
+    files, _ = manifest_files(paths)
+    found: set[str] = set()
+    for file in files:
+        raw, _ = _read(file)
+        if raw is not None:
+            found.update(m.group(2).decode("utf-8", "replace").strip() for m in _ENVIRONMENT_LINE.finditer(raw))
+    return frozenset(f for f in found if f)
 
 
 def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> Desired:

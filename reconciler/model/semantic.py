@@ -132,6 +132,8 @@ def _readiness_issues(server: dict[str, Any], index: int) -> list[SchemaIssue]:
 
 def control_character(text: str) -> str | None:
     """The first control or format character of ``text`` as ``U+XXXX``, or None."""
+    if text.isprintable():  # every category in _UNPRINTABLE is unprintable to str.isprintable
+        return None
     for c in text:
         if unicodedata.category(c) in _UNPRINTABLE:
             return f"U+{ord(c):04X}"

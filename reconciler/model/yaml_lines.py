@@ -37,6 +37,11 @@ class _Constructor(yaml.constructor.SafeConstructor):
 
 _CONSTRUCTOR = _Constructor()
 _RESOLVER = yaml.resolver.Resolver()
+# Plain scalar -> the tag it resolves to, shared by every file (names, images and ports repeat across a
+# fleet's manifests); resolution depends on the text alone. Bounded in entries and in the length kept.
+_RESOLVED: dict[str, str] = {}
+_RESOLVED_MAX = 100_000
+_RESOLVED_MAX_LENGTH = 200
 
 Position = tuple[int, int]
 """1-based (line, column)."""
@@ -159,7 +164,7 @@ class _Builder:
         self.documents: list[YamlDocument] = []
         self.issues: list[YamlIssue] = []
         self._expanded = 0
-        self._resolved: dict[str, str] = {}
+        self._resolved = _RESOLVED
 
     def issue(self, pos: Position, path: JsonPath, message: str) -> None:
         self.issues.append(YamlIssue(pos[0], pos[1], path, message))
@@ -176,6 +181,7 @@ class _Builder:
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
         mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+        resolved = self._resolved  # plain scalar -> its implicit tag, filled by _tag
 
         while (event := get_event()) is not None:
             kind = type(event)
@@ -209,7 +215,11 @@ class _Builder:
                 # A key is expected.
                 parent.key_pos = pos
                 if kind is scalar_event:
-                    parent.key = self._key(event, pos, parent, document)
+                    # Fast path: an untagged plain or quoted key that reads as a string (almost every key).
+                    if event.tag is None and (not event.implicit[0] or resolved.get(event.value) == _STR):
+                        parent.key = event.value
+                    else:
+                        parent.key = self._key(event, pos, parent, document)
                     continue
                 if kind is alias_event:
                     self.issue(pos, parent.path, "mapping keys must be plain strings, not aliases")
@@ -220,6 +230,22 @@ class _Builder:
                 parent.key = _BAD_KEY
                 continue
 
+            if kind is scalar_event and parent is not None and event.tag is None and not event.anchor:
+                # Fast path: an untagged string value in a mapping or a sequence (most values).
+                value = event.value
+                if not event.implicit[0] or resolved.get(value) == _STR:
+                    if not parent.is_map:
+                        count += 1
+                        parent.container.append(value)
+                        parent.positions.append(pos)
+                        continue
+                    key = parent.key
+                    if key is not _BAD_KEY and key not in parent.container:
+                        count += 1
+                        parent.key = None
+                        parent.container[key] = value
+                        parent.positions[key] = (*parent.key_pos, *pos)
+                        continue
             if kind is scalar_event:
                 count += 1
                 value = self._scalar(event, pos, parent, document)
@@ -298,7 +324,7 @@ class _Builder:
         cached = self._resolved.get(value)
         if cached is None:
             cached = _RESOLVER.resolve(yaml.ScalarNode, value, event.implicit)  # type: ignore[no-untyped-call]
-            if len(self._resolved) < 100_000:
+            if len(value) <= _RESOLVED_MAX_LENGTH and len(self._resolved) < _RESOLVED_MAX:
                 self._resolved[value] = cached
         return cached
 

@@ -7,6 +7,7 @@ simulator's admin ``/__sim/seed``), so a 10,000-server steady state takes second
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -30,6 +31,7 @@ from reconciler.simulator import ADMIN_HEADER, Simulator
 TOKEN = "bench-dtma-token-7c1e5a"
 ADMIN_TOKEN = "bench-sim-admin-token"
 SIM_START_TIMEOUT = 60.0
+PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SHAPE = "c"  # the newer agent: the reconciler lists its authenticated /tools/status with one call
 
 
@@ -42,11 +44,19 @@ class SimFleet:
     """
 
     def __init__(
-        self, toolboxes: int, *, latency: float, host: str, mode: str = "subprocess", processes: int = 1
+        self,
+        toolboxes: int,
+        *,
+        latency: float,
+        host: str,
+        mode: str = "subprocess",
+        processes: int = 1,
+        pull_delay: float = 0.0,
     ) -> None:
         if mode not in ("subprocess", "inprocess"):
             raise ValueError(f"unknown simulator mode {mode!r}")
         self.toolboxes, self.latency, self.host, self.mode = toolboxes, latency, host, mode
+        self.pull_delay = pull_delay
         self.processes = max(1, min(processes, toolboxes))
         self.addresses: list[str] = []
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -63,6 +73,7 @@ class SimFleet:
                 admin_token=ADMIN_TOKEN,
                 shape=SHAPE,
                 faults={"latency": self.latency},
+                pull_delay=self.pull_delay,
             ).start()
             self.addresses = self._sim.addresses
             return self
@@ -96,6 +107,8 @@ class SimFleet:
                 str(self.latency),
                 "--shape",
                 SHAPE,
+                "--pull-delay",
+                str(self.pull_delay),
                 "--addresses-json",
                 str(out),
             ],
@@ -196,42 +209,62 @@ class Fleet:
         return [str(self.manifests)]
 
 
-def build_fleet(workdir: Path, sim: SimFleet, servers: int, *, seed: bool) -> Fleet:
+def build_fleet(
+    workdir: Path, sim: SimFleet, servers: int, *, seed: bool, database_url: str | None = None
+) -> Fleet:
     """Database, environments and manifests for ``sim``; with ``seed``, every server already converged."""
+    urls = [database_url] if database_url else None
+    return build_fleets(workdir, sim, servers, seed=seed, database_urls=urls)[0]
+
+
+def build_fleets(
+    workdir: Path, sim: SimFleet, servers: int, *, seed: bool, database_urls: list[str] | None = None
+) -> list[Fleet]:
+    """One fleet per database (default: a SQLite file) over the same simulators and manifests: every store
+    holds the same toolboxes and, seeded, the same instance ids, so each observes the same converged fleet."""
     from reconciler.app.stores import migrate_database, open_store
 
-    url = f"sqlite:///{workdir / 'state.db'}"
-    migrate_database(url)
-    settings = Settings(
-        database_url=url,
-        journal_path=str(workdir / "journal.db"),
-        dtma_port=sim.port,
-        dtma_token=Secret(TOKEN),
-        secret_key=Secret("bench-hmac-key"),
-    )
+    urls = database_urls or [f"sqlite:///{workdir / 'state.db'}"]
     manifests = workdir / "manifests"
     manifests.mkdir()
     names = [f"tb{i:04d}" for i in range(sim.toolboxes)]
-    fleet = Fleet(workdir, sim, settings, manifests, names)
-    store = open_store(url)
-    try:
-        for i, name in enumerate(names):
-            fleet.environment_ids[name] = store.add_environment(name, sim.ip(i)).id
-            doc = {
-                "apiVersion": "mcp-reconciler/v1",
-                "kind": "Toolbox",
-                "environment": name,
-                "servers": [server_doc(j) for j in range(servers)],
-            }
-            (manifests / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        if seed:
-            _seed(fleet, store)
-    finally:
-        store.close()
-    return fleet
+    # Every toolbox declares the same servers: dump them once (PyYAML's emitter is slow at 10,000 files).
+    body = yaml.safe_dump({"servers": [server_doc(j) for j in range(servers)]}, sort_keys=False)
+    for name in names:
+        head = yaml.safe_dump({"apiVersion": "mcp-reconciler/v1", "kind": "Toolbox", "environment": name})
+        (manifests / f"{name}.yaml").write_text(head + body)
+    fleets: list[Fleet] = []
+    seeded: dict[tuple[str, str], str] = {}  # (environment name, server) -> instance id, shared by the stores
+    for k, url in enumerate(urls):
+        migrate_database(url)
+        settings = Settings(
+            database_url=url,
+            journal_path=str(workdir / f"journal-{k}.db"),
+            dtma_port=sim.port,
+            dtma_token=Secret(TOKEN),
+            secret_key=Secret("bench-hmac-key"),
+        )
+        fleet = Fleet(workdir, sim, settings, manifests, names)
+        store = open_store(url)
+        try:
+            db = getattr(store, "_db", None)  # SQLite: one transaction, as in _seed
+            with db.atomic() if db is not None else contextlib.nullcontext():
+                for i, name in enumerate(names):
+                    fleet.environment_ids[name] = store.add_environment(name, sim.ip(i)).id
+            if seed:
+                _seed(fleet, store, seeded, containers=k == 0)
+        finally:
+            store.close()
+        fleets.append(fleet)
+    return fleets
 
 
-def _seed(fleet: Fleet, store: Any) -> None:
+def _seed(
+    fleet: Fleet, store: Any, ids: dict[tuple[str, str], str] | None = None, *, containers: bool = True
+) -> None:
+    """Converged rows in ``store`` (instance ids from ``ids``, new ones added to it) and, with ``containers``,
+    the matching containers in the simulators."""
+    ids = {} if ids is None else ids
     from reconciler.model.loader import load_manifests
     from reconciler.model.spec_hash import spec_hash
     from reconciler.model.stored import stored_config
@@ -239,26 +272,32 @@ def _seed(fleet: Fleet, store: Any) -> None:
     desired = load_manifests(fleet.paths)
     fingerprints: dict[str, str] = {}  # the benchmark manifests reference no secrets
     per_toolbox: list[list[dict[str, str]]] = []
-    for env in desired.environments:
-        env_id = fleet.environment_ids[env.environment]
-        seeded: list[dict[str, str]] = []
-        for spec in env.servers:
-            instance_id = str(uuid.uuid4())
-            config = stored_config(spec, spec_hash(spec, fingerprints), fingerprints)
-            new = NewInstance(
-                env_id,
-                store.ensure_catalog(spec.image),
-                spec.name,
-                config,
-                spec.transport,
-                spec.endpoint,
-                spec.capabilities,
-                instance_id=instance_id,
-            )
-            store.create_instance(new)
-            store.update_instance(instance_id, status="running")
-            seeded.append({"name": spec.name, "image": spec.image, "instance_id": instance_id})
-        per_toolbox.append(seeded)
+    # SQLite: one transaction for the whole seed (each write alone commits and syncs: 100,000 servers took
+    # most of an hour on a busy machine).
+    db = getattr(store, "_db", None)
+    with db.atomic() if db is not None else contextlib.nullcontext():
+        for env in desired.environments:
+            env_id = fleet.environment_ids[env.environment]
+            seeded: list[dict[str, str]] = []
+            for spec in env.servers:
+                instance_id = ids.setdefault((env.environment, spec.name), str(uuid.uuid4()))
+                config = stored_config(spec, spec_hash(spec, fingerprints), fingerprints)
+                new = NewInstance(
+                    env_id,
+                    store.ensure_catalog(spec.image),
+                    spec.name,
+                    config,
+                    spec.transport,
+                    spec.endpoint,
+                    spec.capabilities,
+                    instance_id=instance_id,
+                )
+                store.create_instance(new)
+                store.update_instance(instance_id, status="running")
+                seeded.append({"name": spec.name, "image": spec.image, "instance_id": instance_id})
+            per_toolbox.append(seeded)
+    if not containers:
+        return
     order = {name: i for i, name in enumerate(fleet.names)}
     index_of = [order[env.environment] for env in desired.environments]
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -268,3 +307,26 @@ def _seed(fleet: Fleet, store: Any) -> None:
                 range(len(per_toolbox)),
             )
         )
+
+
+class PostgresDatabase:
+    """A fresh database on the PostgreSQL server for one job, dropped at the end (as the store tests do)."""
+
+    def __init__(self, admin_url: str = PG_ADMIN_URL) -> None:
+        self.admin_url = admin_url
+        self.name = f"rbench_{uuid.uuid4().hex[:12]}"
+        base, _, _ = admin_url.rpartition("/")
+        self.url = f"{base}/{self.name}"
+
+    def __enter__(self) -> PostgresDatabase:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

@@ -2,7 +2,8 @@
 
 python -m tests.benchmarks                     # the full sizes of the targets
 python -m tests.benchmarks --quick             # small sizes, a few seconds (the normal suite runs this)
-python -m tests.benchmarks --only observe      # one scenario: observe, apply, core, steady, startup, page
+python -m tests.benchmarks --only observe      # one scenario: observe, apply, deploys, core, steady, scale,
+                                               # startup, page, probe (repeatable)
 python -m tests.benchmarks --compare OLD.json  # deltas against an earlier run
 python -m tests.benchmarks --sim inprocess     # simulators in the worker process (disturbs CPU figures)
 python -m tests.benchmarks --sim-processes 1   # all simulated toolboxes in one process (default: 2)
@@ -23,8 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("observe", "apply", "core", "steady", "startup", "page")
-WORKER_TIMEOUT = 900.0
+SCENARIOS = ("observe", "apply", "deploys", "core", "steady", "scale", "replicas", "startup", "page", "probe")
+WORKER_TIMEOUT = 1800.0
 
 
 def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
@@ -38,15 +39,21 @@ def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
                 "latency": 0.005,
                 "repeats": 1,
                 "baseline_max_s": 30,
+                "postgres": True,
             },
-            {"kind": "apply", "toolboxes": 4, "servers": 3, "latency": 0.005},
+            {"kind": "apply", "toolboxes": 4, "servers": 3, "latency": 0.005, "postgres": True},
+            {"kind": "deploys", "toolboxes": 3, "servers": 4, "latency": 0.005, "pull_delay": 0.05,
+             "apply_concurrency": 3},
             {"kind": "core", "servers": 1_000, "per_env": 100, "cpu_limit": 0.02, "mb_limit": 500},
             {"kind": "core", "servers": 10_000, "per_env": 100, "cpu_limit": 0.2, "mb_limit": 500},
             {"kind": "steady", "toolboxes": 4, "servers": 5, "latency": 0.005, "cycles": 1},
             {"kind": "steady", "toolboxes": 10, "servers": 2, "latency": 0.005, "cycles": 1},
+            {"kind": "scale", "toolboxes": 30, "servers": 2, "latency": 0.005, "repeats": 1, "cycles": 1,
+             "mb_limit": 500},
             {"kind": "startup", "repeats": 3},
             {"kind": "page", "toolboxes": 100, "servers": 10, "runs": 50, "repeats": 1, "limit_s": 1.0},
-        ]
+            {"kind": "probe", "toolboxes": 10, "servers": 3, "latency": 0.005, "concurrency": 8},
+        ]  # fmt: skip
     else:
         out = [
             {
@@ -56,18 +63,31 @@ def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
                 "latency": 0.020,
                 "repeats": 3,
                 "baseline_max_s": 30,
+                "postgres": True,
             },
-            {"kind": "apply", "toolboxes": 100, "servers": 10, "latency": 0.050},
+            {"kind": "apply", "toolboxes": 100, "servers": 10, "latency": 0.050, "postgres": True},
+            # Real deploys: each POST /tools answers after a 2 s pull; every toolbox applied at once.
+            {"kind": "deploys", "toolboxes": 100, "servers": 10, "latency": 0.020, "pull_delay": 2.0,
+             "apply_concurrency": 100},
             {"kind": "core", "servers": 10_000, "per_env": 100, "cpu_limit": 0.2, "mb_limit": 500},
             {"kind": "core", "servers": 100_000, "per_env": 100, "cpu_limit": 2.0, "mb_limit": 500},
             {"kind": "steady", "toolboxes": 100, "servers": 100, "latency": 0.020, "cycles": 3},
             {"kind": "steady", "toolboxes": 1000, "servers": 10, "latency": 0.020, "cycles": 3},
+            {"kind": "scale", "toolboxes": 10_000, "servers": 10, "latency": 0.020, "repeats": 1, "cycles": 2,
+             "mb_limit": 500},
+            *(
+                [{"kind": "replicas", "toolboxes": 3000, "replicas": 3, "latency": 0.020}]
+                if (Path(__file__).parent / "replicas.py").exists()
+                else []
+            ),
             {"kind": "startup", "repeats": 21},
             {"kind": "page", "toolboxes": 1000, "servers": 10, "runs": 200, "repeats": 5, "limit_s": 1.0},
-        ]
+            {"kind": "probe", "toolboxes": 1000, "servers": 10, "latency": 0.020, "concurrency": 64},
+        ]  # fmt: skip
     for i, job in enumerate(out):
         job["sim"] = sim
-        job["sim_processes"] = sim_processes
+        # Quick runs check correctness only: one simulator process per job saves a process start per job.
+        job["sim_processes"] = 1 if quick else sim_processes
         job["host"] = f"127.{240 + i}.0.1"  # toolbox k of job i listens on 127.(240+i).0.1 + k
     return out
 

@@ -21,7 +21,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -32,27 +32,46 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for expected in (
         "observe (store + listings)",
         "plan (reconcile_once, no apply)",
+        "plan (reconciler plan, fresh process)",
+        "plan path split: load",
+        "plan path split: observe",
+        "plan path split: plan",
+        "plan path split: journal",
+        "observe (PostgreSQL)",
+        "plan (PostgreSQL, reconcile_once)",
         "baseline: list one by one",
         "apply (reconcile_once)",
+        "apply (PostgreSQL)",
+        "apply, real deploy latency",
         "core diff + plan",
         "start-up: reconciler --version",
         "start-up: reconciler validate examples/",
         "status page: GET /",
+        "probe (MCP handshake)",
     ):
         assert expected in scenarios, scenarios
     steady = [r for r in rows if r["scenario"].startswith("steady state (")]
-    assert len(steady) == 2 and len([r for r in rows if r["scenario"] == "core diff + plan"]) == 2
-    for r in rows:  # every row carries its figures, whatever they are
+    assert len(steady) == 3 and len([r for r in rows if r["scenario"] == "core diff + plan"]) == 2
+    for r in rows:  # every row carries its figures and its target, whatever they are
         assert r["wall_s"] > 0 and r["cpu_s"] is not None and r["peak_mb"] > 0
-        assert r["scenario"] in done.stdout
-    # What the quick run measured that must hold whatever the timings.
-    facts = {r["scenario"]: r["facts"] for r in rows if not r["scenario"].startswith(("core", "steady"))}
+        assert r["scenario"] in done.stdout and r["target"]
+        assert (r["met"] is None) == r["scenario"].startswith("plan path split: ")
+    # What the quick run measured that must hold whatever the timings (the first row of a scenario: the
+    # 1,000-toolbox sizes; the fleet-scale rows are checked below).
+    facts: dict[str, dict] = {}
+    for r in rows:
+        if not r["scenario"].startswith(("core", "steady")):
+            facts.setdefault(r["scenario"], r["facts"])
     assert facts["observe (store + listings)"] == {"complete_listings": 20, "toolboxes": 20}
     assert facts["plan (reconcile_once, no apply)"] == {"steps": 0, "errors": 0}
+    assert facts["plan (reconciler plan, fresh process)"] == {"exit": 0}
+    assert facts["observe (PostgreSQL)"] == facts["plan (PostgreSQL, reconcile_once)"] == {"store": "postgresql"}
     assert facts["baseline: list one by one"]["listed_one_by_one"] == 20
     assert facts["status page: GET /"] == {"rows": 50, "incomplete_first": True, "api_environments": 100}
+    for name in ("apply (reconcile_once)", "apply (PostgreSQL)", "apply, real deploy latency"):
+        assert facts[name]["outcome"] == "converged" and facts[name]["deploys"] == facts[name]["creates"] == 12
+    assert facts["probe (MCP handshake)"] == {"probed": 30, "ok": 30, "first_error": []}
     applied = facts["apply (reconcile_once)"]
-    assert applied["outcome"] == "converged" and applied["deploys"] == applied["creates"] == 12
     # Creates only: deploys and reads, nothing stopped or deleted; at least one listing per toolbox.
     assert [k for k in applied["routes"] if not k.startswith("GET ")] == ["POST /tools"]
     assert applied["calls"] >= applied["deploys"] + 4
@@ -61,6 +80,14 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
             assert r["facts"] == {"steps": 0, "errors": 0}
         if r["scenario"].startswith("steady state ("):
             assert r["facts"]["changing_calls"] == 0 and r["facts"]["listings"] > 0
+    scale = [r for r in rows if r["size"].startswith("30 x 2 = 60 servers")]
+    assert [r["scenario"] for r in scale] == [
+        "observe (store + listings)",
+        "plan (reconciler plan, fresh process)",
+        "steady state (Daemon.cycle())",
+    ]
+    assert scale[0]["facts"] == {"complete_listings": 30, "toolboxes": 30}
+    assert scale[1]["facts"] == {"exit": 0} and scale[2]["facts"]["changing_calls"] == 0
     assert facts["start-up: reconciler --version"]["stdout"].startswith("mcp-reconciler ")
     assert facts["start-up: reconciler validate examples/"] == {
         "exit": 0,

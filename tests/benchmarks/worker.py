@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.benchmarks.fleet import Fleet, SimFleet, build_fleet
+from tests.benchmarks.fleet import Fleet, PostgresDatabase, SimFleet, build_fleet, build_fleets
+from tests.benchmarks.probe_job import probe_job
 
+ROOT = Path(__file__).resolve().parents[2]
 LISTING_ROUTES = ("GET /tools/status", "GET /status")
 
 T = TypeVar("T")
@@ -104,7 +106,81 @@ def simulators(job: dict[str, Any]) -> SimFleet:
 # -- observe ------------------------------------------------------------------------------------------------
 
 
+def cli_env(settings: Any) -> dict[str, str]:
+    """The environment ``reconciler`` reads its settings from, for ``settings`` (CI passes them so)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "DTMA_", "BACKEND_TO_DTMA"))}
+    env.update(
+        RECONCILER_DATABASE_URL=settings.database_url,
+        RECONCILER_JOURNAL=settings.journal_path,
+        DTMA_PORT=str(settings.dtma_port),
+        BACKEND_TO_DTMA_API_KEY=settings.dtma_token.reveal(),
+        RECONCILER_SECRET_KEY=settings.secret_key.reveal(),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def child_usage(argv: list[str], env: dict[str, str]) -> tuple[Measured, float, subprocess.CompletedProcess[str]]:
+    """``python -m reconciler ARGV`` in a fresh interpreter, reaped with ``wait4``: wall, the child's own CPU
+    (user + system) and its own peak RSS in MB."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler", *argv], cwd=ROOT, env=env,
+                                stdout=out, stderr=err, text=True)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    return Measured(wall, usage.ru_utime + usage.ru_stime), usage.ru_maxrss / 1024, done
+
+
+def interleaved(fns: dict[str, Callable[[], T]], repeats: int) -> dict[str, tuple[Measured, T]]:
+    """Median (by wall) of ``repeats`` runs of each, taking turns so that a change in the machine's load
+    falls on every one alike."""
+    runs: dict[str, list[tuple[Measured, T]]] = {k: [] for k in fns}
+    for _ in range(max(1, repeats)):
+        for key, fn in fns.items():
+            runs[key].append(measure(fn))
+    return {k: sorted(v, key=lambda r: r[0].wall)[len(v) // 2] for k, v in runs.items()}
+
+
+def plan_split(fleet: Fleet) -> dict[str, Measured]:
+    """The parts of the plan path, each timed alone on a fresh store: load the manifests, observe, plan,
+    journal the run."""
+    from datetime import UTC, datetime
+
+    from reconciler.adapters.dtma_client import DtmaClient
+    from reconciler.adapters.journal import Journal
+    from reconciler.app.stores import open_store
+    from reconciler.core.plan import Policy
+    from reconciler.core.planner import plan
+    from reconciler.model.loader import load_manifests
+    from reconciler.runtime.observe import observe
+
+    s = fleet.settings
+    m_load, desired = measure(lambda: load_manifests(fleet.paths))
+    store = open_store(s.database_url)
+    with DtmaClient(concurrency=s.dtma_concurrency) as client:
+        m_obs, observed = measure(lambda: observe(store, client, s))
+    store.close()
+    m_plan, _ = measure(lambda: plan(desired, observed, Policy(), datetime.now(UTC), {}))
+
+    def journal() -> None:
+        j = Journal(Path(s.journal_path))
+        run = j.start_run("plan", datetime.now(UTC), manifest_digest=desired.digest)
+        j.finish_run(run, datetime.now(UTC), "no-changes")
+        j.close()
+
+    m_journal, _ = measure(journal)
+    return {"load": m_load, "observe": m_obs, "plan": m_plan, "journal": m_journal}
+
+
 def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    from contextlib import ExitStack
+
     from reconciler.adapters.dtma_client import DtmaClient
     from reconciler.app.reconcile import reconcile_once
     from reconciler.app.stores import open_store
@@ -113,27 +189,52 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
     size = f"{n} x {servers} @ {latency * 1000:g} ms"
-    with simulators(job).start(work) as sim:
-        fleet = build_fleet(work, sim, servers, seed=True)
-        s = fleet.settings
-        store = open_store(s.database_url)
+    with ExitStack() as stack:
+        sim = stack.enter_context(simulators(job).start(work))
+        urls = [f"sqlite:///{work / 'state.db'}"]
+        if job.get("postgres"):
+            urls.append(stack.enter_context(PostgresDatabase()).url)
+        fleets = build_fleets(work, sim, servers, seed=True, database_urls=urls)
+        stores = {"SQLite": fleets[0], "PostgreSQL": fleets[1]} if len(fleets) > 1 else {"SQLite": fleets[0]}
+        s = fleets[0].settings
 
-        def one_observe() -> Any:
-            with DtmaClient(concurrency=s.dtma_concurrency) as client:
-                return observe(store, client, s)
+        def observer(fleet: Fleet) -> Callable[[], Any]:
+            def one_observe() -> Any:  # a fresh store each run: cold, as `plan` reads it
+                store = open_store(fleet.settings.database_url)
+                try:
+                    with DtmaClient(concurrency=s.dtma_concurrency) as client:
+                        return observe(store, client, fleet.settings)
+                finally:
+                    store.close()
 
-        m_obs, observed = median_run(one_observe, job["repeats"])
-        listed = [v for v in observed.live.values() if isinstance(v, LiveListing)]
-        if len(listed) != n or any(len(v.containers) != servers for v in listed):
-            raise RuntimeError(f"observe saw {len(listed)} complete listings of {n}")
-        store.close()
+            return one_observe
 
-        def one_plan() -> Any:
-            return reconcile_once(s, fleet.paths, apply=False)
+        observed_runs = interleaved({k: observer(f) for k, f in stores.items()}, job["repeats"])
+        for key, (_, observed) in observed_runs.items():
+            listed = [v for v in observed.live.values() if isinstance(v, LiveListing)]
+            if len(listed) != n or any(len(v.containers) != servers for v in listed):
+                raise RuntimeError(f"observe ({key}) saw {len(listed)} complete listings of {n}")
+        m_obs = observed_runs["SQLite"][0]
 
-        m_plan, result = median_run(one_plan, job["repeats"])
-        if result.plan.steps:
-            raise RuntimeError(f"the seeded fleet is not converged: {len(result.plan.steps)} steps planned")
+        def planner(fleet: Fleet) -> Callable[[], Any]:
+            return lambda: reconcile_once(fleet.settings, fleet.paths, apply=False)
+
+        plan_runs = interleaved({k: planner(f) for k, f in stores.items()}, job["repeats"])
+        for key, (_, result) in plan_runs.items():
+            if result.plan.steps:
+                raise RuntimeError(f"the seeded fleet ({key}) is not converged: {len(result.plan.steps)} steps")
+        m_plan, result = plan_runs["SQLite"]
+
+        # `reconciler plan` as CI runs it: a fresh interpreter per run (imports and all).
+        env = cli_env(s)
+        cli_runs = []
+        for _ in range(max(1, job["repeats"])):
+            m_cli, cli_mb, done = child_usage(["plan", str(fleets[0].manifests)], env)
+            if done.returncode != 0:
+                raise RuntimeError(f"reconciler plan exited {done.returncode}: {done.stderr[-2000:]}")
+            cli_runs.append((m_cli, cli_mb))
+        m_cli, cli_mb = sorted(cli_runs, key=lambda r: r[0].wall)[len(cli_runs) // 2]
+        split = plan_split(fleets[0])
 
         # The baseline: one toolbox after another, as Agentopia's service lists them today.
         projected = n * (latency + 0.002)
@@ -149,7 +250,8 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     base_note = (
         "measured on all toolboxes" if subset == n else f"measured on {subset} toolboxes, scaled x{scale:g}"
     )
-    return [
+    parts = ", ".join(f"{k} {v.wall:.3f} s wall / {v.cpu:.3f} s CPU" for k, v in split.items())
+    out = [
         row(
             "observe (store + listings)",
             size,
@@ -157,8 +259,8 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             bound,
             target="<= 2x bound",
             met=m_obs.wall <= 2 * bound,
-            note=f"bound: {bound_note}; median of {job['repeats']}",
-            facts={"complete_listings": len(listed), "toolboxes": n},
+            note=f"bound: {bound_note}; a fresh store each run; median of {job['repeats']}",
+            facts={"complete_listings": n, "toolboxes": n},
         ),
         row(
             "plan (reconcile_once, no apply)",
@@ -167,9 +269,55 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             bound,
             target="<= 2x bound",
             met=m_plan.wall <= 2 * bound,
-            note=f"load + observe + plan + journal; bound: {bound_note}; median of {job['repeats']}",
+            note=f"load + observe + plan + journal, in this process; bound: {bound_note}; median of "
+            f"{job['repeats']}",
             facts={"steps": len(result.plan.steps), "errors": len(result.plan.errors)},
         ),
+        row(
+            "plan (reconciler plan, fresh process)",
+            size,
+            m_cli,
+            bound,
+            target="<= 2x bound",
+            met=m_cli.wall <= 2 * bound,
+            note=f"`python -m reconciler plan DIR` as CI runs it (interpreter, imports, load, observe, plan, "
+            f"journal); CPU and peak RSS are the child's; median of {job['repeats']}",
+            facts={"exit": 0},
+        ),
+    ]
+    out[-1]["peak_mb"] = round(cli_mb, 1)
+    for part, m in split.items():
+        out.append(
+            row(
+                f"plan path split: {part}",
+                size,
+                m,
+                None,
+                target="-",
+                met=None,
+                note=f"each part timed alone: {parts}" if part == "load" else "",
+            )
+        )
+    if "PostgreSQL" in observed_runs:
+        m_pg_obs, m_pg_plan = observed_runs["PostgreSQL"][0], plan_runs["PostgreSQL"][0]
+        for scenario, pg, sq in (
+            ("observe (PostgreSQL)", m_pg_obs, m_obs),
+            ("plan (PostgreSQL, reconcile_once)", m_pg_plan, m_plan),
+        ):
+            out.append(
+                row(
+                    scenario,
+                    size,
+                    pg,
+                    sq.wall,
+                    target="<= 1.25x SQLite",
+                    met=pg.wall <= 1.25 * sq.wall,
+                    note=f"bound = the SQLite figure of the same run ({sq.wall:.3f} s); the same fleet, "
+                    f"runs taking turns with SQLite; median of {job['repeats']}",
+                    facts={"store": "postgresql"},
+                )
+            )
+    out.append(
         row(
             "baseline: list one by one",
             size,
@@ -180,21 +328,29 @@ def observe_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             ratio=base.wall / m_plan.wall,
             note=f"{base_note}; ratio = baseline / plan wall (observe alone: {base.wall / m_obs.wall:.1f}x)",
             facts={"listed_one_by_one": subset},
-        ),
-    ]
+        )
+    )
+    return out
 
 
 # -- apply --------------------------------------------------------------------------------------------------
 
 
-def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+def one_apply(job: dict[str, Any], work: Path, database_url: str | None, **overrides: Any) -> dict[str, Any]:
+    """1,000 creates (or the job's) on fresh simulators and an empty fleet, by ``reconcile_once(apply=True)``;
+    what it took, with the bound it is held to."""
+    from dataclasses import replace
+
     from reconciler.app.reconcile import reconcile_once
 
     n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
-    size = f"{n * servers} creates / {n} toolboxes @ {latency * 1000:g} ms"
-    with simulators(job).start(work) as sim:
-        fleet: Fleet = build_fleet(work, sim, servers, seed=False)
-        s = fleet.settings
+    pull = job.get("pull_delay", 0.0)
+    work.mkdir(parents=True, exist_ok=True)
+    sims = SimFleet(n, latency=latency, host=job["host"], mode=job["sim"],
+                    processes=job.get("sim_processes", 1), pull_delay=pull)  # fmt: skip
+    with sims.start(work) as sim:
+        fleet: Fleet = build_fleet(work, sim, servers, seed=False, database_url=database_url)
+        s = replace(fleet.settings, **overrides)
         m, result = measure(lambda: reconcile_once(s, fleet.paths, apply=True, sleep=time.sleep))
         counters = sim.counters()
     if result.outcome != "converged":
@@ -206,36 +362,63 @@ def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     total = sum(per_box)
     listing_calls = n  # the observation before planning: one GET /tools/status per toolbox, at dtma_concurrency
     apply_calls = total - listing_calls
-    chain = max(per_box) * latency
-    spread = listing_calls * latency / s.dtma_concurrency + apply_calls * latency / s.apply_concurrency
+    per_create = apply_calls // (n * servers) if n * servers else 0
+    width = s.dtma_deploy_concurrency
+    rounds = -(-servers // width)  # creates on one toolbox go `width` at a time
+    # The longest toolbox chain: its listing, then each round of creates (their calls, and the pull).
+    chain = latency + rounds * (per_create * latency + pull)
+    in_flight = s.apply_concurrency * width
+    spread = listing_calls * latency / s.dtma_concurrency + (apply_calls * latency + deploys * pull) / in_flight
     bound = max(chain, spread)
     which = (
-        "critical path (longest toolbox chain)"
+        f"critical path (the longest toolbox chain: {rounds} rounds of {width} creates)"
         if chain >= spread
-        else (f"total calls / global concurrency {s.apply_concurrency}")
+        else f"total call time / {in_flight} in flight ({s.apply_concurrency} toolboxes x {width} deploys)"
     )
     note = (
-        f"bound = {which}; calls: {total} ({apply_calls // (n * servers) if n * servers else 0} per create "
-        f"+ {listing_calls} listings), longest chain {max(per_box)} calls; whole reconcile_once apply"
+        f"bound = {which}; calls: {total} ({per_create} per create + {listing_calls} listings), longest chain "
+        f"{max(per_box)} calls; RECONCILER_APPLY_CONCURRENCY={s.apply_concurrency}, "
+        f"RECONCILER_DTMA_DEPLOY_CONCURRENCY={width}; whole reconcile_once apply"
     )
+    facts = {
+        "outcome": str(result.outcome),
+        "deploys": deploys,
+        "creates": n * servers,
+        "calls": total,
+        "routes": sorted({k for c in counters for k, v in c.items() if v}),
+    }
+    return {"m": m, "bound": bound, "note": note, "facts": facts}
+
+
+def apply_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
+    size = f"{n * servers} creates / {n} toolboxes @ {latency * 1000:g} ms"
+    sq = one_apply(job, work / "sqlite", None)
+    out = [
+        row("apply (reconcile_once)", size, sq["m"], sq["bound"], target="<= 1.5x bound",
+            met=sq["m"].wall <= 1.5 * sq["bound"], note=sq["note"], facts=sq["facts"])
+    ]  # fmt: skip
+    if job.get("postgres"):
+        with PostgresDatabase() as db:
+            pg = one_apply(job, work / "postgres", db.url)
+        out.append(
+            row("apply (PostgreSQL)", size, pg["m"], sq["m"].wall, target="<= 1.25x SQLite",
+                met=pg["m"].wall <= 1.25 * sq["m"].wall,
+                note=f"bound = the SQLite apply of the same run ({sq['m'].wall:.3f} s; its own bound "
+                f"{pg['bound']:.3f} s, ratio {pg['m'].wall / pg['bound']:.2f}x)", facts=pg["facts"])
+        )  # fmt: skip
+    return out
+
+
+def deploys_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    """Real deploy latency: every POST /tools answers only after a pull of ``pull_delay`` seconds."""
+    n, servers, pull = job["toolboxes"], job["servers"], job["pull_delay"]
+    size = f"{n * servers} creates / {n} toolboxes, {pull:g} s pulls"
+    got = one_apply(job, work, None, apply_concurrency=job["apply_concurrency"])
     return [
-        row(
-            "apply (reconcile_once)",
-            size,
-            m,
-            bound,
-            target="<= 1.5x bound",
-            met=m.wall <= 1.5 * bound,
-            note=note,
-            facts={
-                "outcome": str(result.outcome),
-                "deploys": deploys,
-                "creates": n * servers,
-                "calls": total,
-                "routes": sorted({k for c in counters for k, v in c.items() if v}),
-            },
-        )
-    ]
+        row("apply, real deploy latency", size, got["m"], got["bound"], target="<= 1.5x bound",
+            met=got["m"].wall <= 1.5 * got["bound"], note=got["note"], facts=got["facts"])
+    ]  # fmt: skip
 
 
 # -- core ---------------------------------------------------------------------------------------------------
@@ -373,9 +556,105 @@ def steady_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     ]
 
 
+# -- fleet scale --------------------------------------------------------------------------------------------
+
+SCALE_STEADY_SHARE = 0.05
+
+
+def scale_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    """10,000 toolboxes x 10: observe against its bound, the peak RSS of `reconciler plan` in its own
+    process, and one daemon's steady-state cycle."""
+    from reconciler.adapters.dtma_client import DtmaClient
+    from reconciler.app.stores import open_store
+    from reconciler.core.observed import LiveListing
+    from reconciler.runtime.observe import observe
+
+    n, servers, latency = job["toolboxes"], job["servers"], job["latency"]
+    size = f"{n:,} x {servers} = {n * servers:,} servers @ {latency * 1000:g} ms"
+    with simulators(job).start(work) as sim:
+        m_seed, fleet = measure(lambda: build_fleet(work, sim, servers, seed=True))
+        s = fleet.settings
+
+        def one_observe() -> Any:
+            store = open_store(s.database_url)
+            try:
+                with DtmaClient(concurrency=s.dtma_concurrency) as client:
+                    return observe(store, client, s)
+            finally:
+                store.close()
+
+        m_obs, observed = median_run(one_observe, job["repeats"])
+        listed = [v for v in observed.live.values() if isinstance(v, LiveListing)]
+        if len(listed) != n or any(len(v.containers) != servers for v in listed):
+            raise RuntimeError(f"observe saw {len(listed)} complete listings of {n}")
+        del observed
+        m_cli, cli_mb, done = child_usage(["plan", str(fleet.manifests)], cli_env(s))
+        if done.returncode != 0:
+            raise RuntimeError(f"reconciler plan exited {done.returncode}: {done.stderr[-2000:]}")
+        label, cycle = cycle_runner(fleet)
+        cycle()  # warm-up: imports, key file, journal tables, the decoded rows
+        runs = [measure(cycle)[0] for _ in range(job["cycles"])]
+        counters = sim.counters()
+    changes = sum(v for c in counters for k, v in c.items() if not k.startswith("GET "))
+    if changes:
+        raise RuntimeError(f"steady state made {changes} changing calls")
+    listings = sum(v for c in counters for k, v in c.items() if k in LISTING_ROUTES)
+    bound = n * latency / s.dtma_concurrency
+    cpu = statistics.mean(r.cpu for r in runs)
+    wall = statistics.mean(r.wall for r in runs)
+    share = cpu / STEADY_INTERVAL
+    plan_row = row(
+        "plan (reconciler plan, fresh process)",
+        size,
+        m_cli,
+        bound,
+        target="peak RSS < 500 MB",
+        met=cli_mb < job["mb_limit"],
+        note=f"peak RSS of the `python -m reconciler plan DIR` process alone ({n:,} manifest files); "
+        f"wall / observe bound {m_cli.wall / bound:.2f}x",
+        facts={"exit": done.returncode},
+    )
+    plan_row["peak_mb"] = round(cli_mb, 1)
+    return [
+        row(
+            "observe (store + listings)",
+            size,
+            m_obs,
+            bound,
+            target="<= 1.5x bound",
+            met=m_obs.wall <= 1.5 * bound,
+            note=f"bound: {n:,} calls x {latency * 1000:g} ms / concurrency {s.dtma_concurrency}; a fresh store "
+            f"each run; median of {job['repeats']}; seeding the fleet took {m_seed.wall:.0f} s",
+            facts={"complete_listings": len(listed), "toolboxes": n},
+        ),
+        plan_row,
+        row(
+            f"steady state ({label})",
+            size,
+            Measured(wall, cpu),
+            None,
+            ratio=share / SCALE_STEADY_SHARE,
+            target=f"< {SCALE_STEADY_SHARE:.0%} of a core @ {STEADY_INTERVAL:g} s",
+            met=share < SCALE_STEADY_SHARE,
+            note=f"CPU share {share:.2%} = CPU per cycle / {STEADY_INTERVAL:g} s; mean of {job['cycles']} cycles; "
+            f"ratio is share / {SCALE_STEADY_SHARE:.0%}",
+            facts={"changing_calls": changes, "listings": listings},
+        ),
+    ]
+
+
+# -- replicas -----------------------------------------------------------------------------------------------
+
+
+def replicas_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    """Daemon replicas on PostgreSQL sharing the toolboxes (``tests/benchmarks/replicas.py``)."""
+    from tests.benchmarks import replicas
+
+    return replicas.rows(replicas.run(job["toolboxes"], job["replicas"], job["latency"], host=job["host"]))
+
+
 # -- start-up -----------------------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
 STARTUP_COMMANDS: tuple[tuple[str, tuple[str, ...], float, str], ...] = (
     ("start-up: reconciler --version", ("--version",), 0.08, "mcp-reconciler "),
     ("start-up: reconciler validate examples/", ("validate", "examples/"), 0.15, "OK: "),
@@ -516,10 +795,14 @@ def page_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
 JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
     "observe": observe_job,
     "apply": apply_job,
+    "deploys": deploys_job,
+    "scale": scale_job,
+    "replicas": replicas_job,
     "core": core_job,
     "steady": steady_job,
     "startup": startup_job,
     "page": page_job,
+    "probe": probe_job,
 }
 
 

@@ -141,10 +141,13 @@ def test_the_older_agent_after_a_restart_gets_no_create_loop(world_factory: Call
     w.sim.sim.restart_agent(0)  # its listing is now empty while every container keeps running
     first = w.cli("apply", str(w.manifests))
     assert first.returncode != 0
-    assert w.sim.counters(0)["POST /tools"] == 3 + 1  # one create met Docker's name conflict; the rest waited
+    # The creates already in flight (RECONCILER_DTMA_DEPLOY_CONCURRENCY, 3) met Docker's name conflict at
+    # once; none was sent after the first answer.
+    sent = w.sim.counters(0)["POST /tools"]
+    assert 3 + 1 <= sent <= 3 + 3
     assert "forgot its containers" in first.stdout + first.stderr
     w.cli("apply", str(w.manifests))
-    assert w.sim.counters(0)["POST /tools"] == 4  # held back, not retried every run
+    assert w.sim.counters(0)["POST /tools"] == sent  # held back, not retried every run
     plan = w.plan_json(code=1)  # incomplete: the forgotten servers cannot be reconciled
     forgotten = [n for n in plan["notices"] if n["kind"] == "forgotten"]
     assert len(forgotten) == 1 and "tb0" in forgotten[0]["message"]
@@ -208,6 +211,7 @@ def test_a_toolbox_failing_mid_apply_skips_its_remaining_steps_only(world_factor
     w = world_factory(2, mode="newer")
     w.write({"tb0": [server("srv-a"), server("srv-b"), server("srv-c")], "tb1": [server("srv-d")]})
     w.extra_env["RECONCILER_DTMA_DEPLOY_TIMEOUT"] = "1"
+    w.extra_env["RECONCILER_DTMA_DEPLOY_CONCURRENCY"] = "1"  # in order, so srv-b and srv-c are still to start
     w.sim.sim.set_faults(0, hang=True, hang_routes=["POST /tools"], hang_max=5.0)
     proc = w.popen("apply", str(w.manifests))
     try:
