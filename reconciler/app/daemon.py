@@ -256,9 +256,9 @@ class Daemon:
         self.metrics.notification_failures.labels(reason=reason).inc()
 
     def request_cycle(self, why: str) -> str:
-        """Reconcile now (SIGHUP, the git webhook): run a cycle at once, or right after the running one.
-        Triggers that arrive before it starts fold into it. Thread-safe; returns what was done, for the
-        caller's answer."""
+        """Reconcile now (SIGHUP, the git webhook): run a cycle ``trigger_settle`` seconds from now, or right
+        after the running one. Triggers that arrive before it starts fold into it. Thread-safe; returns what
+        was done, for the caller's answer."""
         if self.stopping:
             return "stopping: no cycle"
         with self._trigger_lock:
@@ -270,10 +270,11 @@ class Daemon:
         if looping:
             log.info("%s: one more cycle after the running one", why)
             return "one more cycle after the running one"
+        settle = self.config.trigger_settle
         if scheduler is not None:
-            scheduler.wake(RECONCILE_JOB)
-        log.info("%s: reconciling now", why)
-        return "cycle started"
+            scheduler.wake(RECONCILE_JOB, delay=settle)
+        log.info("%s: reconciling in %gs (later triggers until then fold in)", why, settle)
+        return f"a cycle starts within {settle:g}s"
 
     def _set_current_run(self, run_id: int | None) -> None:
         self._current_run = run_id
