@@ -166,17 +166,21 @@ def run(toolboxes: int, replicas: int, latency: float, host: str = "127.230.0.1"
         survivors = everyone[:killed]
         dead_envs, t_dead = last_acted[killed], last_cycle_at[killed]
         taken: set[str] = set()
-        takeover_s = None
+        takeover_s = sequential_s = None
         keeper_cycles = 0
         for q in range(16):
+            step_start, walls = clock.monotonic(), []
             for i in survivors:
                 if q % 4 == 0 or daemons[i].keep_share():
                     keeper_cycles += q % 4 != 0
-                    report = daemons[i].cycle()
+                    m, report = measure(daemons[i].cycle)
+                    walls.append(m.wall)
                     taken |= set(report.acted_on) & dead_envs
-                    if taken == dead_envs and takeover_s is None:
-                        takeover_s = clock.monotonic() - t_dead
-            if takeover_s is not None:
+            if taken == dead_envs:
+                # Here the survivors' cycles ran one after the other on one machine; replicas on their own
+                # hosts run them side by side: the take-over ends with the longest of them.
+                takeover_s = step_start - t_dead + max(walls)
+                sequential_s = clock.monotonic() - t_dead
                 break
             clock.advance(INTERVAL * KEEP_FRACTION)
         takeover = None if takeover_s is None else takeover_s / INTERVAL
@@ -193,6 +197,7 @@ def run(toolboxes: int, replicas: int, latency: float, host: str = "127.230.0.1"
             "takeover_intervals": None if takeover is None else round(takeover, 2),
             "takeover_seconds": None if takeover_s is None else round(takeover_s, 1),
             "takeover_keeper_cycles": keeper_cycles,
+            "takeover_sequential_seconds": None if sequential_s is None else round(sequential_s, 1),
             "cpu_per_replica_cycle_s": round(statistics.mean(cpu), 3),
             "cpu_share_per_replica": round(statistics.mean(cpu) / INTERVAL, 4),
         }
@@ -235,7 +240,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             met=takeover is not None and takeover <= 2,
             note=f"a killed replica's {n // k} toolboxes all covered again {result['takeover_seconds']} s after "
             f"its last heartbeat ({takeover} intervals of {result['interval_s']:g} s; leases last 1.25 "
-            f"intervals, keepers check every quarter)",
+            f"intervals, keepers check every quarter; the survivors' take-over cycles side by side, "
+            f"{result['takeover_sequential_seconds']} s one after the other as run here)",
         ),
     ]
 
