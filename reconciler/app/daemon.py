@@ -29,7 +29,7 @@ from reconciler.app import listeners
 from reconciler.app.status_site import SiteFactory
 from reconciler.app.stores import open_store, parse_database_url
 from reconciler.app.tuning import executor_config_for, policy_for
-from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
+from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, open_prober, secret_key
 from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import RunOutcome
@@ -121,6 +121,7 @@ class Daemon:
             raise
         # One client, one connection pool, for the daemon's life; every request it sends is counted.
         self._dtma = open_dtma(settings, self.metrics.observe_dtma)
+        self._prober = open_prober(settings)  # readiness probes, one event loop for the daemon's life
         self._state = DaemonState()
         self._stop, self._cycle_lock, self._idle = threading.Event(), threading.Lock(), threading.Event()
         self._idle.set()
@@ -178,6 +179,7 @@ class Daemon:
         if self._notifications is not None:
             self._notifications.close()
         self._dtma.close()
+        self._prober.close()
         if self._store is not None:
             if self.config.replica is not None:
                 self._retire(self._store, self.config.replica)
@@ -218,8 +220,9 @@ class Daemon:
             self._idle.clear()
             try:
                 ports = TickPorts(
-                    self._open_store, self._dtma, self._journal, self.clock, GitWorkTree(), self._key, self._sleep
-                )
+                    self._open_store, self._dtma, self._journal, self.clock, GitWorkTree(), self._key, self._sleep,
+                    prober=self._prober,
+                )  # fmt: skip
                 hooks = CycleHooks(
                     on_step=self._on_step,
                     stopping=self._stop.is_set,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from reconciler.core.backoff import BackoffPolicy
 from reconciler.core.plan import Policy
 from reconciler.errors import ConfigError, StoreError
-from reconciler.ports import Clock, Dtma, Git, Journal, Store
+from reconciler.ports import Clock, Dtma, Git, Journal, Prober, Store
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, CycleState, run_cycle
 from reconciler.runtime.desired_state import DesiredMemory, Loaded, load_desired
 from reconciler.runtime.replicas import LEASE_INTERVALS, ReplicaShare
@@ -69,6 +69,7 @@ class TickPorts:
     git: Git
     key: bytes = field(repr=False)
     sleep: Callable[[float], None] = time.sleep
+    prober: Prober | None = None  # readiness probes; None: the container state only
 
 
 def tick(  # noqa: PLR0917
@@ -149,7 +150,9 @@ def tick(  # noqa: PLR0917
 
     try:
         store = ports.store()
-        cycle_ports = CyclePorts(store, ports.dtma, ports.journal, ports.clock, ports.key, ports.sleep)
+        cycle_ports = CyclePorts(
+            store, ports.dtma, ports.journal, ports.clock, ports.key, ports.sleep, prober=ports.prober
+        )
         report, cycle_state = run_cycle(cycle_ports, settings, request, state.cycle, hooks)
     except StoreError as exc:
         log.error("database unreachable: %s", exc, extra={"outcome": "database-unreachable"})

@@ -90,6 +90,7 @@ def test_a_suspended_toolbox_is_planned_not_applied_until_resumed(
     metrics = owner.metrics.render().decode()
     assert 'reconciler_environment_suspended{environment="tb0"} 1.0' in metrics
     assert 'reconciler_environment_verdict{environment="tb0",verdict="incomplete"} 1.0' in metrics
+    assert "\nreconciler_drift_steps 1.0\n" in metrics  # the held-back step is drift, fleet-wide too
 
     # resume: the next cycle restores the declared state, and the log says so once.
     lifted = resume(settings, "tb0", by="alice@ops-1")
