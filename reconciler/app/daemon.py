@@ -37,9 +37,10 @@ from reconciler.core.plan import Policy
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.model.secrets import Secret
 from reconciler.ports import Clock, Store
-from reconciler.runtime import fleet_status, health
+from reconciler.runtime import fleet_status, health, replicas
 from reconciler.runtime.cycle import CycleHooks, CycleReport
 from reconciler.runtime.execute import ExecutorConfig, StepResult
+from reconciler.runtime.replicas import KEEP_FRACTION, LEASE_INTERVALS, ReplicaShare
 from reconciler.runtime.tick import DaemonConfig, DaemonState, TickPorts, tick
 from reconciler.settings import Settings, mask_url
 
@@ -327,6 +328,8 @@ class Daemon:
             RECONCILE_JOB, self._scheduled_cycle, seconds=interval, jitter=interval * self.config.jitter
         )
         scheduler.every("journal-retention", self._scheduled_retention, seconds=self.config.retention_interval)
+        if self.config.replica is not None:
+            scheduler.every("replica-leases", self._scheduled_keep, seconds=interval * KEEP_FRACTION)
         scheduler.start()
         with self._trigger_lock:
             self._scheduler = scheduler
@@ -383,6 +386,31 @@ class Daemon:
         finally:
             with self._trigger_lock:
                 self._looping = False
+
+    def keep_share(self) -> bool:
+        """Between cycles (replicas sharing a PostgreSQL database): beat, renew this replica's leases, and
+        start a cycle when another replica's leases lapsed (it died), so its environments move at once instead
+        of at the next interval. Returns whether a cycle was asked for."""
+        store, replica = self._store, self.config.replica
+        if store is None or replica is None or self.stopping:
+            return False
+        try:
+            if not store.shares_work:
+                return False
+            share_of = ReplicaShare(replica, LEASE_INTERVALS * self.config.interval)
+            if not replicas.keep(store, self.clock, share_of):
+                return False
+        except StoreError as exc:
+            log.debug("keeping the leases failed (the next cycle reports the database): %s", exc)
+            return False
+        self.request_cycle("a replica's leases lapsed")
+        return True
+
+    def _scheduled_keep(self) -> None:
+        try:
+            self.keep_share()
+        except Exception:
+            log.exception("keeping the leases failed")
 
     def _scheduled_retention(self) -> None:
         try:
