@@ -143,11 +143,20 @@ class CycleLog:
         now = {name: s.describe() for name, s in report.suspended.items()}
         for name in sorted(now):
             if self._suspended.get(name) != now[name]:
-                log.warning("environment %s is %s: observed, not acted on until resumed", name, now[name])
+                log.warning(
+                    "environment %s is %s: observed, not acted on until resumed",
+                    name,
+                    now[name],
+                    extra={"environment": name, "outcome": "suspended"},
+                )
         covered = set(report.acted_on)
         for name in sorted(set(self._suspended) - set(now)):
             if name in covered:
-                log.info("environment %s was resumed: reconciling it again", name)
+                log.info(
+                    "environment %s was resumed: reconciling it again",
+                    name,
+                    extra={"environment": name, "outcome": "resumed"},
+                )
         # An environment this cycle did not cover (backing off, locked elsewhere) keeps what was said of it.
         self._suspended = {**{k: v for k, v in self._suspended.items() if k not in covered}, **now}
 

@@ -85,6 +85,11 @@ def test_a_suspended_toolbox_is_planned_not_applied_until_resumed(
             w.clock.advance(30)
     assert writes(w, 0) == before and w.containers(0)["time"]["state"] == "exited"
     said = [r.getMessage() for r in caplog.records if "is suspended by alice@ops-1" in r.getMessage()]
+    assert {
+        (getattr(r, "environment", None), getattr(r, "outcome", None))
+        for r in caplog.records
+        if "is suspended by" in r.getMessage()
+    } == {("tb0", "suspended")}  # JSON logs can filter on them
     assert 1 <= len(said) <= len(replicas)  # once per daemon that covered it, not once per cycle
     assert owner is not None
     metrics = owner.metrics.render().decode()
