@@ -103,6 +103,9 @@ def test_a_server_that_never_answers_mcp_ends_unready_apply_exits_4_and_status_s
     assert status.returncode == 0, status.stderr
     [line] = [x for x in status.stdout.splitlines() if x.startswith("tb0/time")]
     assert "recorded=error_runtime" in line and "health=unhealthy (connection refused)" in line
+    against = cli(w, "status", str(w.manifests))  # against git: the same recorded health, and the probe's notice
+    [line] = [x for x in against.stdout.splitlines() if x.startswith("tb0/time")]
+    assert "health=unhealthy (connection refused)" in line, against.stdout + against.stderr
     journal = json.loads(cli(w, "journal", "--format", "json", "--limit", "1").stdout)
     assert [s["outcome"] for r in journal for s in r["steps"]] == ["unready"]
 
