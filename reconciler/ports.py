@@ -172,6 +172,10 @@ class Store(Protocol):
         ``now`` or ``replica``'s own, atomically; returns the ids ``replica`` holds now among them."""
         ...
 
+    def renew_leases(self, replica: str, now: datetime, expires_at: datetime) -> int:
+        """Extend ``replica``'s leases still valid at ``now`` to ``expires_at``; returns how many."""
+        ...
+
     def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
         """Drop ``replica``'s leases of these environments (another replica's are left as they are)."""
         ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,7 +74,19 @@ def parse_listen(listen: str, *, allow_remote: bool = False) -> tuple[str, int]:
     return host, port
 
 
-class _Server6(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr for any error; a client that went away or stalled is
+        # routine on a listener, and anything else goes to the log, never as bare text on stderr.
+        error = sys.exc_info()[1]
+        who = client_address[0] if isinstance(client_address, tuple) and client_address else client_address
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("http: the client %s went away or stalled: %s", who, error)
+        else:
+            log.error("http: a request from %s failed", who, exc_info=error)
+
+
+class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
@@ -138,6 +151,10 @@ class StatusServer:
                 posted = Posted(header=self.headers.get, length=length, read=lambda: self.rfile.read(size))
                 try:
                     status, body = route(posted)
+                except (ConnectionError, TimeoutError) as e:  # the body never came: nobody to answer
+                    log.info("POST %s: the client did not send its body (%s)", urlsplit(self.path).path, e)
+                    self.close_connection = True
+                    return
                 except Exception:
                     log.exception("POST %s failed", self.path)
                     status, body = 500, b"internal error: see the daemon's log\n"
@@ -181,7 +198,7 @@ class StatusServer:
                 if not head:
                     self.wfile.write(body)
 
-        server_class = _Server6 if ":" in host else ThreadingHTTPServer
+        server_class = _Server6 if ":" in host else _Server
         try:
             self._server = server_class((host, port), Handler)
         except OSError as exc:

@@ -372,6 +372,14 @@ class MemoryStore:
                     claimed.add(env)
             return frozenset(claimed)
 
+    def renew_leases(self, replica: str, now: datetime, expires_at: datetime) -> int:
+        with self._use():
+            db = self.database
+            mine = [e for e, lease in db.leases.items() if lease.owner == replica and lease.valid(now)]
+            for env in mine:
+                db.leases[env] = Lease(env, replica, expires_at)
+            return len(mine)
+
     def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
         with self._use():
             for env in environment_ids:

@@ -74,7 +74,9 @@ class DaemonMetrics:
             "reconciler_steps", "Plan steps applied, by action and outcome.", ["action", "outcome"], registry=r
         )
         self.drift = Gauge(
-            "reconciler_drift_steps", "Steps the last cycle's plan held (0 = converged).", registry=r
+            "reconciler_drift_steps",
+            "Steps the last cycle's plan held, those a suspension holds back included (0 = converged).",
+            registry=r,
         )
         self.unreachable = Gauge(
             "reconciler_unreachable_toolboxes", "Toolboxes whose DTMA could not be listed last cycle.", registry=r
@@ -113,6 +115,19 @@ class DaemonMetrics:
             registry=r,
         )
         self._suspended: frozenset[str] = frozenset()
+        self.server_unhealthy = Gauge(
+            "reconciler_server_unhealthy",
+            "1 for each running server that failed its readiness probe failureThreshold cycles in a row.",
+            ["environment", "server"],
+            registry=r,
+        )
+        self.server_probe_failures = Gauge(
+            "reconciler_server_probe_failures",
+            "Readiness probes a running server failed in consecutive cycles (failing servers only).",
+            ["environment", "server"],
+            registry=r,
+        )
+        self._failing: dict[tuple[str, str], tuple[int, bool]] = {}
         self.manifest_valid = Gauge("reconciler_manifest_valid", "1 if the manifests loaded cleanly.", registry=r)
         self.database_up = Gauge("reconciler_database_up", "1 if the database answered last cycle.", registry=r)
         self.verdict = Gauge(
@@ -281,6 +296,19 @@ class DaemonMetrics:
         self.suspended.clear()
         for name in sorted(wanted):
             self.suspended.labels(environment=name).set(1)
+
+    def set_server_health(self, failing: Mapping[tuple[str, str], tuple[int, bool]]) -> None:
+        """(environment, server) -> (consecutive failed probes, unhealthy) of the servers failing now; the
+        series of a server that recovered (or is no longer probed) go."""
+        if failing == self._failing:
+            return
+        self._failing = dict(failing)
+        self.server_unhealthy.clear()
+        self.server_probe_failures.clear()
+        for (environment, server), (failures, unhealthy) in sorted(failing.items()):
+            self.server_probe_failures.labels(environment=environment, server=server).set(failures)
+            if unhealthy:
+                self.server_unhealthy.labels(environment=environment, server=server).set(1)
 
     def set_backoff(self, failures: dict[str, int]) -> None:
         self.backing_off.set(len(failures))

@@ -634,6 +634,15 @@ class PostgresStore:
             )
         return frozenset(str(r["id"]) for r in found)
 
+    def renew_leases(self, replica: str, now: datetime, expires_at: datetime) -> int:
+        with self._guard("renewing leases") as conn, conn.transaction():
+            cursor = self._execute(
+                conn,
+                f"UPDATE {LEASES_TABLE} SET expires_at = %s WHERE owner = %s AND expires_at > %s",
+                [expires_at, replica, now],
+            )
+        return max(cursor.rowcount, 0)
+
     def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
         ids = [i for i in environment_ids if rows.is_uuid(i)]
         if not ids:

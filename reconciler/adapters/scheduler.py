@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,11 +53,11 @@ class Scheduler:
             misfire_grace_time=max(1, int(seconds)),
         )
 
-    def wake(self, name: str) -> bool:
-        """Run job ``name`` now rather than at its next time; its interval then counts from now. False when
-        there is no such job (the scheduler was shut down)."""
+    def wake(self, name: str, delay: float = 0.0) -> bool:
+        """Run job ``name`` in ``delay`` seconds rather than at its next time; its interval then counts from
+        that run. False when there is no such job (the scheduler was shut down)."""
         try:
-            self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
+            self._scheduler.modify_job(name, next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
         except JobLookupError:
             return False
         return True

@@ -499,6 +499,14 @@ class SqliteStore:
                     claimed.add(env)
         return frozenset(claimed)
 
+    def renew_leases(self, replica: str, now: datetime, expires_at: datetime) -> int:
+        with self._guard("renewing leases"), self._db.atomic():
+            cursor = self._db.execute(
+                f"UPDATE {LEASES_TABLE} SET expires_at = ? WHERE owner = ? AND expires_at > ?",
+                [rows.format_time(expires_at), replica, rows.format_time(now)],
+            )
+        return max(cursor.rowcount, 0)
+
     def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
         with self._guard("releasing leases"), self._db.atomic():
             for env in environment_ids:

@@ -29,7 +29,7 @@ from reconciler.app import listeners
 from reconciler.app.status_site import SiteFactory
 from reconciler.app.stores import open_store, parse_database_url
 from reconciler.app.tuning import executor_config_for, policy_for
-from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
+from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, open_prober, secret_key
 from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import RunOutcome
@@ -37,9 +37,10 @@ from reconciler.core.plan import Policy
 from reconciler.errors import LockHeldError, SchemaMissingError, StoreError
 from reconciler.model.secrets import Secret
 from reconciler.ports import Clock, Store
-from reconciler.runtime import fleet_status, health
+from reconciler.runtime import fleet_status, health, replicas
 from reconciler.runtime.cycle import CycleHooks, CycleReport
 from reconciler.runtime.execute import ExecutorConfig, StepResult
+from reconciler.runtime.replicas import KEEP_FRACTION, LEASE_INTERVALS, ReplicaShare
 from reconciler.runtime.tick import DaemonConfig, DaemonState, TickPorts, tick
 from reconciler.settings import Settings, mask_url
 
@@ -120,6 +121,7 @@ class Daemon:
             raise
         # One client, one connection pool, for the daemon's life; every request it sends is counted.
         self._dtma = open_dtma(settings, self.metrics.observe_dtma)
+        self._prober = open_prober(settings)  # readiness probes, one event loop for the daemon's life
         self._state = DaemonState()
         self._stop, self._cycle_lock, self._idle = threading.Event(), threading.Lock(), threading.Event()
         self._idle.set()
@@ -177,6 +179,7 @@ class Daemon:
         if self._notifications is not None:
             self._notifications.close()
         self._dtma.close()
+        self._prober.close()
         if self._store is not None:
             if self.config.replica is not None:
                 self._retire(self._store, self.config.replica)
@@ -217,8 +220,9 @@ class Daemon:
             self._idle.clear()
             try:
                 ports = TickPorts(
-                    self._open_store, self._dtma, self._journal, self.clock, GitWorkTree(), self._key, self._sleep
-                )
+                    self._open_store, self._dtma, self._journal, self.clock, GitWorkTree(), self._key, self._sleep,
+                    prober=self._prober,
+                )  # fmt: skip
                 hooks = CycleHooks(
                     on_step=self._on_step,
                     stopping=self._stop.is_set,
@@ -255,9 +259,9 @@ class Daemon:
         self.metrics.notification_failures.labels(reason=reason).inc()
 
     def request_cycle(self, why: str) -> str:
-        """Reconcile now (SIGHUP, the git webhook): run a cycle at once, or right after the running one.
-        Triggers that arrive before it starts fold into it. Thread-safe; returns what was done, for the
-        caller's answer."""
+        """Reconcile now (SIGHUP, the git webhook): run a cycle ``trigger_settle`` seconds from now, or right
+        after the running one. Triggers that arrive before it starts fold into it. Thread-safe; returns what
+        was done, for the caller's answer."""
         if self.stopping:
             return "stopping: no cycle"
         with self._trigger_lock:
@@ -269,10 +273,11 @@ class Daemon:
         if looping:
             log.info("%s: one more cycle after the running one", why)
             return "one more cycle after the running one"
+        settle = self.config.trigger_settle
         if scheduler is not None:
-            scheduler.wake(RECONCILE_JOB)
-        log.info("%s: reconciling now", why)
-        return "cycle started"
+            scheduler.wake(RECONCILE_JOB, delay=settle)
+        log.info("%s: reconciling in %gs (later triggers until then fold in)", why, settle)
+        return f"a cycle starts within {settle:g}s"
 
     def _set_current_run(self, run_id: int | None) -> None:
         self._current_run = run_id
@@ -323,6 +328,8 @@ class Daemon:
             RECONCILE_JOB, self._scheduled_cycle, seconds=interval, jitter=interval * self.config.jitter
         )
         scheduler.every("journal-retention", self._scheduled_retention, seconds=self.config.retention_interval)
+        if self.config.replica is not None:
+            scheduler.every("replica-leases", self._scheduled_keep, seconds=interval * KEEP_FRACTION)
         scheduler.start()
         with self._trigger_lock:
             self._scheduler = scheduler
@@ -379,6 +386,31 @@ class Daemon:
         finally:
             with self._trigger_lock:
                 self._looping = False
+
+    def keep_share(self) -> bool:
+        """Between cycles (replicas sharing a PostgreSQL database): beat, renew this replica's leases, and
+        start a cycle when another replica's leases lapsed (it died), so its environments move at once instead
+        of at the next interval. Returns whether a cycle was asked for."""
+        store, replica = self._store, self.config.replica
+        if store is None or replica is None or self.stopping:
+            return False
+        try:
+            if not store.shares_work:
+                return False
+            share_of = ReplicaShare(replica, LEASE_INTERVALS * self.config.interval)
+            if not replicas.keep(store, self.clock, share_of):
+                return False
+        except StoreError as exc:
+            log.debug("keeping the leases failed (the next cycle reports the database): %s", exc)
+            return False
+        self.request_cycle("a replica's leases lapsed")
+        return True
+
+    def _scheduled_keep(self) -> None:
+        try:
+            self.keep_share()
+        except Exception:
+            log.exception("keeping the leases failed")
 
     def _scheduled_retention(self) -> None:
         try:

@@ -119,6 +119,18 @@ def start_simulators(
     return sims
 
 
+def offer_declared(sims: Sequence[Simulator], desired: Desired) -> None:
+    """The simulated images' MCP servers offer what the examples declare (their capabilities, their pinned
+    tools): the demo shows a healthy fleet, in which offer drift is something an edit brings about."""
+    for spec in desired.environments:
+        for server in spec.servers:
+            settings: dict[str, object] = {"capabilities": sorted({"tools", *server.capabilities})}
+            if server.tools is not None:
+                settings["tools"] = list(server.tools)
+            for sim in sims:
+                sim.set_mcp(server.image, **settings)
+
+
 def _bind_one(token: str, port: int, hosts: Sequence[str], taken: Sequence[Simulator]) -> Simulator:
     used = {a for s in taken for a in s.addresses}
     errors: list[str] = []
@@ -239,6 +251,7 @@ def run_demo(
         token = token or secrets.token_urlsafe(32)  # shared by the simulator and the reconciler, never shown
         sims = start_simulators(len(names), token)
         try:
+            offer_declared(sims, desired)
             toolboxes = []
             for name, sim in zip(names, sims, strict=True):
                 host, _, port = sim.addresses[0].rpartition(":")

@@ -29,10 +29,12 @@ def record_metrics(
     metrics.cycle_duration.observe(report.duration)
     metrics.cycles.labels(result="ok" if report.ok else "degraded").inc()
     metrics.record_steps((str(r.step.action), str(r.outcome)) for r in report.results)
-    metrics.drift.set(len(report.plan.steps) if report.plan is not None else 0)
+    series = series_of(report)
+    # The steps a suspension holds back are drift too, as in the per-environment series: a suspended toolbox
+    # with drift is not converged.
+    metrics.drift.set(sum(s.drift_steps for s in series.covered.values()) if series is not None else 0)
     metrics.unreachable.set(len(report.unreachable))
     metrics.stalled.set(len(report.stalled))
-    series = series_of(report)
     # The cycle's memory may still hold the backoff of an environment that left the manifests: not shown.
     failures = {name: s.failures for name, s in backoff.items() if series is None or name in series.mentioned}
     metrics.set_backoff(failures)
@@ -44,6 +46,9 @@ def record_metrics(
     if report.plan is not None:
         metrics.set_verdicts(health.environment_verdicts(report))
         metrics.set_suspended(report.suspended)
+        metrics.set_server_health({
+            (h.environment_name, h.server): (h.failures, h.unhealthy) for h in report.plan.health if not h.ok
+        })  # fmt: skip
     if report.ok:
         metrics.last_success.set(now)
     if series is not None:
@@ -138,11 +143,20 @@ class CycleLog:
         now = {name: s.describe() for name, s in report.suspended.items()}
         for name in sorted(now):
             if self._suspended.get(name) != now[name]:
-                log.warning("environment %s is %s: observed, not acted on until resumed", name, now[name])
+                log.warning(
+                    "environment %s is %s: observed, not acted on until resumed",
+                    name,
+                    now[name],
+                    extra={"environment": name, "outcome": "suspended"},
+                )
         covered = set(report.acted_on)
         for name in sorted(set(self._suspended) - set(now)):
             if name in covered:
-                log.info("environment %s was resumed: reconciling it again", name)
+                log.info(
+                    "environment %s was resumed: reconciling it again",
+                    name,
+                    extra={"environment": name, "outcome": "resumed"},
+                )
         # An environment this cycle did not cover (backing off, locked elsewhere) keeps what was said of it.
         self._suspended = {**{k: v for k, v in self._suspended.items() if k not in covered}, **now}
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.app.stores import open_store
 from reconciler.app.tuning import executor_config_for, policy_for
-from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, secret_key
+from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, open_prober, secret_key
 from reconciler.core.observed import LiveListing, Observed, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.suspension import Suspension
@@ -83,6 +83,7 @@ def reconcile_once(
         dtma.close()
         store.close()
         raise
+    prober = open_prober(settings, values.values()) if refresh else None
     try:
         request = CycleRequest(
             desired=desired,
@@ -100,7 +101,7 @@ def reconcile_once(
             saved_steps=saved_steps,
             adopt=adopt,
         )
-        ports = CyclePorts(store, dtma, journal, clock, key, sleep)
+        ports = CyclePorts(store, dtma, journal, clock, key, sleep, prober=prober)
         report, _ = run_cycle(
             ports,
             settings,
@@ -121,6 +122,8 @@ def reconcile_once(
         return report
     finally:
         dtma.close()
+        if prober is not None:
+            prober.close()
         store.close()
         journal.close()
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from reconciler.app.reconcile import _suspension, last_steps
+from reconciler.app.reconcile import _suspension, health_fields, last_steps
 from reconciler.app.stores import open_store
 from reconciler.app.tuning import policy_for
 from reconciler.app.wiring import SystemClock, open_dtma, secret_key
@@ -50,12 +50,14 @@ def status_against(
         finally:
             dtma.close()
         suspended = {s.environment_id: s for s in store.suspensions()}
+        probes = store.recorded_health()
     finally:
         store.close()
     fingerprints = secret_fingerprints(values, key)
     the_plan = plan(desired, observed, policy_for(settings, None), SystemClock().now(), fingerprints)
     last = last_steps(settings, journal_path)
     ids = {e.name or e.id: e.id for e in observed.recorded.environments}
+    instances = {(i.environment_id, i.name): i.id for i in observed.recorded.instances if i.name}
     rows: list[dict[str, Any]] = []
     for c in compare(desired, observed, the_plan, fingerprints):
         row = asdict(c)
@@ -64,5 +66,6 @@ def status_against(
         row["last_step"] = last.get((c.environment, c.server))
         row["suspended"] = _suspension(suspended.get(ids.get(c.environment, "")))
         row["desired_from"] = "manifests"
+        row.update(health_fields(probes.get(instances.get((ids.get(c.environment, ""), c.server), ""))))
         rows.append(row)
     return rows

@@ -83,6 +83,19 @@ def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _say(json_lines: bool, text: str, **fields: object) -> None:
+    """A line on stderr after the steps: with ``--log-format json`` a JSON object like the progress lines, so
+    that every stderr line of a JSON apply parses."""
+    import json
+
+    from reconciler.presentation.escape import printable
+
+    if json_lines:
+        _stderr_line(json.dumps({"message": text, **fields}, sort_keys=True))
+    else:
+        _stderr_line(printable(text))
+
+
 def run(args: argparse.Namespace) -> int:
     from reconciler.app.reconcile import reconcile_once
     from reconciler.cli.run_cmd import parse_duration
@@ -91,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.core.plan import Plan, Policy
     from reconciler.core.scope import PlanScope
     from reconciler.core.verdict import Verdict
-    from reconciler.presentation.escape import printable
     from reconciler.presentation.exit_codes import apply_exit_code
     from reconciler.presentation.progress import Progress
     from reconciler.presentation.render import render_plan
@@ -164,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop.set()
         thread.join()
+    json_lines = args.log_format == "json"
     if result.cancelled:
-        print("Apply cancelled: nothing applied.", file=sys.stderr)
+        _say(json_lines, "Apply cancelled: nothing applied.", event="cancelled")
         return 1
     the_plan = result.plan or Plan(steps=())
     applied = result.results
@@ -174,9 +187,12 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in applied if r.outcome == StepOutcome.FAILED or r.notice is not None]
     for r in failed:
         where = f"{r.step.environment_name}/{r.step.server}"
-        print(printable(f"{r.outcome}: {r.step.action} {where}: {r.message}"), file=sys.stderr)
+        _say(json_lines, f"{r.outcome}: {r.step.action} {where}: {r.message}", event="step",
+             environment=r.step.environment_name, server=r.step.server, action=str(r.step.action),
+             outcome=str(r.outcome))  # fmt: skip
     for err in the_plan.errors:
-        print(f"error: {printable(err)}", file=sys.stderr)
+        _say(json_lines, f"error: {err}", event="error")
     outcome = result.outcome or RunOutcome.NOTHING_APPLIED
-    print(f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}", file=sys.stderr)
+    done = f"apply: {len(applied) - len(failed)} of {len(applied)} steps done; run {outcome}"
+    _say(json_lines, done, event="summary", outcome=str(outcome), run_id=result.run_id)
     return apply_exit_code(outcome, applied_any=any(r.outcome == StepOutcome.OK for r in applied))

@@ -54,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
         target = Path(args.out) / f"{result.environment}.yaml"
         if target.exists() and not args.force:
             raise ConfigError(f"{target} exists; nothing written (--force overwrites it)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(result.text, encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(result.text, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"--out {args.out}: cannot write {target}: {e.strerror or e}") from None
     else:
         sys.stdout.write(result.text)
     for note in result.notes:

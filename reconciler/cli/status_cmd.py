@@ -92,7 +92,7 @@ def _against(args: argparse.Namespace) -> int:
         differs = ",".join(r["differs"]) or "-"
         lines = [
             f"{r['environment']}/{r['server']}{mark}: desired={r['desired_state'] or '-'} "
-            f"recorded={r['recorded'] or '-'} live={r['live']} differs={differs}"
+            f"recorded={r['recorded'] or '-'} live={r['live']}{_health(r)} differs={differs}"
         ]
         if "image" in r["differs"]:
             lines.append(

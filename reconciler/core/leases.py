@@ -115,3 +115,10 @@ def share(
         elif lease is not None and lease.owner == me and lease.valid(now):
             release.add(env)
     return Share(frozenset(claim), frozenset(release), frozenset(waiting))
+
+
+def taken_over(leases: Iterable[Lease], now: datetime, ttl: float) -> bool:
+    """Whether some environment is up for taking over: its lease expired within the last ``ttl`` seconds (its
+    owner stopped renewing it; an older one is an environment no longer declared, left to lapse)."""
+    since = now - timedelta(seconds=ttl)
+    return any(since < lease.expires_at <= now for lease in leases)

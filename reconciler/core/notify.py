@@ -76,6 +76,8 @@ class NotifyMemory:
 
     unobserved: Mapping[str, int] = field(default_factory=dict)  # environment -> consecutive unobserved cycles
     sent: Mapping[tuple[str, str], datetime] = field(default_factory=dict)  # (kind, environment) -> last sent
+    # environment -> why it was last found unobserved, for the cycles it then spends backing off
+    why_unobserved: Mapping[str, str] = field(default_factory=dict)
 
 
 def unobserved_counts(previous: Mapping[str, int], facts: CycleFacts) -> dict[str, int]:
@@ -99,8 +101,14 @@ def unobserved_counts(previous: Mapping[str, int], facts: CycleFacts) -> dict[st
     return counts
 
 
-def events_of(facts: CycleFacts, unobserved: Mapping[str, int], unobserved_cycles: int) -> tuple[Event, ...]:
-    """Every event the cycle gives, before deduplication, in a stable order."""
+def events_of(
+    facts: CycleFacts,
+    unobserved: Mapping[str, int],
+    unobserved_cycles: int,
+    why_unobserved: Mapping[str, str] | None = None,
+) -> tuple[Event, ...]:
+    """Every event the cycle gives, before deduplication, in a stable order. ``why_unobserved``: why each
+    toolbox was last found unobserved, named when this cycle left it alone (backing off)."""
     run_id = facts.run_id
     found: list[Event] = []
     for applied in facts.applied:
@@ -124,7 +132,8 @@ def events_of(facts: CycleFacts, unobserved: Mapping[str, int], unobserved_cycle
     reasons = {g.environment: g.reason for g in facts.gaps if g.kind == GapKind.NOT_OBSERVED and g.server is None}
     for name, count in sorted(unobserved.items()):
         if count > unobserved_cycles:
-            why = reasons.get(name) or "backing off after failures"
+            last = (why_unobserved or {}).get(name)
+            why = reasons.get(name) or (f"{last} (backing off)" if last else "backing off after failures")
             reason = f"not observed for {count} cycles in a row: {why}"
             found.append(Event(EventKind.TOOLBOX_UNOBSERVED, name, None, reason, run_id))
     fixed: dict[str, list[Step]] = {}
@@ -187,10 +196,18 @@ def decide(
 ) -> tuple[tuple[Event, ...], NotifyMemory]:
     """The messages to send after a cycle (redacted, deduplicated, rate-limited) and the next memory."""
     counts = unobserved_counts(memory.unobserved, facts)
-    events = events_of(facts, counts, unobserved_cycles)
+    found = {g.environment: g.reason for g in facts.gaps if g.kind == GapKind.NOT_OBSERVED and g.server is None}
+    why = {
+        name: found.get(name) or memory.why_unobserved[name]
+        for name in counts
+        if name in found or name in memory.why_unobserved
+    }
+    events = events_of(facts, counts, unobserved_cycles, memory.why_unobserved)
     chosen, sent = throttle(memory.sent, events, now, period)
     values = tuple(secrets)
-    return tuple(redacted(e, values) for e in chosen), NotifyMemory(unobserved=counts, sent=sent)
+    return tuple(redacted(e, values) for e in chosen), NotifyMemory(
+        unobserved=counts, sent=sent, why_unobserved=why
+    )
 
 
 FORMATS = ("json", "slack")

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 from reconciler.core.health import ProbeResult, ProbeTarget, ReadinessKind
-from reconciler.core.observed import LiveListing, Observed, ServerHealth
+from reconciler.core.observed import LiveContainer, LiveListing, Observed, ServerHealth
 from reconciler.model.spec import Desired, ServerSpec
 
 Key = tuple[str, str]  # (environment id, server name)
@@ -52,14 +52,23 @@ def probe_targets(
         listing = observed.live.get(env.id) if env is not None else None
         if env is None or env.address is None or not isinstance(listing, LiveListing):
             continue
-        running = {c.name for c in listing.containers if c.state == "running"}
+        running = {c.name: c for c in listing.containers if c.state == "running"}
         for server in spec.servers:
-            if server.name not in running or server.state != "running":
+            container = running.get(server.name)
+            if container is None or server.state != "running" or _unpublished(server, container, listing):
                 continue
             target = target_for(server, env.id, env.address, timeout)
             if target is not None:
                 targets.setdefault((env.id, server.name), (target, server))
     return tuple(targets.values())
+
+
+def _unpublished(server: ServerSpec, container: LiveContainer, listing: LiveListing) -> bool:
+    """The listing shows the container's ports and not the declared hostPort: nothing to probe (the planner's
+    ``port-unpublished`` notice says why). Shape (a) lists no ports: probed."""
+    if listing.shape == "a" or server.host_port is None:
+        return False
+    return server.host_port not in {p.host_port for p in container.ports}
 
 
 def assess(

@@ -51,6 +51,7 @@ def narrow_to_servers(plan: Plan, servers: Sequence[str] | None) -> Plan:
         plan,
         steps=tuple(s for s in plan.steps if s.server in wanted),
         notices=tuple(n for n in plan.notices if n.server is None or n.server in wanted),
+        health=tuple(h for h in plan.health if h.server in wanted),
     )
 
 

@@ -174,6 +174,23 @@ def rollout_from_dict(data: Mapping[str, Any]) -> Rollout:
     return Rollout(str(data["server"]), str(data["spec_hash"]), _opt(data.get("image")), waves)
 
 
+def health_from_dict(data: Mapping[str, Any]) -> HealthEntry:
+    return HealthEntry(
+        environment_id=str(data["environment_id"]),
+        environment_name=str(data["environment_name"]),
+        server=str(data["server"]),
+        kind=str(data["readiness"]),
+        ok=bool(data["ok"]),
+        error=_opt(data.get("error")),
+        failures=int(data.get("consecutive_failures", 0)),
+        unhealthy=bool(data.get("unhealthy", False)),
+        protocol_version=_opt(data.get("protocol_version")),
+        server_name=_opt(data.get("server_name")),
+        server_version=_opt(data.get("server_version")),
+        tools=tuple(str(t) for t in data.get("tools", [])),
+    )
+
+
 def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
     """``complete``, and what makes the plan incomplete: one entry per gap, by environment and address."""
     return {
@@ -376,6 +393,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
             manifest_digest=str(data.get("manifest_digest", "")),
             errors=tuple(str(e) for e in data.get("errors", [])),
             rollouts=tuple(rollout_from_dict(r) for r in data.get("rollouts", [])),
+            health=tuple(health_from_dict(h) for h in data.get("health", [])),
         )
     except PlanError:
         raise

@@ -301,9 +301,11 @@ class _Cycle:
 
     def _record_health(self, observed: Observed, applied: ApplyResult) -> None:
         """Write this cycle's probes to the instance rows (``mcp_discovery_metadata``, the announced
-        capabilities), except for servers a step acted on (their readiness wait wrote a newer answer), and fold
+        capabilities), except for servers whose readiness wait wrote a newer answer, and fold
         the waits' answers into the consecutive-failure counts. A failed write is logged, never fatal."""
-        stepped = {(r.step.environment_id, r.step.server) for r in applied.results}
+        # A step's readiness wait wrote a newer answer; any other step may have rewritten the row's config (and
+        # with it the metadata), so this cycle's answer is written again for it.
+        stepped = {(r.step.environment_id, r.step.server) for r in applied.results if r.probe is not None}
         for r in applied.results:
             key = (r.step.environment_id, r.step.server)
             self.health_written.pop(key, None)  # its config was written again: write its health afresh

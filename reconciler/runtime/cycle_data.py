@@ -81,8 +81,8 @@ class CycleState:
     names: Mapping[str, str] = field(default_factory=dict)  # environment id -> name, for reports
     # (environment id, server) -> readiness probes failed in consecutive cycles (failing servers only)
     unhealthy: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    # (environment id, server) -> (digest, monotonic time) of the health last written to its row
-    health_written: Mapping[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    # (environment id, server) -> (what its probe found, monotonic time) as last written to its row
+    health_written: Mapping[tuple[str, str], tuple[object, float]] = field(default_factory=dict)
     # Rollouts that halted (a step of theirs failed or was unready), by server and target spec hash: their
     # steps stay held until the spec changes again (core.rollout.hold_halted), never retried every interval.
     halted: Mapping[rollout.RolloutKey, rollout.Halt] = field(default_factory=dict)

@@ -138,6 +138,8 @@ class Deployer:
         self.rows.set_status(instance_id, "deploying")
         message = self.wait_running(step, target)
         self.finish(instance_id, spec, target)
+        if message is not None:  # its hostPort is not published: no probe can reach it (the notice says why)
+            return message, None
         return message, self.ready(step, target, instance_id)
 
     def ready(self, step: Step, target: DtmaTarget, instance_id: str | None) -> ProbeResult | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from reconciler.core.backoff import BackoffPolicy
 from reconciler.core.plan import Policy
 from reconciler.errors import ConfigError, StoreError
-from reconciler.ports import Clock, Dtma, Git, Journal, Store
+from reconciler.ports import Clock, Dtma, Git, Journal, Prober, Store
 from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, CycleState, run_cycle
 from reconciler.runtime.desired_state import DesiredMemory, Loaded, load_desired
 from reconciler.runtime.replicas import LEASE_INTERVALS, ReplicaShare
@@ -41,6 +41,9 @@ class DaemonConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     flap_threshold: int = 2  # same step needed again this many times after applying it -> stalled
     retention_interval: float = 3600.0  # seconds between journal retention runs
+    # Reconcile now: a trigger with no cycle running starts one this many seconds later, and every trigger
+    # until then folds into it, so a burst of pushes makes one cycle (still within a second of the first).
+    trigger_settle: float = 0.5
     # This daemon's id among replicas sharing one PostgreSQL database (leases); None: it takes every
     # environment it can lock (``--once``, and SQLite, which serves one daemon anyway).
     replica: str | None = None
@@ -66,6 +69,7 @@ class TickPorts:
     git: Git
     key: bytes = field(repr=False)
     sleep: Callable[[float], None] = time.sleep
+    prober: Prober | None = None  # readiness probes; None: the container state only
 
 
 def tick(  # noqa: PLR0917
@@ -146,7 +150,9 @@ def tick(  # noqa: PLR0917
 
     try:
         store = ports.store()
-        cycle_ports = CyclePorts(store, ports.dtma, ports.journal, ports.clock, ports.key, ports.sleep)
+        cycle_ports = CyclePorts(
+            store, ports.dtma, ports.journal, ports.clock, ports.key, ports.sleep, prober=ports.prober
+        )
         report, cycle_state = run_cycle(cycle_ports, settings, request, state.cycle, hooks)
     except StoreError as exc:
         log.error("database unreachable: %s", exc, extra={"outcome": "database-unreachable"})

@@ -47,6 +47,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         "start-up: reconciler --version",
         "start-up: reconciler validate examples/",
         "status page: GET /",
+        "probe (MCP handshake)",
     ):
         assert expected in scenarios, scenarios
     steady = [r for r in rows if r["scenario"].startswith("steady state (")]
@@ -69,6 +70,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     assert facts["status page: GET /"] == {"rows": 50, "incomplete_first": True, "api_environments": 100}
     for name in ("apply (reconcile_once)", "apply (PostgreSQL)", "apply, real deploy latency"):
         assert facts[name]["outcome"] == "converged" and facts[name]["deploys"] == facts[name]["creates"] == 12
+    assert facts["probe (MCP handshake)"] == {"probed": 30, "ok": 30, "first_error": []}
     applied = facts["apply (reconcile_once)"]
     # Creates only: deploys and reads, nothing stopped or deleted; at least one listing per toolbox.
     assert [k for k in applied["routes"] if not k.startswith("GET ")] == ["POST /tools"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.benchmarks.fleet import Fleet, PostgresDatabase, SimFleet, build_fleet, build_fleets
+from tests.benchmarks.probe_job import probe_job
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTING_ROUTES = ("GET /tools/status", "GET /status")
@@ -801,6 +802,7 @@ JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
     "steady": steady_job,
     "startup": startup_job,
     "page": page_job,
+    "probe": probe_job,
 }
 
 

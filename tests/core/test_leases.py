@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.core.leases import Heartbeat, Lease, assignment, live, share
+from reconciler.core.leases import Heartbeat, Lease, assignment, live, share, taken_over
 
 T0 = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 ENVS = [f"env-{i:04d}" for i in range(300)]
@@ -76,3 +76,12 @@ def test_a_dead_replicas_environments_are_taken_over_when_its_leases_expire() ->
             leases.update({e: Lease(e, me, now + timedelta(seconds=ttl)) for e in mine.claim})
     assert took[1] == set()  # one interval on: c's leases still hold
     assert took[2] == c_envs  # two intervals on: every one of them has a new owner
+
+
+def test_only_a_lease_that_lapsed_within_the_ttl_asks_for_a_take_over() -> None:
+    now = T0 + timedelta(seconds=100)
+    valid = Lease("e1", "a", now + timedelta(seconds=1))
+    lapsed = Lease("e2", "b", now - timedelta(seconds=10))
+    forgotten = Lease("e3", "b", now - timedelta(seconds=46))  # an environment no longer declared
+    assert taken_over([valid, lapsed], now, 45)
+    assert not taken_over([valid, forgotten], now, 45)

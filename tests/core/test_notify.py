@@ -3,6 +3,7 @@ unobserved count across cycles, redaction, and the two message formats."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core import notify
@@ -108,6 +109,13 @@ def test_a_toolbox_is_told_only_after_more_than_n_unobserved_cycles_and_counts_t
         seen.append(kinds(events))
     assert seen == [[], [], [], [("toolbox-unobserved", "tb3", None)]]
     assert memory.unobserved == {"tb3": 4}
+    # Told during a cycle spent backing off, the message still says why the toolbox could not be observed.
+    memory = replace(memory, sent={})
+    events, memory = notify.decide(memory, CycleFacts(plan=None, backing_off=("tb3",)), NOW, unobserved_cycles=3)
+    [told] = events
+    assert told.reason == (
+        "not observed for 5 cycles in a row: tb3 skipped: DTMA listing failed: connection refused (backing off)"
+    )
     observed, memory = notify.decide(memory, CycleFacts(plan=None, acted_on=("tb3",)), NOW, unobserved_cycles=3)
     assert observed == () and memory.unobserved == {}
 

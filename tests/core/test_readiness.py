@@ -181,3 +181,22 @@ def test_a_server_still_unhealthy_after_two_restarts_is_stalled() -> None:
     assert restarts == 2
     assert flap.stalled(state) == ((ENV, "web"),)
     assert {n.kind for n in the_plan.notices} == {NoticeKind.UNHEALTHY, NoticeKind.STALLED}
+
+
+def test_health_and_readiness_fields_survive_a_saved_plan() -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from reconciler.presentation.plan_json import plan_from_dict, plan_to_dict
+    from reconciler.resources import schema_path
+    from tests.core.golden_io import load_case
+
+    want, seen, policy, now, fps = load_case(Path(__file__).parent / "golden" / "53-unhealthy-restart")
+    the_plan = plan(want, seen, policy, now, fps)
+    data = json.loads(json.dumps(plan_to_dict(the_plan, desired=want)))
+    jsonschema.validate(data, json.loads(schema_path("plan.v1.schema.json").read_text()))
+    assert data["desired"][0]["servers"][0]["readiness"]["failure_threshold"] == 2
+    assert data["health"][0]["unhealthy"] is True
+    assert plan_from_dict(data) == the_plan

@@ -131,6 +131,11 @@ def test_import_writes_a_manifest_that_validates_and_plans_only_adoptions(
     assert "SRV_A_API_KEY" in done.stderr
     again = w.cli("import", "--env", "tb0", "--out", str(imported))
     assert again.returncode == 1 and "--force" in again.stderr and (imported / "tb0.yaml").read_text() == text
+    blocker = w.tmp / "a-file"  # an --out that cannot be made: an error naming it, no traceback
+    blocker.write_text("")
+    done = w.cli("import", "--env", "tb0", "--out", str(blocker / "sub"))
+    assert done.returncode == 1 and f"--out {blocker / 'sub'}: cannot write" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
     assert w.cli("validate", str(imported)).returncode == 0
 
     # the same toolbox planned from the imported manifest: nothing to create, delete or replace

@@ -4,6 +4,7 @@ loopback address, and stops listening when the container stops or goes."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,10 @@ import pytest
 from reconciler.simulator.images import McpBehaviour, parse_image_flag
 from tests.sim_helpers import FakeClock, RunningSimulator, call, running_simulator
 
-HOST = "127.77.2.1"
+# Drawn per run: the simulated MCP servers listen on fixed ports, and another test process on this machine
+# must not hold the same address and port.
+HOST = f"127.78.{random.randrange(1, 255)}.1"
+HOST_1 = HOST[:-1] + "2"  # the second toolbox
 PORT = 31002
 
 
@@ -66,7 +70,7 @@ def test_listens_while_running_and_not_after(sim: RunningSimulator) -> None:
     a = sim.addresses[0]
     assert not listening(HOST)
     assert call(a, "POST", "/tools", deploy("time"))[0] == 201
-    assert listening(HOST) and not listening("127.77.2.2")  # only its own toolbox's address
+    assert listening(HOST) and not listening(HOST_1)  # only its own toolbox's address
     assert initialize(HOST)["result"]["serverInfo"] == {"name": "time", "version": "1"}
     assert call(a, "POST", "/tools/time/stop")[0] == 200
     assert not listening(HOST)
@@ -80,9 +84,9 @@ def test_listens_while_running_and_not_after(sim: RunningSimulator) -> None:
 def test_each_toolbox_has_its_own_address(sim: RunningSimulator) -> None:
     for box in (0, 1):
         assert call(sim.addresses[box], "POST", "/tools", deploy("time"))[0] == 201
-    assert listening(HOST) and listening("127.77.2.2")
+    assert listening(HOST) and listening(HOST_1)
     sim.sim.docker_rm(1, "time")  # behind the agent's back
-    assert listening(HOST) and not listening("127.77.2.2")
+    assert listening(HOST) and not listening(HOST_1)
 
 
 def test_no_host_port_or_a_broken_image_listens_nowhere(sim: RunningSimulator) -> None:

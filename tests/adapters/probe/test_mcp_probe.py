@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,10 @@ from sim_helpers import FakeClock, RunningSimulator, call, running_simulator
 from reconciler.adapters.mcp_probe import MAX_ERROR, PROTOCOL_VERSIONS, McpProber
 from reconciler.core.health import ProbeResult, ProbeTarget, ReadinessKind
 
-HOST = "127.77.1.1"  # toolbox 0; toolbox 1 is 127.77.1.2
+# Toolbox 0's address; toolbox 1 is the next. Drawn per run: the simulated MCP servers listen on fixed ports,
+# and another test process on this machine must not hold the same address and port.
+HOST = f"127.77.{random.randrange(1, 255)}.1"
+HOST_1 = HOST[:-1] + "2"
 PORT = 31001
 IMAGE = "ghcr.io/example/time-mcp:1.2"
 
@@ -147,7 +151,7 @@ def test_one_probe_per_server_and_toolboxes_apart(sim: RunningSimulator, prober:
     deploy(sim, box=0)
     deploy(sim, box=1)  # the same host port on the other toolbox's own address
     twice = [target(), target()]
-    other = ProbeTarget("env-1", "time", "127.77.1.2", PORT, ReadinessKind.MCP, "/mcp")
+    other = ProbeTarget("env-1", "time", HOST_1, PORT, ReadinessKind.MCP, "/mcp")
     found = prober.probe_many([*twice, other], concurrency=8)
     assert set(found) == {("env-0", "time"), ("env-1", "time")} and all(r.ok for r in found.values())
     assert sim.sim.mcp_counters(0)["initialize"] == 1 and sim.sim.mcp_counters(1)["initialize"] == 1

@@ -527,6 +527,9 @@ def test_leases_are_claimed_when_free_expired_or_own_and_never_from_a_valid_owne
     assert store.claim_leases("a", [tb1, tb2], t0, until) == {tb1, tb2}
     assert other.claim_leases("b", [tb1, tb2], t0 + timedelta(seconds=30), until) == frozenset()  # a's, valid
     assert store.claim_leases("a", [tb1], t0 + timedelta(seconds=30), until + timedelta(seconds=30)) == {tb1}
+    # Renewing between cycles extends a's valid leases only (tb2's is a's too, valid until t0+60).
+    assert store.renew_leases("a", t0 + timedelta(seconds=61), until + timedelta(seconds=30)) == 1
+    assert store.renew_leases("b", t0 + timedelta(seconds=30), until + timedelta(seconds=300)) == 0
     other.release_leases("b", [tb1])  # not b's: nothing happens
     store.release_leases("a", [tb2])
     assert other.claim_leases("b", [tb1, tb2], t0 + timedelta(seconds=30), until) == {tb2}

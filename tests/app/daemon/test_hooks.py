@@ -110,7 +110,7 @@ def declared_too_large(d: Daemon) -> int:
 def test_a_signed_push_triggers_a_cycle_within_one_second(running: Callable[..., tuple[Daemon, Cycles]]) -> None:
     d, cycles = running()
     status, text = post(d)
-    assert (status, text) == (202, "cycle started\n")
+    assert (status, text) == (202, "a cycle starts within 0.5s\n")
     assert cycles.wait_for(2, WITHIN), "no cycle within a second of a signed push"
     assert d.last_report is not None and d.last_report.database_ok
 
@@ -163,6 +163,20 @@ def test_a_burst_of_ten_pushes_during_a_cycle_makes_one_more_cycle(
     assert post(d)[0] == 202  # ...and only one: the next push makes the fourth
     assert cycles.wait_for(4, 20)
     assert cycles.count == 4
+
+
+def test_a_burst_of_ten_pushes_with_no_cycle_running_makes_one_cycle(
+    running: Callable[..., tuple[Daemon, Cycles]],
+) -> None:
+    # A settle window wider than the default so that ten requests surely fit in it on a loaded machine.
+    d, cycles = running(trigger_settle=2.0)
+    answers = [post(d) for _ in range(10)]
+    assert answers[0] == (202, "a cycle starts within 2s\n")
+    assert answers[1:] == [(202, "a cycle is already asked for\n")] * 9
+    assert cycles.wait_for(2, 20)  # the ten made one cycle...
+    assert post(d)[0] == 202  # ...and only one: the next push makes the third
+    assert cycles.wait_for(3, 20)
+    assert cycles.count == 3
 
 
 def test_reconcile_now_signals_the_running_daemon(world_of: Callable[..., DaemonWorld]) -> None:

@@ -61,3 +61,25 @@ def test_three_replicas_share_twelve_toolboxes_and_take_over_from_a_dead_one(
     replicas[1].close()
     covered, listed = interval([0])
     assert covered[0] == set(w.names) and listed == [1] * 12
+
+
+def test_a_dead_replicas_lapsed_leases_start_a_cycle_on_the_others_before_their_next_interval(
+    pg_url: str, world_of: Callable[..., DaemonWorld]
+) -> None:
+    w = world_of(6, url=pg_url)
+    w.write({name: [server("mcp")] for name in w.names})
+    a, b = (w.daemon(journal=f"journal-{i}.db", interval=INTERVAL) for i in range(2))
+    for _ in range(2):
+        a.cycle()
+        b.cycle()
+        w.clock.advance(INTERVAL)
+    assert a.last_report is not None and b.last_report is not None
+    mine, dead = set(a.last_report.acted_on), set(b.last_report.acted_on)
+    assert len(mine) == len(dead) == 3
+    # b is gone (no clean stop), one interval after its last cycle. a's keeper runs every quarter interval
+    # between a's cycles:
+    assert not a.keep_share()  # b's leases (1.25 intervals) still hold
+    w.clock.advance(0.5 * INTERVAL + 1)
+    assert a.keep_share()  # they lapsed: a cycle now, not at a's next interval
+    taken = a.cycle()
+    assert set(taken.acted_on) == mine | dead and w.creates() == 6

@@ -85,11 +85,17 @@ def test_a_suspended_toolbox_is_planned_not_applied_until_resumed(
             w.clock.advance(30)
     assert writes(w, 0) == before and w.containers(0)["time"]["state"] == "exited"
     said = [r.getMessage() for r in caplog.records if "is suspended by alice@ops-1" in r.getMessage()]
+    assert {
+        (getattr(r, "environment", None), getattr(r, "outcome", None))
+        for r in caplog.records
+        if "is suspended by" in r.getMessage()
+    } == {("tb0", "suspended")}  # JSON logs can filter on them
     assert 1 <= len(said) <= len(replicas)  # once per daemon that covered it, not once per cycle
     assert owner is not None
     metrics = owner.metrics.render().decode()
     assert 'reconciler_environment_suspended{environment="tb0"} 1.0' in metrics
     assert 'reconciler_environment_verdict{environment="tb0",verdict="incomplete"} 1.0' in metrics
+    assert "\nreconciler_drift_steps 1.0\n" in metrics  # the held-back step is drift, fleet-wide too
 
     # resume: the next cycle restores the declared state, and the log says so once.
     lifted = resume(settings, "tb0", by="alice@ops-1")

@@ -146,6 +146,43 @@ def test_listen_is_loopback_unless_allowed() -> None:
         parse_listen("127.0.0.1:http")
 
 
+def test_a_client_that_goes_away_mid_request_leaves_no_traceback_on_stderr(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import http.client
+    import logging
+
+    from reconciler.adapters.http_status import Posted, StatusServer
+
+    caplog.set_level(logging.INFO, logger="reconciler.adapters.http_status")
+
+    def gone(request: Posted) -> tuple[int, bytes]:
+        raise ConnectionResetError(104, "Connection reset by peer")  # what reading a vanished body raises
+
+    server = StatusServer("127.0.0.1", 0, ready=lambda: (True, "ready"), metrics=lambda: b"",
+                          metrics_type="text/plain", posts={"/hooks/git": gone}).start()  # fmt: skip
+    try:
+        host, port = server.address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("POST", "/hooks/git", body=b"{}")
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            conn.getresponse()  # nobody to answer: the connection is closed
+        conn.close()
+        # An error that escapes a request (a broken pipe while answering) is logged, not printed.
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            server._server.handle_error(None, ("127.0.0.1", 1))
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            server._server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
+    assert "did not send its body" in caplog.text and "a request from 127.0.0.1 failed" in caplog.text
+
+
 def test_readiness_follows_the_clock(tmp_path: object) -> None:
     from pathlib import Path
 
