@@ -263,6 +263,10 @@ class Prober(Protocol):
         redacted, one-line error, never an exception."""
         ...
 
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """More values to redact from every probe error from now on (the manifests' secret values)."""
+        ...
+
     def close(self) -> None: ...
 
 
