@@ -39,7 +39,7 @@ def probed_cycle_job(job: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     bound = probes * ROUND_TRIPS * latency / concurrency
     return [
         row(
-            "steady cycle with readiness probes (Daemon.cycle())",
+            "probed steady cycle (Daemon.cycle())",
             f"{n} x {servers} = {probes:,} servers",
             m,
             bound,
