@@ -50,7 +50,13 @@ def parse_target(text: str) -> Target:
     fmt = "json"
     if raw.startswith(SLACK_PREFIX):
         fmt, raw = "slack", raw[len(SLACK_PREFIX) :]
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  # raises ValueError for a port out of range, here rather than at delivery
+    except ValueError as e:  # the value is never shown: a Slack URL's path is its secret
+        raise ConfigError(
+            f"--notify/RECONCILER_NOTIFY: a value is not a valid URL ({e}); expected https://HOST/PATH"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         shown = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "a value"
         raise ConfigError(

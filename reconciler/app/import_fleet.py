@@ -51,6 +51,10 @@ def import_manifest(settings: Settings, environment: str) -> ImportedManifest:
         store.close()
     imported = import_environment(env, rows, listing, mcp_columns)
     if not imported.spec.servers:
+        if imported.notes:  # containers run, but none could be written: say why rather than "nothing runs"
+            raise ConfigError(
+                f"no container on {label} could be imported: {'; '.join(imported.notes)}; nothing written"
+            )
         raise ConfigError(f"nothing runs on {label} (its agent lists no container to import); nothing written")
     comments = [
         f"Imported by `reconciler import --env {environment}` from the database rows and the live listing.",

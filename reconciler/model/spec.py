@@ -32,7 +32,7 @@ MANAGED_BY = "mcp-reconciler"
 """Marker stored in base_config_override_json.managed_by on every instance the reconciler owns."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, slots=True, order=True)
 class SourceRef:
     """Where in a manifest something was declared."""
 
@@ -44,7 +44,7 @@ class SourceRef:
         return f"{self.file}:{self.line}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretRef:
     """An env value taken from the reconciler's own environment at apply time (``secretFromEnv``)."""
 
@@ -73,7 +73,7 @@ class ReadinessSpec:
 DEFAULT_HOST_IP = "0.0.0.0"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerSpec:
     """One MCP server as the manifest wants it."""
 

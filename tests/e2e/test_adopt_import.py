@@ -155,3 +155,13 @@ def test_import_writes_a_manifest_that_validates_and_plans_only_adoptions(
     w.sim.sim.set_faults(1, drop=True)
     done = w.cli("import", "--env", "tb1", "--out", str(imported))
     assert done.returncode == 1 and "nothing written" in done.stderr and not (imported / "tb1.yaml").exists()
+
+
+@pytest.mark.parametrize("world_factory", ["sqlite"], indirect=True)
+def test_import_says_why_a_running_container_could_not_be_written(world_factory: Callable[..., World]) -> None:
+    w = world_factory(1, mode="older")  # the older agent's listing shows no image
+    hand_deploy(w, 0, "oldie", "ghcr.io/acme/oldie:1.0.0")
+    done = w.cli("import", "--env", "tb0")
+    assert done.returncode == 1 and done.stdout == ""
+    assert "oldie left out: neither the listing nor a row shows its image" in done.stderr, done.stderr
+    assert "nothing runs" not in done.stderr

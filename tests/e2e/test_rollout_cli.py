@@ -38,7 +38,9 @@ def cli(w: DaemonWorld, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def fleet(w: DaemonWorld, image: str) -> None:
-    w.write({name: [server("time", image=image)] for name in w.names})
+    # A published sse server: ready once it answers the MCP handshake (within half a second here).
+    spec = server("time", image=image, hostPort=31802, readiness={"timeout": 0.5})
+    w.write({name: [spec] for name in w.names})
 
 
 @pytest.fixture
@@ -46,11 +48,11 @@ def w(tmp_path: Path) -> Iterator[DaemonWorld]:
     yield from make_world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", 4)
 
 
-def test_plan_shows_the_waves_apply_halts_and_no_rollout_applies_at_once(w: DaemonWorld) -> None:
+def test_plan_shows_the_waves_and_apply_halts_on_an_unready_first_wave(w: DaemonWorld) -> None:
     fleet(w, OLD)
     first = reconcile_once(w.settings(), [str(w.manifests)], apply=True, lock_wait=1.0)
     assert first.outcome is RunOutcome.CONVERGED
-    w.sim.sim.set_image(BROKEN, missing=True)
+    w.sim.sim.set_mcp(BROKEN, fault="broken")  # it deploys and runs, but its MCP server never answers
     fleet(w, BROKEN)
 
     store = open_store(w.database_url)
@@ -74,14 +76,14 @@ def test_plan_shows_the_waves_apply_halts_and_no_rollout_applies_at_once(w: Daem
     assert done.returncode == 4, done.stderr  # a halted rollout is a partial run
     assert "wave 1 (first wave): tb0" in done.stdout
     assert "wave 2 (then, at most 10 at a time): tb1, tb2, tb3" in done.stdout
-    assert "skipped: replace tb1/time: rollout halted: time on tb0 failed:" in done.stderr
+    assert "skipped: replace tb1/time: rollout halted: time on tb0 unready:" in done.stderr
     assert "run partial" in done.stderr
     listed = {i: (w.containers(i).get("time") or {}).get("image") for i in range(4)}
-    assert listed == {0: None, 1: OLD, 2: OLD, 3: OLD}  # the live listings: three keep the old version
+    assert listed == {0: BROKEN, 1: OLD, 2: OLD, 3: OLD}  # the live listings: three keep the old version
 
     journal = cli(w, "journal", "--format", "json", "--limit", "1")
     assert journal.returncode == 0, journal.stderr
-    assert journal.stdout.count("rollout halted: time on tb0 failed") == 3
+    assert journal.stdout.count("rollout halted: time on tb0 unready") == 3
 
 
 def test_no_rollout_is_a_flag_of_plan_apply_and_run() -> None:

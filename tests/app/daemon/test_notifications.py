@@ -193,6 +193,10 @@ def test_notify_urls_must_be_http() -> None:
     with pytest.raises(ConfigError, match="not an http") as caught:
         parse_target("ftp://files.example.com/secret-path")
     assert "secret-path" not in str(caught.value)
+    for malformed in ("https://[bad/services/secret-path", "https://hooks.example:99999/services/secret-path"):
+        with pytest.raises(ConfigError, match="not a valid URL") as caught:
+            parse_target(malformed)
+        assert "secret-path" not in str(caught.value)
 
 
 def test_receivers_and_the_webhook_secret_come_from_the_environment_unshown() -> None:

@@ -9,14 +9,9 @@ from pathlib import Path
 from reconciler.adapters.journal import Journal
 from reconciler.app.daemon import Daemon
 from reconciler.app.listeners import facts_of
-from reconciler.app.stores import open_store
-from reconciler.app.wiring import open_dtma, open_journal, open_prober
 from reconciler.core import notify
-from reconciler.core.backoff import BackoffPolicy
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import NoticeKind
-from reconciler.model.loader import load_manifests
-from reconciler.runtime.cycle import CycleHooks, CyclePorts, CycleReport, CycleRequest, CycleState, run_cycle
 from reconciler.runtime.tick import DaemonConfig
 from tests.app.daemon.conftest import CANARY, FAST, DaemonWorld, server
 
@@ -150,43 +145,14 @@ def mcp_fleet(w: DaemonWorld, image: str) -> None:
     w.write({name: [spec] for name in w.names})
 
 
-class ProbingCycles:
-    """The daemon's cycle (its request, its memory) over real ports, with the MCP readiness prober."""
-
-    def __init__(self, w: DaemonWorld) -> None:
-        settings = w.settings()
-        self.store = open_store(w.database_url)
-        self.dtma, self.journal, self.prober = open_dtma(settings), open_journal(settings), open_prober(settings)
-        self.ports = CyclePorts(self.store, self.dtma, self.journal, w.clock, b"k", prober=self.prober)
-        self.settings, self.paths, self.state = settings, [str(w.manifests)], CycleState()
-
-    def cycle(self) -> CycleReport:
-        request = CycleRequest(load_manifests(self.paths), {}, kind="apply", lock="skip", journal_idle=False,
-                               flap_threshold=2, backoff=BackoffPolicy())  # fmt: skip
-        report, self.state = run_cycle(
-            self.ports, self.settings, request, self.state, CycleHooks(executor_config=FAST)
-        )
-        return report
-
-    def close(self) -> None:
-        for part in (self.prober, self.dtma, self.store, self.journal):
-            part.close()
-
-
 def test_an_image_whose_server_never_answers_mcp_is_unready_and_halts_the_rollout(
     world_of: Callable[..., DaemonWorld],
 ) -> None:
     w = world_of(10)
-    d = ProbingCycles(w)
-    try:
-        unready_halts_the_rollout(w, d)
-    finally:
-        d.close()
-
-
-def unready_halts_the_rollout(w: DaemonWorld, d: ProbingCycles) -> None:
+    d = w.daemon()
     mcp_fleet(w, OLD)
     assert [r.outcome for r in d.cycle().results] == ["ok"] * 10  # every server answered the handshake
+
     w.sim.sim.set_mcp(BROKEN, fault="broken")  # deployed and running, but its MCP server never answers
     mcp_fleet(w, BROKEN)
     halted = d.cycle()
