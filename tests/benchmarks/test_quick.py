@@ -71,6 +71,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for name in ("apply (reconcile_once)", "apply (PostgreSQL)", "apply, real deploy latency"):
         assert facts[name]["outcome"] == "converged" and facts[name]["deploys"] == facts[name]["creates"] == 12
     assert facts["probe (MCP handshake)"] == {"probed": 30, "ok": 30, "first_error": []}
+    assert facts["probe (steady state, kept sessions)"] == {"probed": 30, "ok": 30, "first_error": [], "kept": 30}
     applied = facts["apply (reconcile_once)"]
     # Creates only: deploys and reads, nothing stopped or deleted; at least one listing per toolbox.
     assert [k for k in applied["routes"] if not k.startswith("GET ")] == ["POST /tools"]
