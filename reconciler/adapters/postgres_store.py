@@ -306,7 +306,9 @@ class PostgresStore:
                 conn,
                 "SELECT i.id::text AS id, i.account_tool_environment_id::text AS account_tool_environment_id, "
                 "i.tool_catalog_id::text AS tool_catalog_id, i.instance_name_on_toolbox, "
-                "i.status_on_toolbox::text AS status_on_toolbox, i.base_config_override_json, "
+                # As text: decoded by rows.parse_config, whose dicts share their keys and short strings.
+                "i.status_on_toolbox::text AS status_on_toolbox, "
+                "i.base_config_override_json::text AS base_config_override_json, "
                 f"{', '.join(optional)}, c.docker_image_url AS catalog_image "
                 "FROM account_tool_instances i LEFT JOIN tool_catalog c ON c.id = i.tool_catalog_id ORDER BY i.id",
             )

@@ -56,7 +56,7 @@ class RecordedEnvironment:
     dtma_token: Secret | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordedInstance:
     """A row of account_tool_instances, with the parts of its JSON config the planner needs."""
 
@@ -84,7 +84,7 @@ class RecordedState:
     instances: tuple[RecordedInstance, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LivePort:
     container_port: int
     host_port: int | None
@@ -92,7 +92,7 @@ class LivePort:
     host_ip: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveContainer:
     """One container as a DTMA listing reports it, whatever the shape."""
 
