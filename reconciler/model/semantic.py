@@ -112,11 +112,6 @@ def _readiness_issues(server: dict[str, Any], index: int) -> list[SchemaIssue]:
             SchemaIssue(where, "a stdio server has no network endpoint to probe: its health is its container "
                         "state (readiness type none, the default)")
         )  # fmt: skip
-    if kind == "mcp" and server.get("transport") == "websocket":
-        issues.append(
-            SchemaIssue(where, "the MCP probe does not speak the websocket transport yet: declare readiness "
-                        "type http (a health path) or none")
-        )  # fmt: skip
     if "tools" in server and kind != "mcp":
         issues.append(
             SchemaIssue(("servers", index, "tools"), f"pinned tools are checked by the MCP handshake; this "
