@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -166,6 +167,8 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if not math.isfinite(value):  # nan passes every comparison; inf would be a deadline never reached
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
