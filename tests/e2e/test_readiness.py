@@ -106,6 +106,11 @@ def test_a_server_that_never_answers_mcp_ends_unready_apply_exits_4_and_status_s
     against = cli(w, "status", str(w.manifests))  # against git: the same recorded health, and the probe's notice
     [line] = [x for x in against.stdout.splitlines() if x.startswith("tb0/time")]
     assert "health=unhealthy (connection refused)" in line, against.stdout + against.stderr
+    # error_runtime is what a failing server's row should say: no 'status' difference, no sync-status back to
+    # running, and the summary does not call the toolbox in sync without naming the failing probe.
+    assert "differs=-" in line and "sync-status" not in against.stdout, against.stdout
+    assert "! probe-failed: time runs but failed its mcp readiness probe" in against.stdout
+    assert against.stdout.rstrip().endswith("1 failed the last readiness probe (tb0/time).")
     journal = json.loads(cli(w, "journal", "--format", "json", "--limit", "1").stdout)
     assert [s["outcome"] for r in journal for s in r["steps"]] == ["unready"]
 
