@@ -60,6 +60,8 @@ class Settings:
     probe_timeout: float = 5.0
     readiness_timeout: float = 30.0
     unhealthy_after: int = 3
+    # Off: no probe at all (a CI runner that reaches the agents' port but not the servers' host ports).
+    readiness: bool = True
 
     # Rollouts (core/rollout.py): a replace of one server across toolboxes goes out in waves and halts on the
     # first step that does not end ok. Off: every step at once (apply --no-rollout, RECONCILER_ROLLOUT=off).
@@ -129,6 +131,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         probe_timeout=_number(env, "RECONCILER_PROBE_TIMEOUT", 5.0, float),
         readiness_timeout=_number(env, "RECONCILER_READINESS_TIMEOUT", 30.0, float),
         unhealthy_after=_number(env, "RECONCILER_UNHEALTHY_AFTER", 3, int),
+        readiness=_switch(env, "RECONCILER_READINESS", True),
         rollout=_switch(env, "RECONCILER_ROLLOUT", True),
         rollout_first_wave=_number(env, "RECONCILER_ROLLOUT_FIRST_WAVE", 1, int),
         rollout_max_in_flight=_number(env, "RECONCILER_ROLLOUT_MAX_IN_FLIGHT", 10, int),
