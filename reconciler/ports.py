@@ -256,11 +256,17 @@ class Prober(Protocol):
     """Readiness probes of MCP servers (adapters/mcp_probe.py)."""
 
     def probe_many(
-        self, targets: Sequence[ProbeTarget], *, concurrency: int
+        self, targets: Sequence[ProbeTarget], *, concurrency: int, fresh: bool = False
     ) -> dict[tuple[str, str], ProbeResult]:
         """Probe every target, at most ``concurrency`` at once and never two at once for one key; the answer
         is keyed by (environment_id, server). A probe that fails is a result with ``ok=False`` and a
-        redacted, one-line error, never an exception."""
+        redacted, one-line error, never an exception. The prober may keep a server's MCP session from one
+        call to the next and probe it with one request; ``fresh`` asks for a full handshake (a new or
+        restarted server), and a call without it names every server whose session is worth keeping."""
+        ...
+
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """More values to redact from every probe error from now on (the manifests' secret values)."""
         ...
 
     def close(self) -> None: ...

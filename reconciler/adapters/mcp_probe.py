@@ -2,8 +2,17 @@
 
 The ``mcp`` kind does the client side of the MCP handshake (``initialize``, the ``notifications/initialized``
 notification, ``tools/list``, then ``resources/list`` and ``prompts/list`` where the server announces those
-capabilities, and a ``DELETE`` that ends the session) over the streamable-http or the older sse transport; the
-``http`` kind GETs a path and wants a 2xx. The JSON-RPC exchange and its HTTP/1.1 are written here, on asyncio
+capabilities) over the streamable-http, the older sse or the websocket transport; the ``http`` kind GETs a path
+and wants a 2xx.
+
+Over streamable-http the session and its kept-alive connection outlive the probe: the next probe of that server
+(the next cycle's) is one request on the open session, ``tools/list`` (``ping`` where no tools are announced),
+its answer merged over what the last full handshake found. A full handshake is done again when the session is
+gone (a 404 for its id, the connection closed and the session refused, any failure of the one request), every
+``FULL_EVERY`` probes, and whenever the caller asks for a ``fresh`` probe (the readiness wait after a create,
+replace or start); the session it replaces is ended with a ``DELETE``. Sessions of servers a non-fresh batch no
+longer names are dropped, and at most half the process's file descriptors are spent on kept connections (past
+that, a probe ends its session as before). The JSON-RPC exchange and its HTTP/1.1 are written here, on asyncio
 streams, rather than taken from the MCP SDK: a probe is a handful of small requests, and this costs a fraction
 of the SDK's CPU per probe and none of its import time (docs/architecture.md, "MCP health").
 
@@ -16,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import resource
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -40,6 +51,9 @@ MAX_ERROR = 200  # characters of a probe's error line
 MAX_BODY = 4 * 1024 * 1024  # bytes of one answer; a server that sends more is not a healthy one
 MAX_LINE = 64 * 1024  # bytes of one header or event line
 MAX_PAGES = 20  # list pages followed through nextCursor
+# A kept session is probed with one request; every this many probes it is replaced by a full handshake, so what
+# only the handshake reads (server name and version, capabilities, resources, prompts) is never older than that.
+FULL_EVERY = 10
 USER_AGENT = f"mcp-reconciler/{__version__} (readiness probe)"
 
 
@@ -55,26 +69,35 @@ class McpProber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._sessions: dict[tuple[str, str], _Session] = {}  # only the loop's thread touches it
         self._guard = threading.Lock()
+        self._max_kept = _kept_budget()
 
     def add_secrets(self, values: Iterable[str]) -> None:
         """More values to redact from every error from now on."""
         self._secrets.update(v for v in values if v)
 
     def probe_many(
-        self, targets: Sequence[ProbeTarget], *, concurrency: int
+        self, targets: Sequence[ProbeTarget], *, concurrency: int, fresh: bool = False
     ) -> dict[tuple[str, str], ProbeResult]:
         unique = {t.key: t for t in targets}  # one probe per server, whatever the caller passed
         if not unique:
             return {}
-        future = asyncio.run_coroutine_threadsafe(self._probe_all(unique, max(1, concurrency)), self._running())
-        return future.result()
+        work = self._probe_all(unique, max(1, concurrency), fresh)
+        return asyncio.run_coroutine_threadsafe(work, self._running()).result()
+
+    @property
+    def kept_sessions(self) -> int:
+        """How many servers have a session kept for their next probe."""
+        return len(self._sessions)
 
     def close(self) -> None:
         with self._guard:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is not None and thread is not None:
+            with contextlib.suppress(Exception):  # the kept connections closed while the loop still runs
+                asyncio.run_coroutine_threadsafe(self._close_sessions(), loop).result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             loop.close()
@@ -88,33 +111,69 @@ class McpProber:
                 self._loop, self._thread = loop, thread
             return self._loop
 
+    def _drop_sessions(self, keep: set[tuple[str, str]]) -> None:
+        """Forget the kept sessions of every server but ``keep`` (closing their connections)."""
+        for key in [k for k in self._sessions if k not in keep]:
+            self._sessions.pop(key).conn.close()
+
+    async def _close_sessions(self) -> None:
+        writers = [s.conn.writer for s in self._sessions.values() if s.conn.writer is not None]
+        self._drop_sessions(set())
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+
     async def _probe_all(
-        self, targets: dict[tuple[str, str], ProbeTarget], concurrency: int
+        self, targets: dict[tuple[str, str], ProbeTarget], concurrency: int, fresh: bool
     ) -> dict[tuple[str, str], ProbeResult]:
+        if not fresh:  # a cycle's batch names every server in scope: the others' sessions go
+            self._drop_sessions(set(targets))
         limit = asyncio.Semaphore(concurrency)
 
         async def one(target: ProbeTarget) -> ProbeResult:
             async with limit:
-                return await self._probe(target)
+                return await self._probe(target, fresh)
 
         results = await asyncio.gather(*(one(t) for t in targets.values()))
         return dict(zip(targets, results, strict=True))
 
-    async def _probe(self, target: ProbeTarget) -> ProbeResult:
+    async def _probe(self, target: ProbeTarget, fresh: bool) -> ProbeResult:
         lock = self._locks.setdefault(target.key, asyncio.Lock())  # only the loop's thread gets here
         async with lock:
             started = time.monotonic()
+            session = self._sessions.pop(target.key, None)
+            if session is not None and session.where != _where(target):
+                session.conn.close()  # another port, path or transport: another server
+                session = None
+            room = len(self._sessions) < self._max_kept
+            kept: _Session | None = None
             try:
                 async with asyncio.timeout(target.timeout):
-                    result = await _probe(target)
+                    if target.kind is ReadinessKind.MCP and target.transport == "streamable-http":
+                        result, kept = await _streamable(target, session, fresh=fresh, keep=room)
+                    else:
+                        result = await _probe(target)
             except ProbeFailure as exc:
                 result = ProbeResult(ok=False, error=str(exc))
             except Exception as exc:  # a probe reports whatever broke; it never raises
                 result = ProbeResult(ok=False, error=_describe(exc))
+            finally:
+                if kept is None and session is not None:
+                    session.conn.close()
+            if kept is not None:
+                self._sessions[target.key] = kept
             if result.error is not None:
                 line = " ".join(result.error.split())
                 result = replace(result, error=agent_text(line, self._secrets, MAX_ERROR))
             return replace(result, duration=time.monotonic() - started)
+
+
+def _kept_budget() -> int:
+    """Kept connections allowed: half the process's file descriptors (the rest is the daemon's own)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(0, soft // 2) if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def _where(target: ProbeTarget) -> tuple[str, int, str, str, ReadinessKind]:
+    return (target.address, target.port, _path(target), target.transport, target.kind)
 
 
 def _describe(exc: BaseException) -> str:
@@ -140,7 +199,8 @@ async def _probe(target: ProbeTarget) -> ProbeResult:
             return ProbeResult(ok=True)
         return ProbeResult(ok=False, error=f"GET {_path(target)} answered {answer.status}")
     if target.transport == "streamable-http":
-        return await _streamable(target)
+        result, _ = await _streamable(target, None, fresh=True, keep=False)
+        return result
     if target.transport == "sse":
         return await _sse(target)
     if target.transport == "websocket":
@@ -259,6 +319,10 @@ class _Connection:
             self._writer.close()
         self._reader = self._writer = None
 
+    @property
+    def writer(self) -> asyncio.StreamWriter | None:
+        return self._writer
+
     def upgraded(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """The raw streams, once an answer switched protocols (101)."""
         if self._reader is None or self._writer is None:
@@ -270,6 +334,8 @@ class _Connection:
     ) -> _Answer:
         if self._last is not None and not (self._last.done and self._last.reusable):
             self.close()  # an answer not read to its end, or one that ended the connection
+        elif self._reader is not None and self._reader.at_eof():
+            self.close()  # the server closed it while it was idle (a kept connection, between cycles)
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
                 self._target.address, self._target.port, limit=MAX_LINE
@@ -428,9 +494,20 @@ async def _events(answer: _Answer) -> AsyncIterator[tuple[str, str]]:
 # -- streamable-http ---------------------------------------------------------------------------------------------
 
 
-async def _streamable(target: ProbeTarget) -> ProbeResult:
-    path = _path(target)
-    state: dict[str, str] = {}  # Mcp-Session-Id, MCP-Protocol-Version once known
+@dataclass
+class _Session:
+    """A streamable-http session kept for the server's next probe, with its kept-alive connection."""
+
+    where: tuple[str, int, str, str, ReadinessKind]
+    conn: _Connection
+    state: dict[str, str]  # Mcp-Session-Id (absent for a server without sessions), MCP-Protocol-Version
+    found: ProbeResult  # what the last full handshake found
+    next_id: int
+    probes: int = 0  # one-request probes since that handshake
+
+
+def _sender(conn: _Connection, path: str, state: dict[str, str]) -> Send:
+    """JSON-RPC over streamable-http on ``conn``; ``state`` takes the session id and the agreed version."""
 
     async def send(message: dict[str, Any]) -> dict[str, Any] | None:
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **state}
@@ -462,16 +539,56 @@ async def _streamable(target: ProbeTarget) -> ProbeResult:
             raise ProbeFailure(f"{method}: the answer is not a JSON-RPC response")
         return found
 
-    def agreed(version: str) -> None:
-        state["MCP-Protocol-Version"] = version
+    return send
 
-    async with _Connection(target) as conn:
-        result = await _handshake(_Exchange(send), agreed)
+
+async def _streamable(
+    target: ProbeTarget, session: _Session | None, *, fresh: bool, keep: bool
+) -> tuple[ProbeResult, _Session | None]:
+    """One probe, and the session to keep for the next (None: nothing kept). ``session`` is the caller's to
+    close when this returns no session or raises."""
+    conn = session.conn if session is not None else _Connection(target)
+    if session is not None and not fresh and session.probes + 1 < FULL_EVERY:
+        try:
+            return await _one_request(session), session
+        except (ProbeFailure, OSError, asyncio.IncompleteReadError):
+            # The session is gone (404 for its id, the server restarted, the container replaced), or the server
+            # is down: a full handshake says which, in the words every probe's error uses.
+            conn.close()
+    elif session is not None and "Mcp-Session-Id" in session.state:
+        with contextlib.suppress(ProbeFailure, OSError, asyncio.IncompleteReadError):
+            await _end(conn, _path(target), session.state)  # the one a full handshake replaces
+    state: dict[str, str] = {}
+    try:
+        exchange = _Exchange(_sender(conn, _path(target), state))
+        result = await _handshake(exchange, lambda version: state.__setitem__("MCP-Protocol-Version", version))
+        if keep:
+            return result, _Session(_where(target), conn, state, result, exchange.next_id)
         if "Mcp-Session-Id" in state:
-            # The spec's way to end a session: a probe every cycle leaves nothing behind on the server.
-            answer = await conn.request("DELETE", path, headers=state)
-            await answer.body()
-        return result
+            # Nowhere to keep it: end it, so a probe every cycle leaves nothing behind on the server.
+            await _end(conn, _path(target), state)
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    return result, None
+
+
+async def _one_request(session: _Session) -> ProbeResult:
+    """The probe of a kept session: ``tools/list`` (``ping`` where no tools are announced)."""
+    exchange = _Exchange(_sender(session.conn, session.where[2], session.state), session.next_id)
+    found = session.found
+    if "tools" in found.capabilities:
+        found = replace(found, tools=await exchange.listing("tools/list", "tools", "name"))
+    else:
+        await exchange.request("ping")
+    session.next_id, session.probes = exchange.next_id, session.probes + 1
+    return found
+
+
+async def _end(conn: _Connection, path: str, state: dict[str, str]) -> None:
+    answer = await conn.request("DELETE", path, headers=state)
+    await answer.body()
 
 
 # -- sse (the 2024-11-05 transport) ------------------------------------------------------------------------------

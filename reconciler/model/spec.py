@@ -18,9 +18,9 @@ ReadinessType = Literal["mcp", "http", "none"]
 READINESS_TYPES: tuple[ReadinessType, ...] = ("mcp", "http", "none")
 OnUnhealthy = Literal["restart", "none"]
 ON_UNHEALTHY: tuple[OnUnhealthy, ...] = ("restart", "none")
-# Transports the MCP probe speaks, so the default readiness of a published server on them is ``mcp``; a
-# websocket server defaults to ``none`` (declare ``http`` for it where it has a health path).
-MCP_PROBE_TRANSPORTS: frozenset[str] = frozenset({"streamable-http", "sse"})
+# Transports the MCP probe speaks (every network one), so the default readiness of a published server on them
+# is ``mcp``; a stdio server's health is its container state.
+MCP_PROBE_TRANSPORTS: frozenset[str] = frozenset({"streamable-http", "sse", "websocket"})
 # The MCP endpoint probed when the manifest names none, per transport (the SDKs' usual paths).
 DEFAULT_MCP_PATHS: dict[str, str] = {"streamable-http": "/mcp", "sse": "/sse", "websocket": "/"}
 # The path an http readiness GETs when neither the manifest nor the catalog names one.
@@ -95,8 +95,8 @@ class ServerSpec:
 
     @property
     def readiness_type(self) -> ReadinessType:
-        """The declared type, else ``mcp`` for a streamable-http or sse server published on every interface
-        (the toolbox's address reaches it), else ``none`` (stdio, websocket, no hostPort, or a host address of
+        """The declared type, else ``mcp`` for a streamable-http, sse or websocket server published on every
+        interface (the toolbox's address reaches it), else ``none`` (stdio, no hostPort, or a host address of
         its own)."""
         if self.readiness.type is not None:
             return self.readiness.type

@@ -86,7 +86,8 @@ class ReadinessWait:
         while True:
             remaining = max(deadline - self.clock.monotonic(), 0.1)
             one = replace(probe, timeout=min(self.config.probe_timeout, remaining))
-            result = self.prober.probe_many([one], concurrency=1).get(probe.key)
+            # fresh: a new or restarted server passes a whole handshake, not one request on an old session
+            result = self.prober.probe_many([one], concurrency=1, fresh=True).get(probe.key)
             result = result or ProbeResult(False, "the prober returned no result")
             if result.ok or self.clock.monotonic() >= deadline:
                 return result

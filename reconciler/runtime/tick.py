@@ -43,7 +43,7 @@ class DaemonConfig:
     retention_interval: float = 3600.0  # seconds between journal retention runs
     # Reconcile now: a trigger with no cycle running starts one this many seconds later, and every trigger
     # until then folds into it, so a burst of pushes makes one cycle (still within a second of the first).
-    trigger_settle: float = 0.5
+    trigger_settle: float = 0.25
     # This daemon's id among replicas sharing one PostgreSQL database (leases); None: it takes every
     # environment it can lock (``--once``, and SQLite, which serves one daemon anyway).
     replica: str | None = None

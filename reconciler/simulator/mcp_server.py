@@ -56,6 +56,7 @@ class _Listener:
     ip: str
     port: int
     container: str
+    container_id: str  # a container replaced under the same name is another server: its sessions are new
     sock: socket.socket
     closed: threading.Event = field(default_factory=threading.Event)
     sessions: OrderedDict[str, None] = field(default_factory=OrderedDict)  # streamable-http
@@ -106,18 +107,18 @@ class McpListeners:
             return
         ip = _host_of(tb.address)
         with tb.lock:
-            wanted: dict[int, str] = {}
+            wanted: dict[int, tuple[str, str]] = {}
             for c in tb.containers.values():
                 if tb.mcp_behaviour(c).fault == "broken":
                     continue  # nothing inside listens
                 for port in tb.mcp_ports(c):
-                    wanted.setdefault(port, c.name)
+                    wanted.setdefault(port, (c.name, c.container_id))
         with self._lock:
             mine = {key: lst for key, lst in self._listeners.items() if lst.toolbox is tb}
             for key, lst in mine.items():
-                if wanted.get(key[1]) != lst.container:
+                if wanted.get(key[1]) != (lst.container, lst.container_id):
                     self._close(key, lst)
-            for port, name in wanted.items():
+            for port, (name, container_id) in wanted.items():
                 key = (ip, port)
                 if key in self._listeners:
                     continue
@@ -131,7 +132,7 @@ class McpListeners:
                     continue
                 with tb.lock:
                     tb.mcp_bind_errors.pop(name, None)
-                lst = _Listener(tb, ip, port, name, sock)
+                lst = _Listener(tb, ip, port, name, container_id, sock)
                 self._listeners[key] = lst
                 self._post(_registrar(lst))
 
@@ -143,6 +144,18 @@ class McpListeners:
         """Port -> container of ``tb``'s listening MCP ports."""
         with self._lock:
             return {key[1]: lst.container for key, lst in self._listeners.items() if lst.toolbox is tb}
+
+    def forget_sessions(self, tb: Toolbox) -> int:
+        """Every streamable-http session of ``tb``'s servers forgotten, connections left open (a server that
+        lost its session store): the next request naming one is answered 404. How many were forgotten."""
+        with self._lock:
+            mine = [lst for lst in self._listeners.values() if lst.toolbox is tb]
+        forgotten = 0
+        for lst in mine:
+            with lst.lock:
+                forgotten += len(lst.sessions)
+                lst.sessions.clear()
+        return forgotten
 
     def _close(self, key: tuple[str, int], lst: _Listener) -> None:
         del self._listeners[key]
@@ -222,6 +235,7 @@ class McpListeners:
             conn, addr = lst.sock.accept()
         except OSError:
             return
+        lst.toolbox.mcp_counters["(connection)"] += 1  # the accept thread alone counts them
         _thread.start_new_thread(self._handle, (conn, addr, lst))
 
     @staticmethod

@@ -603,7 +603,8 @@ class Simulator:
             }
 
     def mcp_counters(self, which: int | str | None = None) -> dict[str, int]:
-        """MCP requests by method (``initialize``, ``tools/list``...), of one toolbox or summed over all."""
+        """MCP requests by method (``initialize``, ``tools/list``...) and connections accepted
+        (``(connection)``), of one toolbox or summed over all."""
         boxes = [self.toolbox(which)] if which is not None else list(self.toolboxes())
         total: dict[str, int] = {}
         for tb in boxes:
@@ -611,6 +612,10 @@ class Simulator:
                 for k, v in tb.mcp_counters.items():
                     total[k] = total.get(k, 0) + v
         return total
+
+    def forget_mcp_sessions(self, which: int | str) -> int:
+        """The MCP servers of one toolbox forget their sessions (their connections stay up)."""
+        return self.mcp.forget_sessions(self.toolbox(which))
 
     def restart_agent(self, which: int | str) -> None:
         """The agent restarts: it forgets the names it managed; the containers keep running."""

@@ -183,9 +183,9 @@ class SimFleet:
             return list(pool.map(lambda i: self.admin(i, "GET", "/__sim/counters"), range(self.toolboxes)))
 
 
-def server_doc(index: int) -> dict[str, Any]:
+def server_doc(index: int, *, probed: bool = False) -> dict[str, Any]:
     # One image per server name: the Agentopia schema allows one instance per image per toolbox.
-    return {
+    doc = {
         "name": f"s{index:03d}",
         "image": f"ghcr.io/acme/mcp-s{index:03d}:1.0.0",
         "transport": "sse",
@@ -193,6 +193,12 @@ def server_doc(index: int) -> dict[str, Any]:
         "port": 8080,
         "capabilities": ["tools"],
     }
+    if probed:  # published on a host port of its own: its readiness is the MCP handshake (streamable-http)
+        doc.update({"transport": "streamable-http", "endpoint": "/mcp", "hostPort": PROBED_FIRST_PORT + index})
+    return doc
+
+
+PROBED_FIRST_PORT = 31001
 
 
 @dataclass
@@ -210,15 +216,28 @@ class Fleet:
 
 
 def build_fleet(
-    workdir: Path, sim: SimFleet, servers: int, *, seed: bool, database_url: str | None = None
+    workdir: Path,
+    sim: SimFleet,
+    servers: int,
+    *,
+    seed: bool,
+    database_url: str | None = None,
+    probed: bool = False,
 ) -> Fleet:
-    """Database, environments and manifests for ``sim``; with ``seed``, every server already converged."""
+    """Database, environments and manifests for ``sim``; with ``seed``, every server already converged;
+    ``probed``: every server publishes a host port and has an MCP readiness."""
     urls = [database_url] if database_url else None
-    return build_fleets(workdir, sim, servers, seed=seed, database_urls=urls)[0]
+    return build_fleets(workdir, sim, servers, seed=seed, database_urls=urls, probed=probed)[0]
 
 
 def build_fleets(
-    workdir: Path, sim: SimFleet, servers: int, *, seed: bool, database_urls: list[str] | None = None
+    workdir: Path,
+    sim: SimFleet,
+    servers: int,
+    *,
+    seed: bool,
+    database_urls: list[str] | None = None,
+    probed: bool = False,
 ) -> list[Fleet]:
     """One fleet per database (default: a SQLite file) over the same simulators and manifests: every store
     holds the same toolboxes and, seeded, the same instance ids, so each observes the same converged fleet."""
@@ -229,7 +248,7 @@ def build_fleets(
     manifests.mkdir()
     names = [f"tb{i:04d}" for i in range(sim.toolboxes)]
     # Every toolbox declares the same servers: dump them once (PyYAML's emitter is slow at 10,000 files).
-    body = yaml.safe_dump({"servers": [server_doc(j) for j in range(servers)]}, sort_keys=False)
+    body = yaml.safe_dump({"servers": [server_doc(j, probed=probed) for j in range(servers)]}, sort_keys=False)
     for name in names:
         head = yaml.safe_dump({"apiVersion": "mcp-reconciler/v1", "kind": "Toolbox", "environment": name})
         (manifests / f"{name}.yaml").write_text(head + body)
@@ -271,14 +290,14 @@ def _seed(
 
     desired = load_manifests(fleet.paths)
     fingerprints: dict[str, str] = {}  # the benchmark manifests reference no secrets
-    per_toolbox: list[list[dict[str, str]]] = []
+    per_toolbox: list[list[dict[str, Any]]] = []
     # SQLite: one transaction for the whole seed (each write alone commits and syncs: 100,000 servers took
     # most of an hour on a busy machine).
     db = getattr(store, "_db", None)
     with db.atomic() if db is not None else contextlib.nullcontext():
         for env in desired.environments:
             env_id = fleet.environment_ids[env.environment]
-            seeded: list[dict[str, str]] = []
+            seeded: list[dict[str, Any]] = []
             for spec in env.servers:
                 instance_id = ids.setdefault((env.environment, spec.name), str(uuid.uuid4()))
                 config = stored_config(spec, spec_hash(spec, fingerprints), fingerprints)
@@ -294,7 +313,10 @@ def _seed(
                 )
                 store.create_instance(new)
                 store.update_instance(instance_id, status="running")
-                seeded.append({"name": spec.name, "image": spec.image, "instance_id": instance_id})
+                item: dict[str, Any] = {"name": spec.name, "image": spec.image, "instance_id": instance_id}
+                if spec.host_port is not None:
+                    item["ports"] = {f"{spec.port}/tcp": [{"HostPort": str(spec.host_port)}]}
+                seeded.append(item)
             per_toolbox.append(seeded)
     if not containers:
         return

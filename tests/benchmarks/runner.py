@@ -3,7 +3,7 @@
 python -m tests.benchmarks                     # the full sizes of the targets
 python -m tests.benchmarks --quick             # small sizes, a few seconds (the normal suite runs this)
 python -m tests.benchmarks --only observe      # one scenario: observe, apply, deploys, core, steady, scale,
-                                               # startup, page, probe (repeatable)
+                                               # startup, page, probe, probed (repeatable)
 python -m tests.benchmarks --compare OLD.json  # deltas against an earlier run
 python -m tests.benchmarks --sim inprocess     # simulators in the worker process (disturbs CPU figures)
 python -m tests.benchmarks --sim-processes 1   # all simulated toolboxes in one process (default: 2)
@@ -24,7 +24,19 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("observe", "apply", "deploys", "core", "steady", "scale", "replicas", "startup", "page", "probe")
+SCENARIOS = (
+    "observe",
+    "apply",
+    "deploys",
+    "core",
+    "steady",
+    "scale",
+    "replicas",
+    "startup",
+    "page",
+    "probe",
+    "probed",
+)
 WORKER_TIMEOUT = 1800.0
 
 
@@ -53,6 +65,7 @@ def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
             {"kind": "startup", "repeats": 3},
             {"kind": "page", "toolboxes": 100, "servers": 10, "runs": 50, "repeats": 1, "limit_s": 1.0},
             {"kind": "probe", "toolboxes": 10, "servers": 3, "latency": 0.005, "concurrency": 8},
+            {"kind": "probed", "toolboxes": 5, "servers": 2, "latency": 0.005, "concurrency": 8},
         ]  # fmt: skip
     else:
         out = [
@@ -83,6 +96,7 @@ def jobs(quick: bool, sim: str, sim_processes: int = 2) -> list[dict[str, Any]]:
             {"kind": "startup", "repeats": 21},
             {"kind": "page", "toolboxes": 1000, "servers": 10, "runs": 200, "repeats": 5, "limit_s": 1.0},
             {"kind": "probe", "toolboxes": 1000, "servers": 10, "latency": 0.020, "concurrency": 64},
+            {"kind": "probed", "toolboxes": 1000, "servers": 10, "latency": 0.020, "concurrency": 64},
         ]  # fmt: skip
     for i, job in enumerate(out):
         job["sim"] = sim

@@ -48,6 +48,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         "start-up: reconciler validate examples/",
         "status page: GET /",
         "probe (MCP handshake)",
+        "probed steady cycle (Daemon.cycle())",
     ):
         assert expected in scenarios, scenarios
     steady = [r for r in rows if r["scenario"].startswith("steady state (")]
@@ -71,6 +72,9 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for name in ("apply (reconcile_once)", "apply (PostgreSQL)", "apply, real deploy latency"):
         assert facts[name]["outcome"] == "converged" and facts[name]["deploys"] == facts[name]["creates"] == 12
     assert facts["probe (MCP handshake)"] == {"probed": 30, "ok": 30, "first_error": []}
+    assert facts["probe (steady state, kept sessions)"] == {"probed": 30, "ok": 30, "first_error": [], "kept": 30}
+    probed = facts["probed steady cycle (Daemon.cycle())"]
+    assert probed == {"probed": 10, "ok": 10, "first_error": [], "steps": 0}  # every server healthy, no step
     applied = facts["apply (reconcile_once)"]
     # Creates only: deploys and reads, nothing stopped or deleted; at least one listing per toolbox.
     assert [k for k in applied["routes"] if not k.startswith("GET ")] == ["POST /tools"]

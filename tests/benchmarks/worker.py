@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from tests.benchmarks.fleet import Fleet, PostgresDatabase, SimFleet, build_fleet, build_fleets
 from tests.benchmarks.probe_job import probe_job
+from tests.benchmarks.probed_cycle_job import probed_cycle_job
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTING_ROUTES = ("GET /tools/status", "GET /status")
@@ -803,6 +804,7 @@ JOBS: dict[str, Callable[[dict[str, Any], Path], list[dict[str, Any]]]] = {
     "startup": startup_job,
     "page": page_job,
     "probe": probe_job,
+    "probed": probed_cycle_job,
 }
 
 

@@ -43,7 +43,7 @@ def server(**kw: object) -> ServerSpec:
         (server(port=8080, host_port=31001), "mcp", "/mcp"),
         (server(port=8080, host_port=31001, endpoint="/v1/mcp"), "mcp", "/v1/mcp"),
         (server(transport="sse", port=8080, host_port=31001), "mcp", "/sse"),
-        (server(transport="websocket", port=8080, host_port=31001), "none", "/health"),  # no MCP probe over ws
+        (server(transport="websocket", port=8080, host_port=31001), "mcp", "/"),
         (server(port=8080, host_port=31001, host_ip="::"), "mcp", "/mcp"),
         (
             server(port=8080, host_port=31001, host_ip="127.0.0.1"),

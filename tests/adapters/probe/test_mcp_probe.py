@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -84,7 +85,10 @@ def test_announced_lists_are_asked_for_and_sse_answers_are_read(sim: RunningSimu
     assert result.ok, result.error
     assert result.capabilities == ("prompts", "resources", "tools")
     assert (result.tools, result.resources, result.prompts) == (("a", "b"), ("file:///notes",), ("greet",))
-    assert sim.sim.mcp_counters(0)["DELETE (session)"] == 1  # the probe ends the session it opened
+    assert sim.sim.mcp_counters(0).get("DELETE (session)", 0) == 0  # kept for the next probe
+    again = prober.probe_many([target()], concurrency=1, fresh=True)[target().key]
+    assert again == replace(result, duration=again.duration)
+    assert sim.sim.mcp_counters(0)["DELETE (session)"] == 1  # a fresh probe ends the session it replaces
 
 
 def test_each_fault_mode_is_a_failed_result(sim: RunningSimulator, prober: McpProber) -> None:

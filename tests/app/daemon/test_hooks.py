@@ -110,7 +110,7 @@ def declared_too_large(d: Daemon) -> int:
 def test_a_signed_push_triggers_a_cycle_within_one_second(running: Callable[..., tuple[Daemon, Cycles]]) -> None:
     d, cycles = running()
     status, text = post(d)
-    assert (status, text) == (202, "a cycle starts within 0.5s\n")
+    assert (status, text) == (202, "a cycle starts within 0.25s\n")
     assert cycles.wait_for(2, WITHIN), "no cycle within a second of a signed push"
     assert d.last_report is not None and d.last_report.database_ok
 
