@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSIONS: tuple[str, ...] = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MAX_SESSIONS = 1024  # per port; the oldest is forgotten first (a probe that never DELETEs its session)
 HOLD_MAX = 60.0  # seconds a "no-answer" server holds a connection before dropping it
-IDLE_GRACE_MS = 250  # a kept-alive connection idle this long is parked (no thread) until its next request
+IDLE_GRACE_MS = 100  # a kept-alive connection idle this long is parked (no thread) until its next request
+IDLE_WORKER = 5.0  # seconds a thread with nothing to answer waits for another connection before it ends
 SSE_KEEPALIVE = 15.0  # seconds between comments on an idle sse stream (a gone client is noticed on write)
 _MESSAGES = "/messages/"
 
@@ -109,6 +110,7 @@ class McpListeners:
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._workers = _Workers()
 
     # -- the set of listening ports ----------------------------------------------------------------------
 
@@ -254,7 +256,7 @@ class McpListeners:
         except OSError:
             return
         lst.toolbox.mcp_counters["(connection)"] += 1  # the accept thread alone counts them
-        _thread.start_new_thread(self._handle, (conn, addr, lst))
+        self._workers.submit(self._handle, (conn, addr, lst))
 
     def _handle(self, conn: socket.socket, addr: Any, lst: _Listener) -> None:
         with lst.lock:
@@ -288,11 +290,41 @@ class McpListeners:
         except OSError:
             more = b""
         if more:
-            _thread.start_new_thread(self._handle, (conn, parked.address, lst))
+            self._workers.submit(self._handle, (conn, parked.address, lst))
             return
         with lst.lock:
             lst.open.discard(conn)
         conn.close()
+
+
+class _Workers:
+    """Threads that answer connections, reused: one that finished a connection (closed or parked) waits a
+    while for the next before it ends; with none waiting, a new one starts. Starting a thread per request of a
+    parked connection cost the simulator more than answering it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        with self._cond:
+            if self._idle > len(self._items):  # a waiting thread takes it
+                self._items.append((fn, args))
+                self._cond.notify()
+                return
+        _thread.start_new_thread(self._run, (fn, args))
+
+    def _run(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        item: tuple[Callable[..., None], tuple[Any, ...]] | None = (fn, args)
+        while item is not None:
+            item[0](*item[1])
+            with self._cond:
+                self._idle += 1
+                if not self._items:
+                    self._cond.wait(IDLE_WORKER)
+                item = self._items.popleft() if self._items else None
+                self._idle -= 1
 
 
 @dataclass(frozen=True)
