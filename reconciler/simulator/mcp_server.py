@@ -2,11 +2,8 @@
 port of its toolbox's loopback address and answers MCP there, as its image (or the container itself) says.
 
 One accept thread serves every such port (one selector, like the agent side) and one thread per connection
-answers while requests come; a kept-alive connection that goes idle is parked in the accept thread's selector
-and holds no thread until its next request (a prober keeps one connection per server between cycles: 10,000
-idle threads, all woken at once when the prober closes its connections, loaded the machine for half a
-minute). ``McpListeners.sync`` is called after anything that can start, stop or remove a container; it opens
-and closes the listening sockets in the caller's thread, so once it returns a stopped container's port refuses
+answers. ``McpListeners.sync`` is called after anything that can start, stop or remove a container; it opens and
+closes the listening sockets in the caller's thread, so once it returns a stopped container's port refuses
 connections. States the clock moves on its own (a start delay, a planned exit, a slow start) are checked on
 each request: until the server is ready, or once the container has exited, a connection is closed unanswered.
 
@@ -24,17 +21,15 @@ import _thread
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import queue
-import select
 import selectors
 import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +44,6 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSIONS: tuple[str, ...] = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MAX_SESSIONS = 1024  # per port; the oldest is forgotten first (a probe that never DELETEs its session)
 HOLD_MAX = 60.0  # seconds a "no-answer" server holds a connection before dropping it
-IDLE_GRACE_MS = 100  # a kept-alive connection idle this long is parked (no thread) until its next request
-IDLE_WORKER = 5.0  # seconds a thread with nothing to answer waits for another connection before it ends
 SSE_KEEPALIVE = 15.0  # seconds between comments on an idle sse stream (a gone client is noticed on write)
 _MESSAGES = "/messages/"
 
@@ -69,7 +62,6 @@ class _Listener:
     sessions: OrderedDict[str, None] = field(default_factory=OrderedDict)  # streamable-http
     streams: dict[str, queue.Queue[str | None]] = field(default_factory=dict)  # sse: session -> answers
     open: set[socket.socket] = field(default_factory=set)
-    parked: set[socket.socket] = field(default_factory=set)  # idle kept-alive connections, no thread
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def new_session(self) -> str:
@@ -88,15 +80,11 @@ class _Listener:
         with self.lock:
             conns = list(self.open)
             streams = list(self.streams.values())
-            parked, self.parked = list(self.parked), set()
-            self.open.difference_update(parked)
         for q in streams:
             q.put(None)
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        for conn in parked:  # no thread will: the accept thread forgot them first
-            conn.close()
 
 
 class McpListeners:
@@ -110,7 +98,6 @@ class McpListeners:
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._workers = _Workers()
 
     # -- the set of listening ports ----------------------------------------------------------------------
 
@@ -173,15 +160,10 @@ class McpListeners:
     def _close(self, key: tuple[str, int], lst: _Listener) -> None:
         del self._listeners[key]
         fileno = lst.sock.fileno()
-        lst.closed.set()  # before the unregistering below: a connection parked after it is closed, not watched
 
         def unregister(sel: selectors.BaseSelector) -> None:
-            with lst.lock:
-                parked = list(lst.parked)
-            socks: list[int | socket.socket] = [fileno, *parked]
-            for sock in socks:
-                with contextlib.suppress(KeyError, ValueError):
-                    sel.unregister(sock)
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(fileno)
 
         # The accept thread forgets the socket before it is closed (a closed fd could be reused under it);
         # the caller waits for that, so the port refuses connections once sync returns.
@@ -243,10 +225,8 @@ class McpListeners:
                     if key.data is None:
                         with contextlib.suppress(OSError):
                             self._wake_r.recv(4096)
-                    elif isinstance(key.data, _Parked):
-                        self._unpark(sel, key.data)
-                    else:
-                        self._accept(key.data)
+                        continue
+                    self._accept(key.data)
         finally:
             sel.close()
 
@@ -256,96 +236,21 @@ class McpListeners:
         except OSError:
             return
         lst.toolbox.mcp_counters["(connection)"] += 1  # the accept thread alone counts them
-        self._workers.submit(self._handle, (conn, addr, lst))
+        _thread.start_new_thread(self._handle, (conn, addr, lst))
 
-    def _handle(self, conn: socket.socket, addr: Any, lst: _Listener) -> None:
+    @staticmethod
+    def _handle(conn: socket.socket, addr: Any, lst: _Listener) -> None:
         with lst.lock:
             lst.open.add(conn)
-        idle = False
-        with contextlib.suppress(OSError):  # the client went away, or the container stopped under it
-            idle = _McpHandler(conn, addr, lst).idle  # type: ignore[arg-type]  # reads only what _Listener has
-        if idle and not lst.closed.is_set():
-            with lst.lock:
-                lst.parked.add(conn)
-            self._post(_parker(_Parked(conn, addr, lst)))
-            return
-        with lst.lock:
-            lst.open.discard(conn)
-        with contextlib.suppress(OSError):
-            conn.close()
-
-    def _unpark(self, sel: selectors.BaseSelector, parked: _Parked) -> None:
-        """A parked connection is readable: its next request gets a thread; its end is closed here."""
-        conn, lst = parked.conn, parked.listener
-        with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(conn)
-        with lst.lock:
-            if conn not in lst.parked:
-                return  # the listener closed it
-            lst.parked.discard(conn)
         try:
-            more = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            more = b"?"  # nothing after all: the handler's thread waits for it
+            _McpHandler(conn, addr, lst)  # type: ignore[arg-type]  # the handler reads only what _Listener has
         except OSError:
-            more = b""
-        if more:
-            self._workers.submit(self._handle, (conn, parked.address, lst))
-            return
-        with lst.lock:
-            lst.open.discard(conn)
-        conn.close()
-
-
-class _Workers:
-    """Threads that answer connections, reused: one that finished a connection (closed or parked) waits a
-    while for the next before it ends; with none waiting, a new one starts. Starting a thread per request of a
-    parked connection cost the simulator more than answering it."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._items: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-        self._idle = 0
-
-    def submit(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        with self._cond:
-            if self._idle > len(self._items):  # a waiting thread takes it
-                self._items.append((fn, args))
-                self._cond.notify()
-                return
-        _thread.start_new_thread(self._run, (fn, args))
-
-    def _run(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        item: tuple[Callable[..., None], tuple[Any, ...]] | None = (fn, args)
-        while item is not None:
-            item[0](*item[1])
-            with self._cond:
-                self._idle += 1
-                if not self._items:
-                    self._cond.wait(IDLE_WORKER)
-                item = self._items.popleft() if self._items else None
-                self._idle -= 1
-
-
-@dataclass(frozen=True)
-class _Parked:
-    conn: socket.socket
-    address: Any
-    listener: _Listener
-
-
-def _parker(parked: _Parked) -> Callable[[selectors.BaseSelector], None]:
-    def register(sel: selectors.BaseSelector) -> None:
-        lst = parked.listener
-        if lst.closed.is_set():  # closed while the op waited: nothing watches it any more
+            pass  # the client went away, or the container stopped under it
+        finally:
             with lst.lock:
-                lst.parked.discard(parked.conn)
-                lst.open.discard(parked.conn)
-            parked.conn.close()
-            return
-        sel.register(parked.conn, selectors.EVENT_READ, parked)
-
-    return register
+                lst.open.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 def _registrar(lst: _Listener) -> Callable[[selectors.BaseSelector], None]:
@@ -380,36 +285,6 @@ def _host_of(address: str) -> str:
 
 class _McpHandler(FastRequestHandler):
     server: _Listener  # type: ignore[assignment]
-    idle = False  # set when the handler returned with the connection kept alive and nothing more sent yet
-
-    def handle(self) -> None:
-        """Requests while they come; once the client sends nothing more, return and leave the connection
-        open and ``idle`` (the caller parks it)."""
-        self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
-            if not self._more():
-                self.idle = True
-                return
-            self.handle_one_request()
-
-    def _more(self) -> bool:
-        """Whether the next request's first bytes are already here (buffered or on the socket)."""
-        if not isinstance(self.rfile, io.BufferedReader):
-            return True  # cannot tell: wait for it in this thread, as before
-        self.connection.setblocking(False)
-        try:
-            if self.rfile.peek(1):
-                return True
-        except OSError:
-            return False
-        finally:
-            self.connection.setblocking(True)
-        # A client's next request of the same exchange (a handshake's) comes within milliseconds: wait a little
-        # in this thread rather than park and wake another for it.
-        poll = select.poll()
-        poll.register(self.connection, select.POLLIN)
-        return bool(poll.poll(IDLE_GRACE_MS))
 
     def setup(self) -> None:
         self.request.setblocking(True)  # accepted from a non-blocking listening socket

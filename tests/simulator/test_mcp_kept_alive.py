@@ -1,5 +1,5 @@
-"""A simulated MCP server's kept-alive connection: idle between requests (parked, no thread), it answers the
-next request on the same connection, and it is closed when its container stops."""
+"""A simulated MCP server's kept-alive connection (a prober keeps one per server between cycles): it answers
+the next request on the same connection, and it is closed when its container stops."""
 
 from __future__ import annotations
 
