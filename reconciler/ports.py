@@ -265,6 +265,10 @@ class Prober(Protocol):
         restarted server), and a call without it names every server whose session is worth keeping."""
         ...
 
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """More values to redact from every probe error from now on (the manifests' secret values)."""
+        ...
+
     def close(self) -> None: ...
 
 

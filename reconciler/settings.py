@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -59,6 +60,8 @@ class Settings:
     probe_timeout: float = 5.0
     readiness_timeout: float = 30.0
     unhealthy_after: int = 3
+    # Off: no probe at all (a CI runner that reaches the agents' port but not the servers' host ports).
+    readiness: bool = True
 
     # Rollouts (core/rollout.py): a replace of one server across toolboxes goes out in waves and halts on the
     # first step that does not end ok. Off: every step at once (apply --no-rollout, RECONCILER_ROLLOUT=off).
@@ -128,6 +131,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         probe_timeout=_number(env, "RECONCILER_PROBE_TIMEOUT", 5.0, float),
         readiness_timeout=_number(env, "RECONCILER_READINESS_TIMEOUT", 30.0, float),
         unhealthy_after=_number(env, "RECONCILER_UNHEALTHY_AFTER", 3, int),
+        readiness=_switch(env, "RECONCILER_READINESS", True),
         rollout=_switch(env, "RECONCILER_ROLLOUT", True),
         rollout_first_wave=_number(env, "RECONCILER_ROLLOUT_FIRST_WAVE", 1, int),
         rollout_max_in_flight=_number(env, "RECONCILER_ROLLOUT_MAX_IN_FLIGHT", 10, int),
@@ -166,6 +170,8 @@ def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if not math.isfinite(value):  # nan passes every comparison; inf would be a deadline never reached
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value

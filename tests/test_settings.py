@@ -30,3 +30,11 @@ def test_the_composition_root_passes_them_through_and_keeps_the_callers_flags() 
     assert executor_config_for(settings).pending_timeout == 7.0
     own = ExecutorConfig(pending_timeout=0.5)
     assert executor_config_for(settings, own) is own  # a test's or embedder's own config is kept as given
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "NaN"])
+def test_a_timeout_that_is_not_finite_is_refused(raw: str) -> None:
+    # nan passed the "greater than 0" check: a readiness deadline of nan is never reached
+    for name in ("RECONCILER_PROBE_TIMEOUT", "RECONCILER_READINESS_TIMEOUT"):
+        with pytest.raises(ConfigError, match=f"{name}='{raw}' must be (a finite number|greater than 0)"):
+            from_environ({name: raw})

@@ -139,7 +139,8 @@ class DaemonMetrics:
         )
         self.last_success = Gauge(
             "reconciler_last_success_timestamp_seconds",
-            "Unix time of the end of the last cycle that reached the database, failed no step and was complete.",
+            "Unix time of the end of the last cycle that reached the database, failed no step and was complete "
+            "(steps a suspension holds back aside).",
             registry=r,
         )
 

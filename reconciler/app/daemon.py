@@ -121,7 +121,8 @@ class Daemon:
             raise
         # One client, one connection pool, for the daemon's life; every request it sends is counted.
         self._dtma = open_dtma(settings, self.metrics.observe_dtma)
-        self._prober = open_prober(settings)  # readiness probes, one event loop for the daemon's life
+        # Readiness probes, one event loop for the daemon's life (none with RECONCILER_READINESS=off).
+        self._prober = open_prober(settings) if settings.readiness else None
         self._state = DaemonState()
         self._stop, self._cycle_lock, self._idle = threading.Event(), threading.Lock(), threading.Event()
         self._idle.set()
@@ -179,7 +180,8 @@ class Daemon:
         if self._notifications is not None:
             self._notifications.close()
         self._dtma.close()
-        self._prober.close()
+        if self._prober is not None:
+            self._prober.close()
         if self._store is not None:
             if self.config.replica is not None:
                 self._retire(self._store, self.config.replica)

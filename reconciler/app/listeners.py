@@ -12,6 +12,7 @@ from reconciler.adapters.notify import Notifier
 from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import StepOutcome
+from reconciler.core.verdict import GapKind
 from reconciler.ports import Clock, Journal
 from reconciler.runtime import fleet_status, health
 from reconciler.runtime.cycle import CycleReport
@@ -49,10 +50,24 @@ def record_metrics(
         metrics.set_server_health({
             (h.environment_name, h.server): (h.failures, h.unhealthy) for h in report.plan.health if not h.ok
         })  # fmt: skip
-    if report.ok:
+    if report.ok or _clean_but_suspended(report):
         metrics.last_success.set(now)
     if series is not None:
         record_environments(metrics, series, now)
+
+
+def _clean_but_suspended(report: CycleReport) -> bool:
+    """A cycle whose only gaps are steps a suspension holds back: clean for the fleet-wide "no successful
+    cycle" alert, which would otherwise page for every suspension an operator makes during an incident (the
+    per-environment series still show the suspended toolbox as not converged)."""
+    gaps = report.verdict.gaps
+    return (
+        report.database_ok
+        and report.manifest_valid
+        and not report.failed
+        and bool(gaps)
+        and all(g.kind is GapKind.SUSPENDED for g in gaps)
+    )
 
 
 def record_environments(metrics: DaemonMetrics, series: CycleSeries, now: float) -> None:

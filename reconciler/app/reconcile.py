@@ -83,7 +83,7 @@ def reconcile_once(
         dtma.close()
         store.close()
         raise
-    prober = open_prober(settings, values.values()) if refresh else None
+    prober = open_prober(settings, values.values()) if refresh and settings.readiness else None
     try:
         request = CycleRequest(
             desired=desired,

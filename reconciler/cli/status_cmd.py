@@ -105,10 +105,15 @@ def _against(args: argparse.Namespace) -> int:
         for line in lines:
             print(printable(line))
     differing = sum(1 for r in rows if r["differs"])
+    # Matching git is not answering: a server whose last probe failed is never summed up as in sync.
+    failing = [f"{r['environment']}/{r['server']}" for r in rows if (r.get("probe") or {}).get("ok") is False]
+    unhealthy = f"; {len(failing)} failed the last readiness probe ({', '.join(failing)})" if failing else ""
     if not rows:
         print("no servers declared, recorded or running in the environments of the manifests")
     elif differing:
-        print(f"{differing} of {len(rows)} servers differ from the manifests")
+        print(printable(f"{differing} of {len(rows)} servers differ from the manifests{unhealthy}"))
+    elif failing:
+        print(printable(f"All {len(rows)} servers match the manifests (declared, recorded and live){unhealthy}."))
     else:
         print(f"All {len(rows)} servers match the manifests (declared, recorded and live).")
     return 0

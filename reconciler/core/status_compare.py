@@ -105,11 +105,19 @@ def compare(
                     c=c,
                     unreachable=unreachable,
                     fingerprints=fingerprints,
+                    probe_ok=_probe_ok(observed, env.id, name),
                     planned=steps.get((label, name)),
                     notices=tuple(notices.get((label, name), ())),
                 )
             )
     return tuple(out)
+
+
+def _probe_ok(observed: Observed, environment_id: str, server: str) -> bool | None:
+    """What the server's readiness probe said (None: not probed): a running container whose server fails
+    its probe is rightly recorded ``error_runtime``, not a status that differs."""
+    health = observed.health.get((environment_id, server))
+    return health.ok if health is not None else None
 
 
 def _one(
@@ -123,6 +131,7 @@ def _one(
     fingerprints: Mapping[str, str],
     planned: str | None,
     notices: tuple[str, ...],
+    probe_ok: bool | None = None,
 ) -> ServerComparison:
     applied = r.config.get("desired_state") if r is not None else None
     applied = applied if isinstance(applied, str) else None
@@ -151,7 +160,7 @@ def _one(
         if applied is not None and applied != d.state:
             marks.append("applied-state")
     if r is not None and c is not None and unreachable is None:
-        mapped = status_for(c.state, d.state if d is not None else "running")
+        mapped = status_for(c.state, d.state if d is not None else "running", probe_ok)
         if mapped is not None and r.status != mapped:
             marks.append("status")
     if unreachable is not None:

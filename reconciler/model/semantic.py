@@ -6,6 +6,7 @@ run even on documents with schema errors and every problem is reported in one go
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -81,6 +82,31 @@ def check_servers(document: Any, line_of: Callable[[tuple[str | int, ...]], int]
                         )
                     )
         issues.extend(_readiness_issues(server, index))
+        issues.extend(_http_path_issues(server, index))
+    return issues
+
+
+def _http_path_issues(server: dict[str, Any], index: int) -> list[SchemaIssue]:
+    """``endpoint`` and ``readiness.path`` go verbatim into a probe's HTTP request line, so they must be one
+    printable ASCII token (a space or CR/LF would split the request); a timeout must be a finite number."""
+    issues: list[SchemaIssue] = []
+    readiness = server.get("readiness")
+    readiness = readiness if isinstance(readiness, dict) else {}
+    for where, value in ((("servers", index, "endpoint"), server.get("endpoint")),
+                         (("servers", index, "readiness", "path"), readiness.get("path"))):  # fmt: skip
+        if not isinstance(value, str):
+            continue
+        bad = next((c for c in value if not ("!" <= c <= "~")), None)
+        if bad is not None:
+            issues.append(
+                SchemaIssue(where, f"an HTTP path holds no whitespace, control or non-ASCII character (found "
+                            f"U+{ord(bad):04X}); percent-encode it")
+            )  # fmt: skip
+    timeout = readiness.get("timeout")
+    if isinstance(timeout, float) and math.isnan(timeout):  # passes every bound the schema sets
+        issues.append(
+            SchemaIssue(("servers", index, "readiness", "timeout"), "must be a number of seconds, not NaN")
+        )
     return issues
 
 

@@ -215,6 +215,8 @@ class _Cycle:
         else:
             observed = observe_recorded(ports.store, environment_ids=ids, environments=rows)
         if request.refresh and ports.prober is not None:
+            # A server may echo what it was given (an API key) in its error: redact this cycle's secrets.
+            ports.prober.add_secrets(request.secret_values.values())
             observed, self.unhealthy = probe_health(
                 ports.prober, desired, observed, self.settings, failures=self.unhealthy, now=ports.clock.now()
             )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from reconciler.core.health import (
@@ -14,6 +17,8 @@ from reconciler.core.health import (
     mcp_state,
     probed_state,
 )
+from reconciler.core.observed import INSTALLATION_STATUSES
+from reconciler.core.status_map import status_for
 
 # account_tool_installation_status_enum, exactly as Agentopia's schema declares it
 INSTALLATION_ENUM = {
@@ -68,3 +73,45 @@ def test_target_url_and_key() -> None:
     t = ProbeTarget("env-1", "time", "127.0.0.2", 31001, ReadinessKind.MCP, "mcp")
     assert (t.url, t.key, t.transport) == ("http://127.0.0.2:31001/mcp", ("env-1", "time"), "streamable-http")
     assert ProbeTarget("e", "s", "::1", 8080, ReadinessKind.HTTP, "/health").url == "http://[::1]:8080/health"
+
+
+# The README's "Status mapping" table: container state, desired state, probe -> status_on_toolbox.
+STATUS_TABLE = [
+    ("running", "running", None, "running"),
+    ("running", "running", True, "running"),
+    ("running", "running", False, "error_runtime"),
+    ("exited", "running", None, "error"),
+    ("exited", "stopped", None, "stopped"),
+    ("dead", "running", None, "error"),
+    ("dead", "stopped", None, "stopped"),
+    ("paused", "running", None, "stopped"),
+    ("created", "running", None, "deploying"),
+    ("restarting", "running", None, "deploying"),
+    ("starting", "running", None, None),
+    ("error", "running", None, None),
+    ("removing", "running", None, None),
+    ("unknown", "running", None, None),
+    ("not_found", "running", None, None),
+]
+
+
+@pytest.mark.parametrize(("container", "desired", "probe_ok", "written"), STATUS_TABLE)
+def test_status_on_toolbox_value_by_value(
+    container: str, desired: str, probe_ok: bool | None, written: str | None
+) -> None:
+    assert status_for(container, desired, probe_ok) == written  # type: ignore[arg-type]
+    assert written is None or written in INSTALLATION_ENUM
+
+
+def test_the_enum_is_the_one_the_schema_files_declare() -> None:
+    # The real columns: PostgreSQL's enum type and SQLite's CHECK accept exactly these values, no others.
+    state = Path(__file__).resolve().parents[2] / "state"
+    for ddl in (state / "postgres" / "0001_agentopia_tables.sql", state / "sqlite" / "0001_agentopia_tables.sql"):
+        text = ddl.read_text()
+        anchor = (
+            "account_tool_installation_status_enum AS ENUM ("
+            if "postgres" in ddl.parts
+            else "status_on_toolbox IN ("
+        )
+        body = text[text.index(anchor) + len(anchor) :].split(")", 1)[0]
+        assert set(re.findall(r"'([a-z_]+)'", body)) == INSTALLATION_ENUM == set(INSTALLATION_STATUSES), ddl

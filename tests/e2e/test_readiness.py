@@ -36,8 +36,9 @@ def w(tmp_path: Path) -> Iterator[DaemonWorld]:
     yield from make_world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", 1)
 
 
-def cli(w: DaemonWorld, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(w: DaemonWorld, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECONCILER_", "DTMA_", "BACKEND_TO"))}
+    env.update(extra)
     env.update({"RECONCILER_DATABASE_URL": w.database_url, "RECONCILER_JOURNAL": str(w.tmp / "journal.db"),
                 "RECONCILER_SECRET_KEY": "daemon-test-key", "BACKEND_TO_DTMA_API_KEY": TOKEN,
                 "DTMA_PORT": str(w.port), "NO_COLOR": "1", "RECONCILER_PROBE_TIMEOUT": "2"})  # fmt: skip
@@ -106,8 +107,17 @@ def test_a_server_that_never_answers_mcp_ends_unready_apply_exits_4_and_status_s
     against = cli(w, "status", str(w.manifests))  # against git: the same recorded health, and the probe's notice
     [line] = [x for x in against.stdout.splitlines() if x.startswith("tb0/time")]
     assert "health=unhealthy (connection refused)" in line, against.stdout + against.stderr
+    # error_runtime is what a failing server's row should say: no 'status' difference, no sync-status back to
+    # running, and the summary does not call the toolbox in sync without naming the failing probe.
+    assert "differs=-" in line and "sync-status" not in against.stdout, against.stdout
+    assert "! probe-failed: time runs but failed its mcp readiness probe" in against.stdout
+    assert against.stdout.rstrip().endswith("1 failed the last readiness probe (tb0/time).")
     journal = json.loads(cli(w, "journal", "--format", "json", "--limit", "1").stdout)
     assert [s["outcome"] for r in journal for s in r["steps"]] == ["unready"]
+    failing = cli(w, "plan", str(w.manifests))
+    assert failing.returncode == 1 and "probe-failed" in failing.stdout  # a server that does not answer: a gap
+    off = cli(w, "plan", str(w.manifests), RECONCILER_READINESS="off")  # the container state alone
+    assert off.returncode == 0 and "probe-failed" not in off.stdout, off.stdout + off.stderr
 
     # The daemon re-probes: once the server answers, the next apply sees it healthy and repairs the status.
     w.sim.sim.set_mcp(IMAGE, fault="none")

@@ -174,6 +174,15 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("secret-bad-variable", server("env:", "  K: {secretFromEnv: 1A}"),
      ["9:26: servers[0].env.K.secretFromEnv: must be an environment variable name "
       "(letters, digits and '_', not starting with a digit)"]),
+    # --- readiness: the request line a probe writes, and its deadline
+    ("readiness-timeout-nan", server("port: 8080", "hostPort: 31001", "readiness: {timeout: .nan}"),
+     ["10:26: servers[0].readiness.timeout: must be a number of seconds, not NaN"]),
+    ("readiness-path-crlf", server("port: 8080", "hostPort: 31001", 'readiness: {type: http, path: "/h\\r\\nX: y"}'),
+     ["10:35: servers[0].readiness.path: an HTTP path holds no whitespace, control or non-ASCII character "
+      "(found U+000D); percent-encode it"]),
+    ("endpoint-with-space", server("endpoint: /m cp"),
+     ["8:15: servers[0].endpoint: an HTTP path holds no whitespace, control or non-ASCII character "
+      "(found U+0020); percent-encode it"]),
 ]  # fmt: skip
 
 

@@ -96,6 +96,8 @@ def test_a_suspended_toolbox_is_planned_not_applied_until_resumed(
     assert 'reconciler_environment_suspended{environment="tb0"} 1.0' in metrics
     assert 'reconciler_environment_verdict{environment="tb0",verdict="incomplete"} 1.0' in metrics
     assert "\nreconciler_drift_steps 1.0\n" in metrics  # the held-back step is drift, fleet-wide too
+    # A suspension is the operator's choice: the fleet-wide "no successful cycle" alert does not page for it.
+    assert "\nreconciler_last_success_timestamp_seconds 0.0\n" not in metrics
 
     # resume: the next cycle restores the declared state, and the log says so once.
     lifted = resume(settings, "tb0", by="alice@ops-1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.app.daemon import Daemon, DaemonConfig
+from reconciler.app.stores import open_store
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, NoticeKind
 from tests.app.daemon.conftest import FAST, DaemonWorld
@@ -56,3 +57,29 @@ def test_unhealthy_after_the_threshold_restarted_twice_then_stalled(world_of: An
     assert [s.action for s in healed.plan.steps] == [Action.SYNC_STATUS]
     assert all(r.outcome is StepOutcome.OK for r in healed.results)
     assert "reconciler_server_unhealthy{" not in daemon.metrics.render().decode()
+
+
+def test_the_daemons_probe_errors_are_redacted_of_the_manifests_secrets(world_of: Any) -> None:
+    # The server echoes what it was given in its error (here the handshake error's text is the secret value):
+    # the daemon's recorded health, notices and step messages must not carry it.
+    w: DaemonWorld = world_of(1)
+    secret = "simulated handshake failure"
+    w.write({"tb0": [{"name": "time", "image": IMAGE, "transport": "streamable-http", "endpoint": "/mcp",
+                      "port": 8080, "hostPort": 31812, "env": {"KEY": {"secretFromEnv": "TIME_KEY"}},
+                      "readiness": {"timeout": 0.2}}]})  # fmt: skip
+    w.sim.sim.set_mcp(IMAGE, fault="handshake-error")
+    daemon = Daemon(w.settings(probe_timeout=2.0), DaemonConfig(paths=(str(w.manifests),)),
+                    environ={"TIME_KEY": secret}, clock=w.clock, executor_config=FAST)  # fmt: skip
+    w.daemons.append(daemon)
+    created = daemon.cycle()
+    assert steps(created) == [("create", "unready")]
+    again = daemon.cycle()
+    assert kinds(again) == [NoticeKind.PROBE_FAILED]
+    said = [r.message for r in created.results] + [n.message for n in again.plan.notices]
+    assert all("[redacted]" in m and secret not in m for m in said), said
+    store = open_store(w.database_url)
+    try:
+        recorded = repr(store.recorded_health()) + repr([i.error_message for i in store.observe_instances()])
+    finally:
+        store.close()
+    assert "[redacted]" in recorded and secret not in recorded

@@ -54,6 +54,7 @@ def test_service_runs_unprivileged_stops_on_sigterm_and_writes_only_its_state() 
     assert service["User"] == "mcp-reconciler"
     assert service["EnvironmentFile"] == "/etc/mcp-reconciler/env"
     assert service["KillSignal"] == "SIGTERM"
+    assert shlex.split(service["ExecReload"])[1:] == ["-HUP", "$MAINPID"]  # systemctl reload: reconcile now
     assert int(service["TimeoutStopSec"]) >= 30  # longer than the daemon's bounded wait for a running step
     assert service["Restart"] == "on-failure"
     assert service["NoNewPrivileges"] == "yes" and service["PrivateTmp"] == "yes"
