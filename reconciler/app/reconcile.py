@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.app.stores import open_store
 from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, open_prober, secret_key
+from reconciler.core.health import mcp_state
 from reconciler.core.observed import LiveListing, Observed, Unreachable
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.suspension import Suspension
@@ -166,13 +167,16 @@ def step_line(result: StepResult) -> dict[str, Any]:
     }
 
 
-def health_fields(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``status``'s view of the last readiness probe a cycle recorded for a server (None: never probed)."""
+def health_fields(metadata: Mapping[str, Any] | None, live: str = "running") -> dict[str, Any]:
+    """``status``'s view of the last readiness probe a cycle recorded for a server (None: never probed). The
+    recorded health holds only while the container is seen running: for one that is not, or a toolbox that
+    could not be listed, the health is the mapping's for what was seen (``unknown`` when nothing was), never
+    a past probe's "healthy"."""
     if metadata is None:
         return {"health": None, "probe": None}
     probe = metadata.get("last_probe") or {}
     return {
-        "health": metadata.get("health"),
+        "health": metadata.get("health") if live == "running" else mcp_state(live)[1],
         "probe": {
             "at": probe.get("at"),
             "ok": probe.get("ok"),
@@ -241,7 +245,7 @@ def status_rows(settings: Settings, journal_path: str | None = None) -> list[dic
                 "live": container.state if container else
                 ("unreachable: " + live.reason if isinstance(live, Unreachable) else "absent"),
                 "last_step": last.get((env.name or env.id, name)),
-                **health_fields(probes.get(inst.id) if inst else None),
+                **health_fields(probes.get(inst.id) if inst else None, container.state if container else "absent"),
                 "suspended": _suspension(suspended.get(env.id)),
                 "desired_from": "recorded",
             })  # fmt: skip

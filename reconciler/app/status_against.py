@@ -72,7 +72,7 @@ def status_against(
         row["last_step"] = last.get((c.environment, c.server))
         row["suspended"] = _suspension(suspended.get(ids.get(c.environment, "")))
         row["desired_from"] = "manifests"
-        row.update(health_fields(probes.get(instances.get((ids.get(c.environment, ""), c.server), ""))))
+        row.update(health_fields(probes.get(instances.get((ids.get(c.environment, ""), c.server), "")), c.live))
         rows.append(row)
     return rows
 

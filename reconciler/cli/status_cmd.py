@@ -124,6 +124,9 @@ def _health(row: dict[str, Any]) -> str:
     probe = row.get("probe")
     if not row.get("health") or not probe:
         return ""
+    if row.get("live") != "running":  # the last probe says nothing about a container not seen running
+        last = "passed" if probe.get("ok") else "failed"
+        return f" health={row['health']} (last probe {last} at {probe.get('at')})"
     error = f" ({probe['error']})" if probe.get("error") else ""
     tools = f" tools={','.join(probe['tools'])}" if probe.get("ok") and probe.get("tools") else ""
     return f" health={row['health']}{error}{tools}"

@@ -88,6 +88,16 @@ def test_a_healthy_server_converges_with_what_it_offers_recorded(w: DaemonWorld)
         ("time", True, ["convert", "now"])
     ]
 
+    # The toolbox can no longer be listed: a past probe does not make it look healthy.
+    w.sim.sim.set_faults(0, docker_down=True)
+    for args in (("status",), ("status", str(w.manifests))):
+        shown = cli(w, *args)
+        [line] = [x for x in shown.stdout.splitlines() if x.startswith("tb0/time")]
+        assert "live=unreachable" in line and "health=unknown (last probe passed at " in line, shown.stdout
+        assert "health=healthy" not in line
+    [row] = json.loads(cli(w, "status", "--format", "json").stdout)
+    assert (row["health"], row["probe"]["ok"]) == ("unknown", True)
+
 
 def test_a_server_that_never_answers_mcp_ends_unready_apply_exits_4_and_status_says_why(w: DaemonWorld) -> None:
     w.sim.sim.set_mcp(IMAGE, fault="broken")  # the container runs; nothing in it listens
