@@ -17,7 +17,7 @@ HEADLINE = "Rollouts (each halts at its first step that does not end ok; --no-ro
 
 def rollout_title(r: Rollout) -> str:
     image = f" -> {r.image}" if r.image else ""
-    return printable(f"{r.server}{image} on {len(r.toolboxes)} toolboxes ({r.spec_hash[:12]})")
+    return printable(f"{r.server}{image} on {len(r.toolboxes)} toolboxes ({r.spec_hash.rpartition(':')[2][:12]})")
 
 
 def wave_text(w: Wave) -> str:

@@ -18,7 +18,15 @@ from reconciler.resources import schema_path
 def bump(n: int) -> Plan:
     spec = ServerSpec(name="time", image="acme/time:2", transport="sse", port=8080)
     steps = tuple(
-        Step(f"id-{i}", f"tb{i:02d}", "time", Action.REPLACE, "image", desired=spec, spec_hash="abc123" * 4)
+        Step(
+            f"id-{i}",
+            f"tb{i:02d}",
+            "time",
+            Action.REPLACE,
+            "image",
+            desired=spec,
+            spec_hash="sha256:" + "abc123" * 4,
+        )  # as spec_hash() makes it
         for i in range(n)
     )
     return Plan(steps=steps, rollouts=plan_rollouts(steps, RolloutSettings(first_wave=2, max_in_flight=5)))
