@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.run_cmd import parse_duration
     from reconciler.core.observed import Observed
     from reconciler.core.outcomes import RunOutcome, StepOutcome
-    from reconciler.core.plan import Plan, Policy
+    from reconciler.core.plan import NoticeKind, Plan, Policy
     from reconciler.core.scope import PlanScope
     from reconciler.core.verdict import Verdict
     from reconciler.presentation.exit_codes import apply_exit_code
@@ -184,12 +184,19 @@ def run(args: argparse.Namespace) -> int:
     applied = result.results
     # Failed steps, and steps skipped or left pending for a reason the operator must see (a toolbox that failed
     # mid-apply, a held name, a deploy still pulling): one line each.
-    failed = [r for r in applied if r.outcome == StepOutcome.FAILED or r.notice is not None]
+    # An unready step (its server never passed readiness) is not done either: its line names the probe's error.
+    unsettled = (StepOutcome.FAILED, StepOutcome.UNREADY)
+    failed = [r for r in applied if r.outcome in unsettled or r.notice is not None]
     for r in failed:
         where = f"{r.step.environment_name}/{r.step.server}"
         _say(json_lines, f"{r.outcome}: {r.step.action} {where}: {r.message}", event="step",
              environment=r.step.environment_name, server=r.step.server, action=str(r.step.action),
              outcome=str(r.outcome))  # fmt: skip
+    # A rollout that halted says so once, naming the toolboxes that keep the version they run.
+    for n in the_plan.notices:
+        if n.kind is NoticeKind.ROLLOUT_HALTED:
+            _say(json_lines, f"rollout-halted: {n.environment_name}/{n.server}: {n.message}", event="notice",
+                 environment=n.environment_name, server=n.server, outcome="rollout-halted")  # fmt: skip
     for err in the_plan.errors:
         _say(json_lines, f"error: {err}", event="error")
     outcome = result.outcome or RunOutcome.NOTHING_APPLIED

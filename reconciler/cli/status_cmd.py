@@ -105,15 +105,25 @@ def _against(args: argparse.Namespace) -> int:
         for line in lines:
             print(printable(line))
     differing = sum(1 for r in rows if r["differs"])
-    # Matching git is not answering: a server whose last probe failed is never summed up as in sync.
+    # Matching git is not answering, nor offering what git pins: such servers are never summed up as in sync.
     failing = [f"{r['environment']}/{r['server']}" for r in rows if (r.get("probe") or {}).get("ok") is False]
-    unhealthy = f"; {len(failing)} failed the last readiness probe ({', '.join(failing)})" if failing else ""
+    drift = [
+        f"{r['environment']}/{r['server']}"
+        for r in rows
+        if any(n.startswith("offer-drift:") for n in r["notices"])
+    ]
+    but = [f"{len(failing)} failed the last readiness probe ({', '.join(failing)})"] if failing else []
+    but += [f"{len(drift)} offer less than declared ({', '.join(drift)})"] if drift else []
     if not rows:
         print("no servers declared, recorded or running in the environments of the manifests")
     elif differing:
-        print(printable(f"{differing} of {len(rows)} servers differ from the manifests{unhealthy}"))
-    elif failing:
-        print(printable(f"All {len(rows)} servers match the manifests (declared, recorded and live){unhealthy}."))
+        print(
+            printable(
+                f"{differing} of {len(rows)} servers differ from the manifests{''.join('; ' + b for b in but)}"
+            )
+        )
+    elif but:
+        print(printable(f"All {len(rows)} servers are deployed as the manifests say, but {'; '.join(but)}."))
     else:
         print(f"All {len(rows)} servers match the manifests (declared, recorded and live).")
     return 0

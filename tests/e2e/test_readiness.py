@@ -148,3 +148,7 @@ def test_offering_less_than_declared_is_drift_without_a_restart(w: DaemonWorld) 
     ]
     assert report.outcome is RunOutcome.INCOMPLETE  # not converged: the server does not offer what is declared
     assert w.creates(0) == 1
+    status = cli(w, "status", str(w.manifests))  # deployed as declared, but not offering it: not "in sync"
+    assert "! offer-drift: time offers less than declared: pinned tools not listed: echo" in status.stdout
+    assert status.stdout.rstrip().endswith("but 1 offer less than declared (tb0/time)."), status.stdout
+    assert "match the manifests" not in status.stdout

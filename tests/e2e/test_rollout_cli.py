@@ -77,7 +77,10 @@ def test_plan_shows_the_waves_and_apply_halts_on_an_unready_first_wave(w: Daemon
     assert "wave 1 (first wave): tb0" in done.stdout
     assert "wave 2 (then, at most 10 at a time): tb1, tb2, tb3" in done.stdout
     assert "skipped: replace tb1/time: rollout halted: time on tb0 unready:" in done.stderr
-    assert "run partial" in done.stderr
+    assert "unready: replace tb0/time: tb0/time: running, but not ready after" in done.stderr  # with its error
+    [halt] = [line for line in done.stderr.splitlines() if line.startswith("rollout-halted: tb0/time: ")]
+    assert "tb1, tb2, tb3" in halt, halt  # the notice, once, naming the toolboxes that keep the old version
+    assert "apply: 0 of 4 steps done; run partial" in done.stderr  # the unready step is not "done"
     listed = {i: (w.containers(i).get("time") or {}).get("image") for i in range(4)}
     assert listed == {0: BROKEN, 1: OLD, 2: OLD, 3: OLD}  # the live listings: three keep the old version
 

@@ -39,11 +39,14 @@ def test_unhealthy_after_the_threshold_restarted_twice_then_stalled(world_of: An
     assert kinds(first) == [NoticeKind.PROBE_FAILED]
     assert steps(first) == [("sync-status", "ok")]  # running, but its server does not answer: error_runtime
     assert "reconciler_server_unhealthy{" not in daemon.metrics.render().decode()
+    failing = 'reconciler_server_probe_failures{environment="tb0",server="time"}'
+    assert f"{failing} 1.0" in daemon.metrics.render().decode()  # counted from the first failed probe
 
     second = daemon.cycle()  # the threshold: unhealthy, and restarted; it stays unready
     assert kinds(second) == [NoticeKind.UNHEALTHY]
     assert steps(second) == [("restart", "unready")]
     assert 'reconciler_server_unhealthy{environment="tb0",server="time"} 1.0' in daemon.metrics.render().decode()
+    assert f"{failing} 2.0" in daemon.metrics.render().decode()
     assert steps(daemon.cycle()) == [("restart", "unready")]  # the second restart
 
     stalled = daemon.cycle()  # two restarts did not help: left alone
@@ -57,6 +60,7 @@ def test_unhealthy_after_the_threshold_restarted_twice_then_stalled(world_of: An
     assert [s.action for s in healed.plan.steps] == [Action.SYNC_STATUS]
     assert all(r.outcome is StepOutcome.OK for r in healed.results)
     assert "reconciler_server_unhealthy{" not in daemon.metrics.render().decode()
+    assert failing not in daemon.metrics.render().decode()
 
 
 def test_the_daemons_probe_errors_are_redacted_of_the_manifests_secrets(world_of: Any) -> None:
