@@ -25,6 +25,24 @@ def _reconciler_logging_restored() -> Iterator[None]:
     root.propagate = propagate
 
 
+SLOW_DIRECTORIES = ("e2e",)  # every test here starts CLI processes and simulators: seconds each
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The end-to-end tests are ``slow``: the README's command (``-m 'not slow'`` from pyproject's addopts)
+    keeps the suite under five minutes on two cores, and ``.ci/run`` runs ``-m slow`` after it, so CI runs
+    every test. Marked before pytest's own ``-m`` selection (``tryfirst``)."""
+    tests_root = config.rootpath / "tests"
+    for item in items:
+        try:
+            part = item.path.relative_to(tests_root).parts[0]
+        except ValueError:
+            continue
+        if part in SLOW_DIRECTORIES:
+            item.add_marker(pytest.mark.slow)
+
+
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

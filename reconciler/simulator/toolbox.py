@@ -213,6 +213,9 @@ class Toolbox:
                 self._deploys.wait_for(
                     lambda: self.deploys_in_flight >= self.deploy_gather or self.stopping.is_set(), GATHER_LIMIT
                 )
+                # Gathered once is proof enough; later deploys go on at once (a last, smaller batch would
+                # otherwise wait out the whole limit).
+                self.deploy_gather = 0
         try:
             return self.deploy(body)
         finally:
