@@ -46,17 +46,7 @@ class InstanceRows:
                     catalog_id=catalog_id,
                 )
                 return step.instance_id
-            return self.store.create_instance(
-                NewInstance(
-                    environment_id=step.environment_id,
-                    catalog_id=catalog_id,
-                    name=spec.name,
-                    config=config,
-                    transport=spec.transport,
-                    endpoint=spec.endpoint,
-                    capabilities=spec.capabilities,
-                )
-            )
+            return self.store.create_instance(_new_row(step, spec, config, catalog_id))
 
     def adopt(self, step: Step, spec: ServerSpec, spec_hash: str) -> None:
         """Write the managed row of a container that already runs (an ``adopt`` step): the row the step
@@ -72,16 +62,7 @@ class InstanceRows:
                 )
                 return
             instance_id = self.store.create_instance(
-                NewInstance(
-                    environment_id=step.environment_id,
-                    catalog_id=catalog_id,
-                    name=spec.name,
-                    config=config,
-                    transport=spec.transport,
-                    endpoint=spec.endpoint,
-                    capabilities=spec.capabilities,
-                    instance_id=step.instance_id,
-                )
+                _new_row(step, spec, config, catalog_id, instance_id=step.instance_id)
             )
             self.store.update_instance(instance_id, status=status, clear_error=True)
 
@@ -149,3 +130,19 @@ class InstanceRows:
                 self.store.update_instance(instance_id, status="error", error_message=message)
         except ReconcilerError:
             log.warning("could not record the error of instance %s", instance_id)
+
+
+def _new_row(
+    step: Step, spec: ServerSpec, config: dict[str, Any], catalog_id: str, instance_id: str | None = None
+) -> NewInstance:
+    """The instance row a create or an adopt inserts."""
+    return NewInstance(
+        environment_id=step.environment_id,
+        catalog_id=catalog_id,
+        name=spec.name,
+        config=config,
+        transport=spec.transport,
+        endpoint=spec.endpoint,
+        capabilities=spec.capabilities,
+        instance_id=instance_id,
+    )
