@@ -34,7 +34,8 @@ from reconciler.runtime.cycle_data import (
     CycleState,
 )
 from reconciler.runtime.execute import ApplyResult, Executor
-from reconciler.runtime.observe import listed_instance_ids, observe, observe_recorded, targets_for
+from reconciler.runtime.heartbeats import HEARTBEAT_INTERVAL, due_heartbeats
+from reconciler.runtime.observe import observe, observe_recorded, targets_for
 from reconciler.runtime.probing import ReadinessConfig, health_records, probe_health
 from reconciler.runtime.replicas import take_share
 from reconciler.runtime.rollout_run import apply_in_waves
@@ -345,7 +346,10 @@ class _Cycle:
     def _apply(
         self, the_plan: Plan, observed: Observed, run_id: int, fingerprints: Mapping[str, str]
     ) -> ApplyResult:
-        self.ports.store.record_heartbeats(listed_instance_ids(observed), self.ports.clock.now())
+        now = self.ports.clock.now()
+        due = due_heartbeats(observed, now)
+        if due:
+            self.ports.store.record_heartbeats(due, now, min_interval=HEARTBEAT_INTERVAL)
         if the_plan.errors or not the_plan.steps or self.hooks.stopping():
             return ApplyResult()
         store, hooks = self.ports.store, self.hooks
