@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import socket
 import threading
@@ -92,6 +93,7 @@ class PostgresStore:
         self._held: set[str] = set()
         self._lost = False
         self._catalog_cache: dict[str, str] = {}
+        self._decoder = rows.InstanceDecoder()  # kept: an unchanged row is not decoded again
         self._seen_tables: set[str] = set()
         self._columns: dict[str, frozenset[str]] = {}
         self._unique_pair = True
@@ -301,18 +303,19 @@ class PostgresStore:
         """Every instance joined to its catalog image (one query)."""
         present = self._columns.get("account_tool_instances", frozenset())
         optional = [f"i.{c}" if c in present else f"NULL AS {c}" for c in _INSTANCE_OPTIONAL]
-        with self._guard("observing") as conn:
+        with self._guard("observing") as conn, rows.collector_paused():
             instances = self._all(
                 conn,
                 "SELECT i.id::text AS id, i.account_tool_environment_id::text AS account_tool_environment_id, "
                 "i.tool_catalog_id::text AS tool_catalog_id, i.instance_name_on_toolbox, "
-                # As text: decoded by rows.parse_config, whose dicts share their keys and short strings.
+                # As text: decoded by rows.parse_configs, whose dicts share their keys and short strings.
                 "i.status_on_toolbox::text AS status_on_toolbox, "
                 "i.base_config_override_json::text AS base_config_override_json, "
                 f"{', '.join(optional)}, c.docker_image_url AS catalog_image "
                 "FROM account_tool_instances i LEFT JOIN tool_catalog c ON c.id = i.tool_catalog_id ORDER BY i.id",
             )
-        return tuple(rows.instance_from_row(r) for r in instances)
+            pick = operator.itemgetter(*rows.INSTANCE_ROW_COLUMNS)
+            return self._decoder.decode([pick(r) for r in instances])
 
     def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
         cached = self._catalog_cache.get(image)

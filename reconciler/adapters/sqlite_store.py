@@ -226,8 +226,8 @@ class SqliteStore:
             # Plain tuples from the cursor (columns in rows.INSTANCE_ROW_COLUMNS order): building a dict
             # per row was most of this read's CPU, and it runs while the listings need the GIL.
             self._count(sql, None)
-            values = self._db.conn.execute(sql).fetchall()
-        return self._decoder.decode(values)
+            with rows.collector_paused():
+                return self._decoder.decode(self._db.conn.execute(sql).fetchall())
 
     def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
         cached = self._catalog_cache.get(image)

@@ -3,16 +3,19 @@ for a new instance, catalog naming and the fingerprint of an environment. No dat
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import json
 import re
+import secrets
 import sys
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from reconciler.core.observed import (
     ENVIRONMENT_STATUSES,
@@ -24,7 +27,6 @@ from reconciler.core.suspension import Suspension
 from reconciler.errors import StoreError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import MANAGED_BY
-from reconciler.model.stored import read_stored
 from reconciler.ports import NewInstance
 from reconciler.settings import mask_url
 
@@ -215,23 +217,51 @@ class InstanceDecoder:
     A store that is read again and again (the daemon observes every cycle) keeps one decoder: a row unchanged
     since the last read is one dict look-up on the tuple the driver returned, with no dict per row and no
     JSON re-parse (most of an idle cycle's CPU otherwise). Only the last read's rows are kept, so memory is
-    bounded by the table. The values are frozen dataclasses whose config nobody mutates."""
+    bounded by the table. The values are frozen dataclasses whose config nobody mutates. The rows not seen
+    before are decoded together (``instances_from_values``)."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[Any, ...], RecordedInstance] = {}
 
     def decode(self, values: Iterable[tuple[Any, ...]]) -> tuple[RecordedInstance, ...]:
         last = self._last
-        seen: dict[tuple[Any, ...], RecordedInstance] = {}
-        out: list[RecordedInstance] = []
-        for v in values:
-            found = last.get(v)
-            if found is None:
-                found = _instance_from_row(dict(zip(INSTANCE_ROW_COLUMNS, v, strict=True)))
-            seen[v] = found
-            out.append(found)
-        self._last = seen
+        rows = values if isinstance(values, list) else list(values)
+        if not last:  # the first read: every row is new
+            out = instances_from_values(rows)
+        else:
+            found = [last.get(v) for v in rows]
+            fresh = [v for v, f in zip(rows, found, strict=True) if f is None]
+            if fresh:
+                decoded = iter(instances_from_values(fresh))
+                found = [next(decoded) if f is None else f for f in found]
+            out = cast(list[RecordedInstance], found)
+        self._last = dict(zip(rows, out, strict=True))
         return tuple(out)
+
+
+def instances_from_values(values: Sequence[tuple[Any, ...]]) -> list[RecordedInstance]:
+    """Rows as tuples in ``INSTANCE_ROW_COLUMNS`` order -> RecordedInstance, the same values as
+    ``instance_from_row``; their configs decoded together (``parse_configs``). Reading 10,000 rows this way
+    costs about half of what one dict and one JSON decode per row did, and it runs while the listings need
+    the GIL."""
+    with collector_paused():
+        configs = parse_configs([v[5] for v in values])
+        return [_instance(v, config) for v, config in zip(values, configs, strict=True)]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a bulk of rows is fetched and decoded: every object made is kept,
+    so the collections their allocations trigger would find nothing, and each one walks every object the
+    process holds (at 10,000 rows they were about half of the read's CPU, more the more the process holds).
+    Left as it was if something else turned the collector off."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _interned(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -255,25 +285,93 @@ def parse_config(value: Any) -> Any:
     return parse_json(value)
 
 
+def parse_configs(values: Sequence[Any]) -> list[Any]:
+    """``parse_config`` of each value (the same results, short strings as shared), the texts decoded
+    ``_BATCH`` at a time by one call of the C decoder: one call per row, with a Python hook per JSON object,
+    cost twice as much. Batches keep the joined text small (a plan at 100,000 rows is held to its memory).
+
+    A batch's texts are joined into one JSON array with a random number between them, and the result is taken
+    only if every other element is that number: then each text stood alone between two separators and parsed
+    as exactly one value, so results cannot shift between rows whatever a row holds. A text that is not one
+    JSON value (``{"a":[1`` or ``1,2``) breaks the array or the separators, and that batch is decoded one text
+    at a time, as ``parse_config`` does."""
+    out: list[Any] = []
+    for start in range(0, len(values), _BATCH):
+        out += _parse_batch(values[start : start + _BATCH])
+    return out
+
+
+_BATCH = 1000
+
+
+def _parse_batch(values: Sequence[Any]) -> list[Any]:
+    texts = [v for v in values if type(v) is str]
+    if len(texts) < 2:
+        return [parse_config(v) for v in values]
+    mark = secrets.randbits(62)
+    try:
+        joined: Any = json.loads("[" + f",{mark},".join(texts) + "]")
+    except ValueError:
+        joined = None
+    if type(joined) is not list or len(joined) != 2 * len(texts) - 1 or joined[1::2].count(mark) != len(texts) - 1:
+        return [parse_config(v) for v in values]
+    decoded = iter(joined[::2])
+    out: list[Any] = []
+    for v in values:
+        if type(v) is str:
+            value = next(decoded)
+            if type(value) is dict:
+                _share_strings(value)
+            out.append(value)
+        else:
+            out.append(parse_config(v))
+    return out
+
+
+def _share_strings(config: dict[str, Any]) -> None:
+    """Short string values interned in place in ``config`` and the objects within it, as ``parse_config``'s
+    hook does while decoding (the keys are shared already: the C decoder keeps one string per key and call).
+    Objects inside lists are left: the stored configs hold few."""
+    intern = sys.intern
+    todo = [config]
+    for item in todo:
+        for k, v in item.items():
+            if type(v) is str:
+                if len(v) <= _INTERN_MAX:
+                    item[k] = intern(v)
+            elif type(v) is dict:
+                todo.append(v)
+
+
 def _instance_from_row(row: Mapping[str, Any]) -> RecordedInstance:
-    config = parse_config(row.get("base_config_override_json"))
+    values = (row["id"], row["account_tool_environment_id"], row["tool_catalog_id"])
+    values += tuple(row.get(c) for c in INSTANCE_ROW_COLUMNS[3:])
+    return _instance(values, parse_config(row.get("base_config_override_json")))
+
+
+def _instance(values: tuple[Any, ...], config: Any) -> RecordedInstance:
+    """One row (in ``INSTANCE_ROW_COLUMNS`` order) with its config already parsed: what
+    ``model.stored.read_stored`` reads, without the parts the row does not keep."""
+    instance_id, environment_id, catalog_id, name, status, _, error_message, heartbeat, catalog_image = values
     config = config if isinstance(config, dict) else {}
-    view = read_stored(config)
-    catalog_image = row.get("catalog_image")
+    get = config.get
+    image = get("image")
+    spec_hash = get("spec_hash")
+    version = get("spec_hash_version")
     return RecordedInstance(
-        id=str(row["id"]),
-        environment_id=str(row["account_tool_environment_id"]),
-        catalog_id=str(row["tool_catalog_id"]),
-        name=row.get("instance_name_on_toolbox"),
-        status=str(row.get("status_on_toolbox") or ""),
-        image=view.image or (str(catalog_image) if catalog_image else None),
-        managed=view.managed,
-        spec_hash=view.spec_hash,
-        hash_version=view.hash_version,
-        protect=view.protect,
+        id=str(instance_id),
+        environment_id=str(environment_id),
+        catalog_id=str(catalog_id),
+        name=name,
+        status=str(status or ""),
+        image=(image if isinstance(image, str) else None) or (str(catalog_image) if catalog_image else None),
+        managed=get("managed_by") == MANAGED_BY,
+        spec_hash=spec_hash if isinstance(spec_hash, str) else None,
+        hash_version=version if isinstance(version, int) else None,
+        protect=get("protect") is True,
         config=config,
-        error_message=row.get("instance_error_message"),
-        last_heartbeat_from_dtma=parse_time(row.get("last_heartbeat_from_dtma")),
+        error_message=error_message,
+        last_heartbeat_from_dtma=parse_time(heartbeat),
     )
 
 

@@ -44,23 +44,32 @@ def probe_targets(
     """One probe (with the server it probes) per declared server with a network readiness whose container
     this observation lists as running, on a toolbox that was listed and has an address. Never two for one
     server."""
+    # Only a server published on a host port can be probed (``target_for``): a toolbox with none costs one
+    # pass over its specs, not a look at its listing (most fleets probe nothing).
+    probed = [(spec, wanted) for spec in desired.environments if (wanted := _probed_servers(spec.servers))]
+    if not probed:
+        return ()
     by_id = {e.id: e for e in observed.recorded.environments}
     by_name = {e.name: e for e in sorted(observed.recorded.environments, key=lambda e: e.id) if e.name}
     targets: dict[Key, tuple[ProbeTarget, ServerSpec]] = {}
-    for spec in desired.environments:
+    for spec, wanted in probed:
         env = by_id.get(spec.environment) or by_name.get(spec.environment)
         listing = observed.live.get(env.id) if env is not None else None
         if env is None or env.address is None or not isinstance(listing, LiveListing):
             continue
         running = {c.name: c for c in listing.containers if c.state == "running"}
-        for server in spec.servers:
+        for server in wanted:
             container = running.get(server.name)
-            if container is None or server.state != "running" or _unpublished(server, container, listing):
+            if container is None or _unpublished(server, container, listing):
                 continue
             target = target_for(server, env.id, env.address, timeout)
             if target is not None:
                 targets.setdefault((env.id, server.name), (target, server))
     return tuple(targets.values())
+
+
+def _probed_servers(servers: Iterable[ServerSpec]) -> list[ServerSpec]:
+    return [s for s in servers if s.host_port is not None and s.state == "running"]
 
 
 def _unpublished(server: ServerSpec, container: LiveContainer, listing: LiveListing) -> bool:

@@ -18,7 +18,7 @@ from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeed
 from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import NoticeKind, Plan, Step
-from reconciler.core.planner import plan as make_plan
+from reconciler.core.planner import PlanMemo, plan_reusing
 from reconciler.core.scope import narrow_to_servers
 from reconciler.core.suspension import Suspension, hold_back, mark_suspended
 from reconciler.core.verdict import apply_outcome, plan_outcome, verdict_of
@@ -34,7 +34,8 @@ from reconciler.runtime.cycle_data import (
     CycleState,
 )
 from reconciler.runtime.execute import ApplyResult, Executor
-from reconciler.runtime.observe import listed_instance_ids, observe, observe_recorded, targets_for
+from reconciler.runtime.heartbeats import HEARTBEAT_INTERVAL, due_heartbeats
+from reconciler.runtime.observe import observe, observe_recorded, targets_for
 from reconciler.runtime.probing import ReadinessConfig, health_records, probe_health
 from reconciler.runtime.replicas import take_share
 from reconciler.runtime.rollout_run import apply_in_waves
@@ -115,6 +116,7 @@ class _Cycle:
         self.suspended: dict[str, Suspension] = {}  # environment id -> suspension, as stored
         self.leased_elsewhere: list[str] = []  # owned by another daemon replica (leases)
         self.live_replicas = 0  # live daemon replicas sharing the work, this one included (0: not sharing)
+        self.plans: PlanMemo = state.plans  # replaced by this cycle's once it plans
 
     def run(self) -> tuple[CycleReport, CycleState]:
         request = self.request
@@ -222,7 +224,9 @@ class _Cycle:
             )
         policy = replace(request.policy, one_instance_per_image=ports.store.unique_image_per_environment)
         fingerprints = secret_fingerprints(request.secret_values, ports.key)
-        the_plan = make_plan(desired, observed, policy, ports.clock.now(), fingerprints)
+        the_plan, self.plans = plan_reusing(
+            desired, observed, policy, ports.clock.now(), fingerprints, memo=self.state.plans
+        )
         flaps = dict(self.state.flap)
         if request.flap_threshold is not None:
             the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
@@ -345,7 +349,10 @@ class _Cycle:
     def _apply(
         self, the_plan: Plan, observed: Observed, run_id: int, fingerprints: Mapping[str, str]
     ) -> ApplyResult:
-        self.ports.store.record_heartbeats(listed_instance_ids(observed), self.ports.clock.now())
+        now = self.ports.clock.now()
+        due = due_heartbeats(observed, now)
+        if due:
+            self.ports.store.record_heartbeats(due, now, min_interval=HEARTBEAT_INTERVAL)
         if the_plan.errors or not the_plan.steps or self.hooks.stopping():
             return ApplyResult()
         store, hooks = self.ports.store, self.hooks
@@ -436,7 +443,7 @@ class _Cycle:
         halted = self.state.halted if halted is None else halted
         return CycleState(
             backoff=backoff, flap=flaps, names=self.names, halted=halted, unhealthy=self.unhealthy,
-            health_written=self.health_written,
+            health_written=self.health_written, plans=self.plans,
         )  # fmt: skip
 
     def _backoff(

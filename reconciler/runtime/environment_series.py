@@ -46,7 +46,8 @@ def series_of(report: CycleReport) -> CycleSeries | None:
     showed, since nothing new is known."""
     if report.plan is None:
         return None
-    names = set(report.acted_on) | set(report.verdict.environments())
+    acted_on = set(report.acted_on)  # a set: ``in`` on the report's tuple made this quadratic in toolboxes
+    names = acted_on | set(report.verdict.environments())
     drift: dict[str, dict[str, int]] = {}
     for env, action in _planned(report.plan):
         actions = drift.setdefault(env, {})
@@ -76,7 +77,7 @@ def series_of(report: CycleReport) -> CycleSeries | None:
             unobserved=name in unobserved,
             failed_steps=failed.get(name, 0),
             stalled_servers=stalled.get(name, 0),
-            succeeded=name in report.acted_on and name not in gaps and name not in unsettled,
+            succeeded=name in acted_on and name not in gaps and name not in unsettled,
         )
         for name in names
     }

@@ -159,22 +159,24 @@ def update(
     the cycle (UTC); ``secrets``: every secret value in scope, redacted from every text kept."""
     ctx = _Context(report, now, tuple(s for s in secrets if s))
     before = previous.by_name()
-    acted_on = set(report.acted_on)
+    # Sets: ``in`` on the report's tuples made this quadratic (two replicas' leases: most names are elsewhere).
+    acted_on, backing_off = set(report.acted_on), set(report.backing_off)
+    leased, locked = set(report.leased_elsewhere), set(report.locked_elsewhere)
     envs: list[EnvironmentStatus] = []
     for spec in desired.environments if desired is not None else ():
         name, row = ctx.row_of(spec)
         old = before.get(name)
         if report.plan is None:
             envs.append(old or _pending(name, spec, "no cycle has reached the database yet"))
-        elif name in report.backing_off:
+        elif name in backing_off:
             state = backoff.get(name, BackoffState())
             why = f"failed {state.failures} time(s) in a row: {ctx.clean(state.last_error) or 'see the log'}"
             base = old or _pending(name, spec, "")
             envs.append(replace(base, verdict=EnvVerdict.BACKING_OFF, reason=why))
-        elif name in report.leased_elsewhere:
+        elif name in leased:
             base = old or _pending(name, spec, "")
             envs.append(replace(base, verdict=EnvVerdict.LOCKED, reason="owned by another daemon replica (lease)"))
-        elif name in report.locked_elsewhere:
+        elif name in locked:
             base = old or _pending(name, spec, "")
             envs.append(replace(base, verdict=EnvVerdict.LOCKED, reason="being reconciled by another process"))
         elif name in acted_on or name in ctx.gap_names or row is None:

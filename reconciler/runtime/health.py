@@ -31,12 +31,17 @@ def readiness(report: CycleReport | None, age: float | None, interval: float, ji
 def environment_verdicts(report: CycleReport) -> Mapping[str, str]:
     """complete, incomplete or refused for every environment the cycle covered or found a gap in."""
     names = set(report.acted_on) | set(report.verdict.environments())
+    # The gaps grouped once: asking ``verdict.of`` per environment was quadratic in a fleet with many gaps.
+    by_env: dict[str, list[GapKind]] = {}
+    for gap in report.verdict.gaps:
+        if gap.environment is not None:
+            by_env.setdefault(gap.environment, []).append(gap.kind)
     out: dict[str, str] = {}
     for name in sorted(names):
-        gaps = report.verdict.of(name)
+        gaps = by_env.get(name, ())
         if not gaps:
             out[name] = "complete"
-        elif all(g.kind is GapKind.REFUSED for g in gaps):
+        elif all(kind is GapKind.REFUSED for kind in gaps):
             out[name] = "refused"
         else:
             out[name] = "incomplete"

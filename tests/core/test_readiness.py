@@ -88,8 +88,12 @@ def test_only_running_servers_with_a_network_readiness_are_probed() -> None:
         server(name="down", port=8080, host_port=31002),
         server(name="plain", transport="stdio"),
         server(name="stopped", port=8080, host_port=31003, state="stopped"),
+        server(name="unpublished", port=8080, readiness=ReadinessSpec(type="http")),  # declared, no hostPort
     )
-    live = listing(("web", "running"), ("down", "exited"), ("plain", "running"), ("stopped", "running"))
+    live = listing(
+        ("web", "running"), ("down", "exited"), ("plain", "running"), ("stopped", "running"),
+        ("unpublished", "running"),
+    )  # fmt: skip
     targets = [t for t, _ in probe_targets(want, observed(live), timeout=2.0)]
     assert targets == [
         ProbeTarget(ENV, "web", "127.0.0.2", 31001, ReadinessKind.MCP, "/mcp", "streamable-http", 2.0)
@@ -101,6 +105,11 @@ def test_an_unlisted_toolbox_or_one_without_an_address_is_not_probed() -> None:
     want = desired(server(port=8080, host_port=31001))
     assert probe_targets(want, observed(Unreachable(ENV, "timeout")), timeout=1) == ()
     assert probe_targets(want, observed(listing(("web", "running")), address=None), timeout=1) == ()
+
+
+def test_a_fleet_with_nothing_published_has_nothing_to_probe() -> None:
+    want = desired(server(name="web", port=8080), server(name="api", transport="sse", port=8080))
+    assert probe_targets(want, observed(listing(("web", "running"), ("api", "running"))), timeout=1) == ()
 
 
 def test_failures_count_in_a_row_reset_on_success_and_other_environments_keep_theirs() -> None:
