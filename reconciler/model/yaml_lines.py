@@ -117,6 +117,8 @@ class YamlDocument:
     positions: Positions
     invalid: list[JsonPath] = field(default_factory=list)
     """Paths whose value could not be built (bad tag, bad key...): schema errors under them are noise."""
+    printable: bool = False
+    """Every string in it (keys too) is known to be printable ASCII: the line reader read it."""
 
     def locate(self, path: JsonPath, *, key: bool = False) -> Position:
         return self.positions.locate(self.data, self.start, path, key=key)
@@ -509,7 +511,7 @@ def _parse_simple(text: str) -> ParsedFile | None:
 
 def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[YamlDocument]:
     documents: list[YamlDocument] = []
-    document = YamlDocument(None, (1, 1), Positions())
+    document = YamlDocument(None, (1, 1), Positions(), printable=True)
     # The innermost open collection (indent -1: none yet) and the ones around it, innermost last.
     indent, is_map = -1, False
     top: Any = None  # the collection itself
@@ -526,7 +528,7 @@ def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[Y
                 raise _NotSimple  # a null value
             if document.data is not None:
                 documents.append(document)
-            document = YamlDocument(None, (line, 1), Positions())
+            document = YamlDocument(None, (line, 1), Positions(), printable=True)
             indent, top, where, is_map, stack = -1, None, None, False, []
             continue
         elif not (dash or key or value):
