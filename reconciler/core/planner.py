@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from reconciler.core.diff import create_changes, spec_changes
 from reconciler.core.observed import (
@@ -65,6 +66,115 @@ def plan(
     now: datetime,
     secret_fingerprints: Mapping[str, str],
 ) -> Plan:
+    return _plan(desired, observed, policy, now, secret_fingerprints, memo=None)[0]
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    """One toolbox's part of a plan and every input it was made from. ``now`` is not among them: a part is kept
+    only when no row carries a block mark (``blocked``), the planner's one use of the time."""
+
+    env: RecordedEnvironment
+    spec: EnvironmentSpec
+    rows: tuple[RecordedInstance, ...]
+    listing: LiveListing
+    health: Mapping[str, ServerHealth]
+    steps: tuple[Step, ...]
+    notices: tuple[Notice, ...]
+    errors: tuple[str, ...]
+    managed_count: int
+    timeless: bool  # no row carries a block mark: the part does not depend on ``now`` and may be kept
+
+    def made_from(
+        self,
+        env: RecordedEnvironment,
+        spec: EnvironmentSpec,
+        rows: Sequence[RecordedInstance],
+        listing: LiveListing,
+        health: Mapping[str, ServerHealth],
+    ) -> bool:
+        """The same inputs, as far as the planner reads them: equal values, including what their equality
+        leaves out (a spec's manifest lines, a row's stored config)."""
+        return (
+            _same_spec(self.spec, spec)
+            and _env_read(self.env) == _env_read(env)
+            and len(self.rows) == len(rows)
+            and all(a is b or _row_read(a) == _row_read(b) for a, b in zip(self.rows, rows, strict=True))
+            and (self.listing is listing or self.listing == listing)
+            and self.health == health
+        )
+
+
+# The fields of the recorded rows a toolbox's plan reads. The others (an environment's address, its and the
+# instances' heartbeats, a row's error message) are not read: a change in them keeps the part, so that the
+# heartbeats moving on do not plan the whole fleet again. A field added to the rows must be put on one side
+# (tests/core/test_plan_memo.py checks that every field is).
+ENVIRONMENT_FIELDS_READ = ("id", "name", "status")
+INSTANCE_FIELDS_READ = (
+    "id", "environment_id", "catalog_id", "name", "status", "image", "managed", "spec_hash", "hash_version",
+    "protect", "config",
+)  # fmt: skip
+_env_read = attrgetter(*ENVIRONMENT_FIELDS_READ)
+_row_read = attrgetter(*INSTANCE_FIELDS_READ)
+
+
+@dataclass(frozen=True)
+class PlanMemo:
+    """What ``plan_reusing`` keeps of the last plan: each toolbox's part by environment id, with the run-wide
+    inputs every part shares (the policy, the secret fingerprints and the id of the key that made them)."""
+
+    policy: Policy | None = None
+    fingerprints: tuple[tuple[tuple[str, str], ...], str | None] | None = None
+    environments: Mapping[str, EnvironmentPlan] = field(default_factory=dict)
+
+
+def plan_reusing(
+    desired: Desired,
+    observed: Observed,
+    policy: Policy,
+    now: datetime,
+    secret_fingerprints: Mapping[str, str],
+    *,
+    memo: PlanMemo,
+) -> tuple[Plan, PlanMemo]:
+    """``plan``, with each toolbox whose inputs are those of the last call (``memo``) given the part planned
+    then instead of being planned again, and the memo for the next call. The same Plan as ``plan`` gives:
+    a daemon plans an unchanged fleet every interval, and a toolbox's part is a function of its inputs only."""
+    return _plan(desired, observed, policy, now, secret_fingerprints, memo=memo)
+
+
+def _same_spec(a: EnvironmentSpec, b: EnvironmentSpec) -> bool:
+    # The servers tuple itself: ``--prune``/``--adopt`` give a new spec each cycle around the same servers, and
+    # equal servers may come from other manifest lines (``source`` is left out of their equality).
+    return a is b or (a.servers is b.servers and a == b and a.source == b.source)
+
+
+def _fingerprints_key(fingerprints: Mapping[str, str]) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    key_id = fingerprints.key_id if isinstance(fingerprints, Fingerprints) else None
+    return tuple(sorted(fingerprints.items())), key_id
+
+
+def _timeless(rows: Sequence[RecordedInstance]) -> bool:
+    """No row carries a block mark: the toolbox's part does not depend on ``now``."""
+    return not any(isinstance(r.config, Mapping) and BLOCKED_KEY in r.config for r in rows)
+
+
+def _plan(
+    desired: Desired,
+    observed: Observed,
+    policy: Policy,
+    now: datetime,
+    secret_fingerprints: Mapping[str, str],
+    *,
+    memo: PlanMemo | None,
+) -> tuple[Plan, PlanMemo]:
+    kept: Mapping[str, EnvironmentPlan] = {}
+    fingerprints_key = None
+    if memo is not None:
+        fingerprints_key = _fingerprints_key(secret_fingerprints)
+        if memo.policy == policy and memo.fingerprints == fingerprints_key:
+            kept = memo.environments
+    parts: dict[str, EnvironmentPlan] = {}
     by_id = {e.id: e for e in observed.recorded.environments}
     by_name: dict[str, RecordedEnvironment] = {}
     for env in sorted(observed.recorded.environments, key=lambda e: e.id):
@@ -111,14 +221,28 @@ def plan(
             reason = live.reason if isinstance(live, Unreachable) else "no listing was taken"
             notices.append(_unreachable(env, name, f"DTMA listing failed: {reason}", spec))
             continue
-        env_plan = _EnvPlanner(
-            env, name, spec, rows_by_env.get(env.id, []), live, policy, secret_fingerprints, now,
-            health_by_env.get(env.id, {}),
-        )  # fmt: skip
-        env_steps = env_plan.run()
-        notices.extend(env_plan.notices)
-        errors.extend(env_plan.errors)
-        managed = env_plan.managed_count
+        rows = rows_by_env.get(env.id, [])
+        env_health = health_by_env.get(env.id, {})
+        part = kept.get(env.id)
+        if part is not None and part.made_from(env, spec, rows, live, env_health):
+            # Kept with this cycle's objects, so that the next comparison is mostly by identity.
+            part = EnvironmentPlan(
+                env, spec, tuple(rows), live, env_health, part.steps, part.notices, part.errors,
+                part.managed_count, part.timeless,
+            )  # fmt: skip
+        else:
+            env_plan = _EnvPlanner(env, name, spec, rows, live, policy, secret_fingerprints, now, env_health)
+            planned = env_plan.run()
+            part = EnvironmentPlan(
+                env, spec, tuple(rows), live, env_health, tuple(planned), tuple(env_plan.notices),
+                tuple(env_plan.errors), env_plan.managed_count, _timeless(rows),
+            )  # fmt: skip
+        if memo is not None and part.timeless:
+            parts[env.id] = part
+        env_steps = list(part.steps)
+        notices.extend(part.notices)
+        errors.extend(part.errors)
+        managed = part.managed_count
         managed_by_env[env.id] = managed
         if not spec.servers and managed and not spec.policy.allow_empty:
             env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
@@ -132,7 +256,7 @@ def plan(
     for env_id in sorted(guarded, key=lambda e: (names[e], e)):
         steps.extend(sorted(guarded[env_id], key=lambda s: (ACTION_ORDER[s.action], s.server)))
     notices.sort(key=_notice_key)
-    return Plan(
+    the_plan = Plan(
         steps=tuple(steps),
         notices=tuple(notices),
         created_at=now,
@@ -140,6 +264,7 @@ def plan(
         errors=tuple(errors),
         health=tuple(probed),
     )
+    return the_plan, PlanMemo(policy, fingerprints_key, parts)
 
 
 def _health_entries(env_id: str, name: str, probes: Mapping[str, ServerHealth]) -> list[HealthEntry]:

@@ -9,6 +9,7 @@ them. Only the scalar types ``yaml.safe_load`` builds by default are accepted; a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,8 @@ class YamlDocument:
     positions: Positions
     invalid: list[JsonPath] = field(default_factory=list)
     """Paths whose value could not be built (bad tag, bad key...): schema errors under them are noise."""
+    printable: bool = False
+    """Every string in it (keys too) is known to be printable ASCII: the line reader read it."""
 
     def locate(self, path: JsonPath, *, key: bool = False) -> Position:
         return self.positions.locate(self.data, self.start, path, key=key)
@@ -157,6 +160,37 @@ def _pos(mark: Any) -> Position:
 
 def _type_name(tag: str) -> str:
     return tag[len(_TAG) :] if tag.startswith(_TAG) else tag
+
+
+def _plain_tag(value: str) -> str:
+    """The tag a plain (unquoted, untagged) scalar resolves to."""
+    cached = _RESOLVED.get(value)
+    if cached is None:
+        cached = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+        if len(value) <= _RESOLVED_MAX_LENGTH and len(_RESOLVED) < _RESOLVED_MAX:
+            _RESOLVED[value] = cached
+    return cached
+
+
+def _scalar_value(tag: str, value: str) -> tuple[Any, str | None]:
+    """The value of a scalar with this tag, or ``_INVALID`` and the problem."""
+    if tag == _STR:
+        return value, None
+    too_large = f"integer is too large (more than {MAX_INT_DIGITS} digits)"
+    if tag == _INT and value.isdigit() and value.isascii() and (value == "0" or value[0] != "0"):
+        # Plain decimals (ports) without the constructor; signs, 0x, 0o, 1_000... take the full path.
+        return (int(value), None) if len(value) <= MAX_INT_DIGITS else (_INVALID, too_large)
+    if tag not in _SCALAR_TAGS:
+        return _INVALID, f"unsupported YAML tag {_type_name(tag)}"
+    if tag == _INT and sum(c.isalnum() for c in value) > MAX_INT_DIGITS + 2:  # 0x, 0o, 0b
+        return _INVALID, too_large
+    try:
+        return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, value)), None
+    except Exception:  # the constructors raise ValueError, KeyError... on values like `!!int abc`
+        return _INVALID, f"{value!r} is not a valid {_type_name(tag)}"
+    finally:
+        _CONSTRUCTOR.constructed_objects.clear()
+        _CONSTRUCTOR.recursive_objects.clear()
 
 
 class _Builder:
@@ -320,13 +354,7 @@ class _Builder:
             return tag
         if not event.implicit[0]:
             return _STR  # quoted, or tagged '!'
-        value = event.value
-        cached = self._resolved.get(value)
-        if cached is None:
-            cached = _RESOLVER.resolve(yaml.ScalarNode, value, event.implicit)  # type: ignore[no-untyped-call]
-            if len(value) <= _RESOLVED_MAX_LENGTH and len(self._resolved) < _RESOLVED_MAX:
-                self._resolved[value] = cached
-        return cached
+        return _plain_tag(event.value)
 
     def _key(self, event: yaml.ScalarEvent, pos: Position, parent: _Frame, document: YamlDocument) -> Any:
         tag = self._tag(event)
@@ -346,38 +374,12 @@ class _Builder:
     def _scalar(
         self, event: yaml.ScalarEvent, pos: Position, parent: _Frame | None, document: YamlDocument
     ) -> Any:
-        tag = self._tag(event)
-        if tag == _STR:
-            return event.value
-        if tag == _INT:
-            value = event.value
-            # Plain decimals (ports) without the constructor; signs, 0x, 0o, 1_000... take the full path.
-            if value.isdigit() and value.isascii() and (value == "0" or value[0] != "0"):
-                if len(value) <= MAX_INT_DIGITS:
-                    return int(value)
-                return self._too_large(pos, parent, document)
-        path = self._child_path(parent)
-        if tag not in _SCALAR_TAGS:
-            self.issue(pos, path, f"unsupported YAML tag {_type_name(tag)}")
+        value, problem = _scalar_value(self._tag(event), event.value)
+        if problem is not None:
+            path = self._child_path(parent)
+            self.issue(pos, path, problem)
             document.invalid.append(path)
-            return _INVALID
-        if tag == _INT and sum(c.isalnum() for c in event.value) > MAX_INT_DIGITS + 2:  # 0x, 0o, 0b
-            return self._too_large(pos, parent, document)
-        try:
-            return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value))
-        except Exception:  # the constructors raise ValueError, KeyError... on values like `!!int abc`
-            self.issue(pos, path, f"{event.value!r} is not a valid {_type_name(tag)}")
-            document.invalid.append(path)
-            return _INVALID
-        finally:
-            _CONSTRUCTOR.constructed_objects.clear()
-            _CONSTRUCTOR.recursive_objects.clear()
-
-    def _too_large(self, pos: Position, parent: _Frame | None, document: YamlDocument) -> Any:
-        path = self._child_path(parent)
-        self.issue(pos, path, f"integer is too large (more than {MAX_INT_DIGITS} digits)")
-        document.invalid.append(path)
-        return _INVALID
+        return value
 
     def _check_collection_tag(
         self,
@@ -399,6 +401,9 @@ class _Builder:
 
 def parse_yaml(text: str) -> ParsedFile:
     """Every document of ``text`` with positions, and every problem met (syntax errors end the file)."""
+    simple = _parse_simple(text)
+    if simple is not None:
+        return simple
     builder = _Builder()
     loader = _Loader(text)
     try:
@@ -430,3 +435,172 @@ def parse_yaml(text: str) -> ParsedFile:
 def _offset_position(text: str, offset: int) -> Position:
     line = text.count("\n", 0, offset) + 1
     return (line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
+
+
+# The simple subset: what manifests are written in (block mappings and sequences, one key or item per line,
+# plain or single-line quoted scalars, one-line flow lists and mappings of such scalars, comments, `---`).
+# Every line of a file must match; anything else (tabs, CR, non-ASCII, anchors, tags, block or multi-line
+# scalars, null values...) goes to the event path, which alone reports problems.
+_UNSAFE = re.compile(r"[^\x20-\x7e\n]")
+_KEY = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_QUOTED = r"\"[^\"\\\n]*\"|'[^'\n]*'"
+_PLAIN = r"[A-Za-z0-9_./~$][^ :#\n]*(?:(?: +(?=[^ #\n])|:(?=[^ \n]))[^ :#\n]*)*"
+_FLOW_ITEM = rf"[A-Za-z0-9_./~$][A-Za-z0-9_./~$@+=-]*|{_QUOTED}"
+_FLOW_SEQ = rf"\[ *(?:(?:{_FLOW_ITEM})(?: *, *(?:{_FLOW_ITEM}))*)? *\]"
+_FLOW_MAP = rf"\{{ *(?:{_KEY}: +(?:{_FLOW_ITEM})(?: *, *{_KEY}: +(?:{_FLOW_ITEM}))*)? *\}}"
+_LINE = re.compile(
+    rf"^(?:(---)|( *)(?:-( +))?(?:({_KEY}):( +|$))?({_PLAIN}|{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP})?)"
+    r"(?: *(?<![^ \n])#.*| *)$",
+    re.MULTILINE,
+)
+_FLOW_ITEMS = re.compile(rf"({_FLOW_ITEM})")
+_FLOW_PAIRS = re.compile(rf"({_KEY}): +({_FLOW_ITEM})")
+
+
+class _NotSimple(Exception):
+    """The text is outside the simple subset: the event path reads it."""
+
+
+def _simple_scalar(text: str) -> Any:
+    if text[0] in "\"'":
+        return text[1:-1]
+    tag = _RESOLVED.get(text) or _plain_tag(text)
+    if tag == _STR:
+        return text
+    value, problem = _scalar_value(tag, text)
+    if problem is not None:
+        raise _NotSimple
+    return value
+
+
+def _simple_value(text: str, line: int, column: int, positions: Positions) -> Any:
+    """A value written on one line at ``column`` (0-based): a scalar or a flow list or mapping."""
+    first = text[0]
+    if first == "[":
+        items: list[Any] = []
+        where = positions._add_seq(items)
+        for match in _FLOW_ITEMS.finditer(text):
+            items.append(_simple_scalar(match[1]))
+            where.append((line, column + match.start() + 1))
+        return items
+    if first == "{":
+        mapping: dict[str, Any] = {}
+        entry = positions._add_map(mapping)
+        for match in _FLOW_PAIRS.finditer(text):
+            key = match[1]
+            if key in mapping or (_RESOLVED.get(key) or _plain_tag(key)) != _STR:
+                raise _NotSimple
+            mapping[key] = _simple_scalar(match[2])
+            entry[key] = (line, column + match.start() + 1, line, column + match.start(2) + 1)
+        return mapping
+    return _simple_scalar(text)
+
+
+def _parse_simple(text: str) -> ParsedFile | None:
+    """``parse_yaml`` for a file written in the simple subset, line by line; None for any other file."""
+    if _UNSAFE.search(text) is not None:
+        return None
+    rows = _LINE.findall(text)
+    if len(rows) != text.count("\n") + 1:
+        return None  # some line is outside the subset
+    try:
+        return ParsedFile(_simple_documents(rows), [])
+    except _NotSimple:
+        return None
+
+
+def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[YamlDocument]:
+    documents: list[YamlDocument] = []
+    document = YamlDocument(None, (1, 1), Positions(), printable=True)
+    # The innermost open collection (indent -1: none yet) and the ones around it, innermost last.
+    indent, is_map = -1, False
+    top: Any = None  # the collection itself
+    where: Any = None  # its positions: key -> (line, column, line, column), or one (line, column) per item
+    stack: list[tuple[int, Any, Any, bool]] = []
+    pending: str | None = None  # a key written without a value: the block under it is its value
+    get = _RESOLVED.get
+    for line, (marker, spaces, dash, key, gap, value) in enumerate(rows, 1):
+        column = len(spaces)
+        if key and not dash and column == indent and is_map and pending is None:
+            pass  # another key of the current mapping (most lines)
+        elif marker:
+            if pending is not None:
+                raise _NotSimple  # a null value
+            if document.data is not None:
+                documents.append(document)
+            document = YamlDocument(None, (line, 1), Positions(), printable=True)
+            indent, top, where, is_map, stack = -1, None, None, False, []
+            continue
+        elif not (dash or key or value):
+            continue  # blank or comment
+        elif pending is not None:
+            # The first line of the block under a key: a mapping indented more, or a list indented at least
+            # as much.
+            if column < indent or (column == indent and not dash) or len(stack) >= MAX_DEPTH - 2:
+                raise _NotSimple
+            container: Any = [] if dash else {}
+            inner = document.positions._add_seq(container) if dash else document.positions._add_map(container)
+            top[pending] = container
+            where[pending] = (*where[pending][:2], line, column + 1)
+            stack.append((indent, top, where, is_map))
+            indent, top, where, is_map = column, container, inner, not dash
+            pending = None
+        elif indent < 0:
+            if document.data is not None or dash or not key:
+                raise _NotSimple  # only a mapping at the root, once
+            top = document.data = {}
+            document.start = (line, column + 1)
+            indent, where, is_map = column, document.positions._add_map(top), True
+        else:
+            while indent > column or (indent == column and not is_map and not dash):
+                if not stack:
+                    raise _NotSimple
+                indent, top, where, is_map = stack.pop()
+            if indent != column:
+                raise _NotSimple
+        if dash:
+            if is_map:
+                raise _NotSimple
+            column += 1 + len(dash)
+            if key:
+                item: dict[str, Any] = {}
+                top.append(item)
+                where.append((line, column + 1))
+                if len(stack) >= MAX_DEPTH - 2:
+                    raise _NotSimple
+                stack.append((indent, top, where, is_map))
+                indent, top, where, is_map = column, item, document.positions._add_map(item), True
+            elif value:
+                if value[0] in "\"'[{" or (get(value) or _plain_tag(value)) != _STR:
+                    top.append(_simple_value(value, line, column, document.positions))
+                else:
+                    top.append(value)
+                where.append((line, column + 1))
+                continue
+            else:
+                raise _NotSimple  # a null item
+        elif not key:
+            raise _NotSimple  # a scalar where a key belongs
+        if key in top or (get(key) or _plain_tag(key)) != _STR:
+            raise _NotSimple
+        if not value:
+            pending = key
+            where[key] = (line, column + 1)
+            continue
+        at = column + len(key) + 1 + len(gap)
+        if value[0] in "\"'[{":
+            top[key] = _simple_value(value, line, at, document.positions)
+        else:
+            tag = get(value) or _plain_tag(value)
+            if tag == _STR:
+                top[key] = value
+            elif tag == _INT and value.isdigit() and (value == "0" or value[0] != "0") and len(value) <= 18:
+                top[key] = int(value)  # a port
+            else:
+                top[key] = _simple_scalar(value)
+        where[key] = (line, column + 1, line, at + 1)
+    if pending is not None:
+        raise _NotSimple
+    if document.data is not None:
+        documents.append(document)
+    return documents

@@ -18,7 +18,7 @@ from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeed
 from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import NoticeKind, Plan, Step
-from reconciler.core.planner import plan as make_plan
+from reconciler.core.planner import PlanMemo, plan_reusing
 from reconciler.core.scope import narrow_to_servers
 from reconciler.core.suspension import Suspension, hold_back, mark_suspended
 from reconciler.core.verdict import apply_outcome, plan_outcome, verdict_of
@@ -116,6 +116,7 @@ class _Cycle:
         self.suspended: dict[str, Suspension] = {}  # environment id -> suspension, as stored
         self.leased_elsewhere: list[str] = []  # owned by another daemon replica (leases)
         self.live_replicas = 0  # live daemon replicas sharing the work, this one included (0: not sharing)
+        self.plans: PlanMemo = state.plans  # replaced by this cycle's once it plans
 
     def run(self) -> tuple[CycleReport, CycleState]:
         request = self.request
@@ -223,7 +224,9 @@ class _Cycle:
             )
         policy = replace(request.policy, one_instance_per_image=ports.store.unique_image_per_environment)
         fingerprints = secret_fingerprints(request.secret_values, ports.key)
-        the_plan = make_plan(desired, observed, policy, ports.clock.now(), fingerprints)
+        the_plan, self.plans = plan_reusing(
+            desired, observed, policy, ports.clock.now(), fingerprints, memo=self.state.plans
+        )
         flaps = dict(self.state.flap)
         if request.flap_threshold is not None:
             the_plan, flaps = flap.guard(flaps, the_plan, ids, request.flap_threshold)
@@ -440,7 +443,7 @@ class _Cycle:
         halted = self.state.halted if halted is None else halted
         return CycleState(
             backoff=backoff, flap=flaps, names=self.names, halted=halted, unhealthy=self.unhealthy,
-            health_written=self.health_written,
+            health_written=self.health_written, plans=self.plans,
         )  # fmt: skip
 
     def _backoff(

@@ -13,6 +13,7 @@ from reconciler.core.backoff import BackoffPolicy, BackoffState
 from reconciler.core.observed import Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy, Step
+from reconciler.core.planner import PlanMemo
 from reconciler.core.suspension import Suspension
 from reconciler.core.verdict import Verdict
 from reconciler.model.spec import Desired
@@ -86,6 +87,9 @@ class CycleState:
     # Rollouts that halted (a step of theirs failed or was unready), by server and target spec hash: their
     # steps stay held until the spec changes again (core.rollout.hold_halted), never retried every interval.
     halted: Mapping[rollout.RolloutKey, rollout.Halt] = field(default_factory=dict)
+    # The last plan's part of each toolbox with the inputs it came from: a toolbox whose rows, listing, spec,
+    # probes and run-wide inputs are all the same is not planned again (``core.planner.plan_reusing``).
+    plans: PlanMemo = field(default_factory=PlanMemo, repr=False)
 
     def name(self, environment_id: str) -> str:
         return self.names.get(environment_id, environment_id)

@@ -304,3 +304,22 @@ def test_values_under_env_are_never_echoed(tmp_path: Path) -> None:
         load_manifests([path])
     assert len(caught.value.issues) == 2
     assert canary not in str(caught.value)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(doc("tb", "aa"))
+    bad.write_text("kind: [\n")
+    before = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        load_manifests([good])
+        assert gc.isenabled() is enabled
+        with pytest.raises(ManifestError):
+            load_manifests([bad])
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if before else gc.disable)()

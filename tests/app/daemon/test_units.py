@@ -257,3 +257,41 @@ def test_journal_retention_uses_the_injected_clock(tmp_path: object) -> None:
         assert j.runs() == []
     finally:
         j.close()
+
+
+def test_the_cyclic_collector_is_paused_during_a_cycle_and_as_it_was_after(tmp_path: object) -> None:
+    import gc
+    from pathlib import Path
+
+    from reconciler.app.daemon import Daemon, DaemonConfig
+    from reconciler.app.stores import migrate_database
+    from reconciler.settings import Settings
+
+    base = Path(str(tmp_path))
+    (base / "m").mkdir()
+    url = f"sqlite:///{base / 'state.db'}"
+    migrate_database(url)
+    during: list[bool] = []
+
+    def on_cycle(report: object) -> None:
+        during.append(gc.isenabled())
+        if len(during) == 2:
+            raise RuntimeError("a listener failed")
+
+    d = Daemon(Settings(database_url=url, journal_path=str(base / "j.db")), DaemonConfig(paths=(str(base / "m"),)),
+               environ={}, on_cycle=on_cycle)  # fmt: skip
+    try:
+        assert gc.isenabled()
+        d.cycle()
+        assert during == [False] and gc.isenabled()
+        with pytest.raises(RuntimeError, match="a listener failed"):
+            d.cycle()
+        assert gc.isenabled()  # back on even when the cycle raised
+        gc.disable()  # an embedder that runs without the collector keeps it off
+        try:
+            d.cycle()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        d.close()
