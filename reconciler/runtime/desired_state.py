@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler.errors import ManifestError
-from reconciler.model.loader import environment_key, load_manifests, manifest_files, resolve_secrets
+from reconciler.model.loader import (
+    MANIFEST_SUFFIXES,
+    environment_key,
+    load_manifests,
+    manifest_files,
+    resolve_secrets,
+)
 from reconciler.model.spec import Desired, EnvironmentSpec
 
 log = logging.getLogger(__name__)
@@ -30,12 +39,25 @@ class Loaded:
     kept: tuple[str, ...] = ()  # environments acting on their last good state
 
 
+# A file or directory changed less than this many seconds before its stat was taken (or after) may change
+# again within one tick of the file system's clock, same size, without its stat showing it: such a tree is not
+# stamped, and the next cycle reads the bytes again (git's "racily clean" files). Local file systems tick in
+# milliseconds, FAT's modification time in 2 s; a network file system whose server clock lags this host's
+# by more than a second narrows the margin by as much.
+SETTLE_SECONDS = 3.0
+
+Stat = tuple[object, ...]
+
+
 @dataclass(frozen=True)
 class DesiredMemory:
     """What a daemon remembers of the manifests between cycles (passed in and returned, never mutated)."""
 
     good: Mapping[str, EnvironmentSpec] = field(default_factory=dict)  # last good spec, by environment key
     last: tuple[bytes, Loaded] | None = None  # content signature and result of the last clean load
+    # The stat of every path that can tell a change of the manifests (``_tree``), taken just before the bytes
+    # of ``last`` were read: while each path stats the same, the bytes are those. None: read them next time.
+    stamp: tuple[Stat, ...] | None = None
 
 
 def _signature(paths: Sequence[str]) -> bytes | None:
@@ -54,18 +76,72 @@ def _signature(paths: Sequence[str]) -> bytes | None:
     return h.digest()
 
 
+def _tree(paths: Sequence[str]) -> list[str]:
+    """Every path whose stat tells whether the manifests changed: each path given, each directory the loader
+    walks under it (its mtime moves when an entry is added, removed or renamed) and each ``*.yaml``/``*.yml``
+    entry there (a superset of the files ``manifest_files`` reads: a dangling link is stamped as such)."""
+    out: list[str] = []
+    for given in paths:
+        out.append(given)
+        if not os.path.isdir(given):
+            continue
+        for root, dirs, names in os.walk(given):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # as the loader: dot directories are not read
+            out.append(root)
+            out.extend(os.path.join(root, n) for n in names if n.endswith(MANIFEST_SUFFIXES) and n[0] != ".")
+    return out
+
+
+def _stat(path: str) -> tuple[Stat, tuple[int, ...]]:
+    """The path's own stat and, for a symbolic link, its target's (or that it dangles); and the modification
+    and change times among them."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return (path, "missing", exc.errno), ()
+    own = (path, st.st_mode, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if not stat.S_ISLNK(st.st_mode):
+        return own, (st.st_mtime_ns, st.st_ctime_ns)
+    try:
+        t = os.stat(path)
+    except OSError:
+        return (*own, "dangling"), (st.st_mtime_ns, st.st_ctime_ns)
+    target = (t.st_mode, t.st_ino, t.st_dev, t.st_size, t.st_mtime_ns, t.st_ctime_ns)
+    return (*own, *target), (st.st_mtime_ns, st.st_ctime_ns, t.st_mtime_ns, t.st_ctime_ns)
+
+
+def _stamp(paths: Sequence[str], settle: float) -> tuple[Stat, ...] | None:
+    """The stat of the tree now, or None while part of it changed less than ``settle`` seconds ago."""
+    recent = time.time_ns() - int(settle * 1e9)
+    stamp: list[Stat] = []
+    for path in _tree(paths):
+        entry, times = _stat(path)
+        if any(t >= recent for t in times):
+            return None
+        stamp.append(entry)
+    return tuple(stamp)
+
+
+def _unchanged(stamp: tuple[Stat, ...]) -> bool:
+    return all(_stat(str(entry[0]))[0] == entry for entry in stamp)
+
+
 def load_desired(
-    paths: Sequence[str], environ: Mapping[str, str], memory: DesiredMemory
+    paths: Sequence[str], environ: Mapping[str, str], memory: DesiredMemory, *, settle: float = SETTLE_SECONDS
 ) -> tuple[Loaded, DesiredMemory]:
-    """The manifests as they are now, and the memory for the next cycle. Files are read every time; when
-    their bytes are those of the last clean load, its result is reused instead of parsing and validating
-    again (cheap idle cycles)."""
+    """The manifests as they are now, and the memory for the next cycle. When every file and directory stats
+    as it did just before the last clean load read them (and had settled then: ``settle``), that load is
+    reused without reading a byte; otherwise the files are read, and when their bytes are those of the last
+    clean load, its result is reused instead of parsing and validating again (cheap idle cycles)."""
+    if memory.stamp is not None and memory.last is not None and _unchanged(memory.stamp):
+        return memory.last[1], memory
+    stamp = _stamp(paths, settle)  # before the bytes are read: a write after it changes a stat
     signature = _signature(paths)
     if signature is not None and memory.last is not None and memory.last[0] == signature:
-        return memory.last[1], memory
+        return memory.last[1], replace(memory, stamp=stamp)
     loaded, good = _Loader(list(paths), environ, dict(memory.good)).load()
     last = (signature, loaded) if signature is not None and loaded.valid else None
-    return loaded, DesiredMemory(good, last)
+    return loaded, DesiredMemory(good, last, stamp if last is not None else None)
 
 
 class _Loader:

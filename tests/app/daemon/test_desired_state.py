@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reconciler.runtime.desired_state import DesiredMemory, Loaded, load_desired
@@ -90,3 +92,87 @@ def test_nothing_good_yet_means_nothing_to_act_on(tmp_path: Path) -> None:
     (tmp_path / "tb0.yaml").write_text("environment: tb0\n")
     loaded = DesiredState([str(tmp_path)], {}).load()
     assert not loaded.valid and loaded.desired.environments == ()
+
+
+class Stamped(DesiredState):
+    """Loads that trust the files' stat at once (``settle=0``), as they do once the files have settled."""
+
+    def load(self) -> Loaded:
+        loaded, self.memory = load_desired(self.paths, self.environ, self.memory, settle=0.0)
+        return loaded
+
+
+def fresh(paths: list[str]) -> dict[str, list[str]]:
+    return servers(DesiredState(paths, {}))
+
+
+def _changes(root: Path, elsewhere: Path) -> dict[str, Callable[[], None]]:
+    """Each way the manifests under ``root`` can change (every write changes a file's size: within one tick of
+    the file system's clock a same-size write can look unchanged, which the settle time is there for)."""
+    sub = root / "team"
+
+    def repoint() -> None:
+        (root / "link.yaml").unlink()
+        (root / "link.yaml").symlink_to(elsewhere / "other.yaml")
+
+    return {
+        "content": lambda: write(root, "tb0", "s1", "s2"),
+        "added": lambda: write(root, "tb9", "s9"),
+        "removed": lambda: (root / "tb1.yaml").unlink(),
+        "renamed": lambda: (root / "tb1.yaml").rename(root / "tb1.yml.txt"),
+        "in a subdirectory": lambda: write(sub, "tb2", "s2", "s3"),
+        "added in a subdirectory": lambda: write(sub, "tb3", "s3"),
+        "removed from a subdirectory": lambda: (sub / "tb2.yaml").unlink(),
+        "new subdirectory": lambda: (root / "more").mkdir() or write(root / "more", "tb7", "s7"),
+        "link target": lambda: write(elsewhere, "tb5", "s5", "s6"),
+        "link repointed": repoint,
+        "dangling link resolves": lambda: write(elsewhere, "tb6", "s6"),
+    }
+
+
+@pytest.mark.parametrize("change", sorted(_changes(Path(), Path())))
+def test_a_stamped_tree_is_not_read_again_until_a_change_which_is_always_seen(tmp_path: Path, change: str) -> None:
+    root, elsewhere = tmp_path / "manifests", tmp_path / "elsewhere"
+    (root / "team").mkdir(parents=True)
+    elsewhere.mkdir()
+    write(root, "tb0", "s1")
+    write(root, "tb1", "s1")
+    write(root / "team", "tb2", "s2")
+    write(elsewhere, "tb5", "s5")
+    (root / "link.yaml").symlink_to(elsewhere / "tb5.yaml")
+    (root / "dangling.yaml").symlink_to(elsewhere / "tb6.yaml")  # not there yet: not a manifest
+    write(elsewhere, "other", "s8")
+    state = Stamped([str(root)], {})
+    first = state.load()
+    assert first.valid and state.memory.stamp is not None
+    assert state.load() is first  # stamped: the same load, without reading the files
+    _changes(root, elsewhere)[change]()
+    assert servers(state) == fresh([str(root)]) != {e.environment: [s.name for s in e.servers]
+                                                     for e in first.desired.environments}  # fmt: skip
+
+
+def test_a_file_named_directly_is_stamped_too(tmp_path: Path) -> None:
+    write(tmp_path, "tb0", "s1")
+    state = Stamped([str(tmp_path / "tb0.yaml")], {})
+    first = state.load()
+    assert state.memory.stamp is not None and state.load() is first
+    write(tmp_path, "tb0", "s1", "s2")
+    assert servers(state) == {"tb0": ["s1", "s2"]}
+
+
+def test_files_that_changed_within_the_settle_time_are_read_every_cycle(tmp_path: Path) -> None:
+    write(tmp_path, "tb0", "s1")
+    state = DesiredState([str(tmp_path)], {})  # the daemon's settle time: the files were just written
+    first = state.load()
+    assert first.valid and state.memory.stamp is None
+    assert state.load() is first  # the bytes are read and are the same: the same load
+
+
+def test_what_the_loader_does_not_read_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, "tb0", "s1")
+    state = Stamped([str(tmp_path)], {})
+    first = state.load()
+    write(tmp_path / ".git", "tb9", "s9")  # a dot directory is not read
+    (tmp_path / "README.md").write_text("notes\n")
+    assert state.load() is first
