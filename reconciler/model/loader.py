@@ -38,9 +38,11 @@ from reconciler.model.yaml_lines import YamlDocument, parse_yaml
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "ReadAhead",
     "environment_hints",
     "load_manifests",
     "manifest_files",
+    "read_ahead",
     "resolve_secrets",
     "secret_fingerprints",
 ]
@@ -145,35 +147,65 @@ def _decode(raw: bytes, display: str) -> tuple[str | None, ManifestIssue | None]
 _ENVIRONMENT_LINE = re.compile(rb"""^environment:[ \t]*(["']?)([^"'#\r\n]*?)\1[ \t]*(?:#.*)?\r?$""", re.MULTILINE)
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """The manifest files of ``paths`` and their bytes, read once: ``plan`` takes its environment hints from
+    them while the listings start, then loads them, instead of finding and reading every file twice."""
+
+    paths: tuple[str, ...]
+    files: tuple[ManifestFile, ...]
+    issues: tuple[ManifestIssue, ...]
+    contents: tuple[tuple[bytes | None, ManifestIssue | None], ...]
+    """What reading each file gave: its bytes, or the issue."""
+
+    def environment_hints(self) -> frozenset[str]:
+        """The environments the manifests most likely declare, read from their top-level ``environment:``
+        lines without parsing them: a hint for starting work early (``plan`` lists these toolboxes while it
+        loads), never a substitute for ``load_manifests``."""
+        found: set[str] = set()
+        for raw, _ in self.contents:
+            if raw is not None:
+                found.update(m[2].decode("utf-8", "replace").strip() for m in _ENVIRONMENT_LINE.finditer(raw))
+        return frozenset(f for f in found if f)
+
+
+def _names_of(paths: Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
+    return tuple(os.fspath(p) for p in paths)
+
+
+def read_ahead(paths: Sequence[str | os.PathLike[str]]) -> ReadAhead:
+    """Find and read the manifest files of ``paths`` (see ``ReadAhead``)."""
+    files, issues = manifest_files(paths)
+    return ReadAhead(_names_of(paths), tuple(files), tuple(issues), tuple(map(_read, files)))
+
+
 def environment_hints(paths: Sequence[str | os.PathLike[str]]) -> frozenset[str]:
-    """The environments the manifests most likely declare, read from their top-level ``environment:`` lines
-    without parsing them: a hint for starting work early (``plan`` lists these toolboxes while it loads), never
-    a substitute for ``load_manifests``."""
-    files, _ = manifest_files(paths)
-    found: set[str] = set()
-    for file in files:
-        raw, _ = _read(file)
-        if raw is not None:
-            found.update(m.group(2).decode("utf-8", "replace").strip() for m in _ENVIRONMENT_LINE.finditer(raw))
-    return frozenset(f for f in found if f)
+    """``ReadAhead.environment_hints`` of ``paths``."""
+    return read_ahead(paths).environment_hints()
 
 
-def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> Desired:
-    """Load, check and build every manifest; raise ``ManifestError`` with every issue found."""
+def load_manifests(paths: Sequence[str | os.PathLike[str]], *, read: ReadAhead | None = None) -> Desired:
+    """Load, check and build every manifest; raise ``ManifestError`` with every issue found. ``read``: the
+    files and bytes ``read_ahead(paths)`` found, used instead of reading them again."""
     # Loading allocates a few objects per line of YAML and frees them by reference counting (nothing it
     # builds holds a cycle), so the cyclic collector's passes, over a heap that holds every spec built so
     # far (and a daemon's whole state), are pure cost. It runs again, if it ran before, once loading is done.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(paths)
+        return _load(paths, read if read is not None and read.paths == _names_of(paths) else None)
     finally:
         if enabled:
             gc.enable()
 
 
-def _load(paths: Sequence[str | os.PathLike[str]]) -> Desired:
-    files, issues = manifest_files(paths)
+def _load(paths: Sequence[str | os.PathLike[str]], ahead: ReadAhead | None) -> Desired:
+    contents: Iterable[tuple[bytes | None, ManifestIssue | None]]
+    if ahead is None:
+        files, issues = manifest_files(paths)
+        contents = map(_read, files)  # one file at a time
+    else:
+        files, issues, contents = list(ahead.files), list(ahead.issues), ahead.contents
     digest = hashlib.sha256()
     environments: list[EnvironmentSpec] = []
     declared: dict[str, SourceRef] = {}
@@ -181,10 +213,9 @@ def _load(paths: Sequence[str | os.PathLike[str]]) -> Desired:
     skipped: list[str] = []
     read: list[str] = []
 
-    for file in files:
-        raw, problem = _read(file)
+    for file, (raw, unread) in zip(files, contents, strict=True):
         if raw is None:
-            issues.append(cast(ManifestIssue, problem))
+            issues.append(cast(ManifestIssue, unread))
             continue
         text, problem = _decode(raw, file.display)
         parsed = parse_yaml(text) if text is not None else None

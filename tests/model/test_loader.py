@@ -323,3 +323,29 @@ def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, ena
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if before else gc.disable)()
+
+
+def test_a_read_ahead_loads_as_reading_the_files_again(tmp_path: Path) -> None:
+    from reconciler.model.loader import read_ahead
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(doc("tb1", "aa", "bb"))
+    (folder / "b.yaml").write_text(doc("tb2", "cc"))
+    (folder / "ci.yml").write_text("on: push\njobs: {}\n")  # skipped: not a manifest
+    paths = [str(folder)]
+    ahead = read_ahead(paths)
+    assert ahead.environment_hints() == {"tb1", "tb2"}
+    assert load_manifests(paths, read=ahead) == load_manifests(paths)
+    # A read-ahead of other paths is not used.
+    assert load_manifests([folder / "b.yaml"], read=ahead) == load_manifests([folder / "b.yaml"])
+
+    (folder / "c.yaml").write_text(doc("tb1", "dd") + "  - kind: [\n")
+    (folder / "d.yaml").write_bytes(b"kind: \xff\n")
+    ahead = read_ahead([*paths, str(tmp_path / "missing.yaml")])
+    with pytest.raises(ManifestError) as fresh:
+        load_manifests([*paths, str(tmp_path / "missing.yaml")])
+    with pytest.raises(ManifestError) as reused:
+        load_manifests([*paths, str(tmp_path / "missing.yaml")], read=ahead)
+    assert [str(i) for i in reused.value.issues] == [str(i) for i in fresh.value.issues]
+    assert len(fresh.value.issues) >= 3
