@@ -30,6 +30,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from reconciler.adapters import store_rows as rows
+from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
@@ -303,7 +304,7 @@ class PostgresStore:
         """Every instance joined to its catalog image (one query)."""
         present = self._columns.get("account_tool_instances", frozenset())
         optional = [f"i.{c}" if c in present else f"NULL AS {c}" for c in _INSTANCE_OPTIONAL]
-        with self._guard("observing") as conn, rows.collector_paused():
+        with self._guard("observing") as conn, collector_paused():
             instances = self._all(
                 conn,
                 "SELECT i.id::text AS id, i.account_tool_environment_id::text AS account_tool_environment_id, "

@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from reconciler.adapters import store_rows as rows
+from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
@@ -226,7 +227,7 @@ class SqliteStore:
             # Plain tuples from the cursor (columns in rows.INSTANCE_ROW_COLUMNS order): building a dict
             # per row was most of this read's CPU, and it runs while the listings need the GIL.
             self._count(sql, None)
-            with rows.collector_paused():
+            with collector_paused():
                 return self._decoder.decode(self._db.conn.execute(sql).fetchall())
 
     def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
