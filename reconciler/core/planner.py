@@ -248,9 +248,12 @@ def _plan(
             env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
             notices.append(notice)
         steps_by_env[env.id] = env_steps
-        probed.extend(_health_entries(env.id, name, health_by_env.get(env.id, {})))
+        if env_health:
+            probed.extend(_health_entries(env.id, name, env_health))
 
-    guarded, refusals = guard_mass_delete(steps_by_env, managed_by_env, names, policy)
+    # A toolbox with no step has nothing to guard or order (most of them, in a converged fleet).
+    with_steps = {env_id: env_steps for env_id, env_steps in steps_by_env.items() if env_steps}
+    guarded, refusals = guard_mass_delete(with_steps, managed_by_env, names, policy)
     notices.extend(refusals)
     steps: list[Step] = []
     for env_id in sorted(guarded, key=lambda e: (names[e], e)):
