@@ -96,7 +96,7 @@ class EnvironmentPlan:
         """The same inputs, as far as the planner reads them: equal values, including what their equality
         leaves out (a spec's manifest lines, a row's stored config)."""
         return (
-            _same_spec(self.spec, spec)
+            same_spec(self.spec, spec)
             and _env_read(self.env) == _env_read(env)
             and len(self.rows) == len(rows)
             and all(a is b or _row_read(a) == _row_read(b) for a, b in zip(self.rows, rows, strict=True))
@@ -143,7 +143,8 @@ def plan_reusing(
     return _plan(desired, observed, policy, now, secret_fingerprints, memo=memo)
 
 
-def _same_spec(a: EnvironmentSpec, b: EnvironmentSpec) -> bool:
+def same_spec(a: EnvironmentSpec, b: EnvironmentSpec) -> bool:
+    """The same spec, manifest lines included (they are left out of the specs' equality)."""
     # The servers tuple itself: ``--prune``/``--adopt`` give a new spec each cycle around the same servers, and
     # equal servers may come from other manifest lines (``source`` is left out of their equality).
     return a is b or (a.servers is b.servers and a == b and a.source == b.source)
