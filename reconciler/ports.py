@@ -84,10 +84,14 @@ class Store(Protocol):
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
         catalog_id: str | None = None,
+        synced: bool = True,
     ) -> None:
         """Write what is given. ``config`` also writes the columns derived from it (MCP columns in a
         combination the table's CHECKs accept, ``port_mapping_json``, ``version``); ``catalog_id`` moves the
-        row to another catalog row (an image change)."""
+        row to another catalog row (an image change). ``synced=False``, for a status that only records what a
+        call already did: committed before this returns (a killed process loses nothing), but it may reach the
+        disk only with a later synced write, so a power loss or a crash of the database server may lose it;
+        the next observation corrects the status. Never for a write an agent call relies on."""
         ...
 
     def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
@@ -192,6 +196,12 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreError if the database cannot be reached."""
+        ...
+
+    def sync(self) -> None:
+        """Make every write so far durable, the unsynced ones of ``update_instance`` included. The executor
+        calls it once at the end of an apply that wrote any, so only a run under way is exposed to a power loss
+        or a crash of the database server."""
         ...
 
     def close(self) -> None: ...

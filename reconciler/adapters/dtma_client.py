@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.dtma_http import (
     CONNECT_KINDS,
     AioBodyTooLarge,
@@ -304,7 +305,8 @@ class DtmaClient:
         """Every listing on the transport's loop, at most ``concurrency`` at a time; a failure is returned."""
         if not targets:
             return {}
-        results = self._http.run(self._list_all(targets))
+        with collector_paused():  # the listings are kept, their JSON freed by reference counting
+            results = self._http.run(self._list_all(targets))
         return {t.environment_id: r for t, r in zip(targets, results, strict=True)}
 
     async def _list_all(self, targets: Sequence[DtmaTarget]) -> Sequence[LiveListing | Exception]:

@@ -35,7 +35,7 @@ def detect_shape(body: Any) -> ListingShape:
     """Which of the shapes a, b, c this listing body is."""
     if not isinstance(body, Mapping) or not isinstance(body.get("tool_instances"), list):
         raise DtmaResponseError("DTMA listing has no 'tool_instances' list")
-    items = [i for i in body["tool_instances"] if isinstance(i, Mapping)]
+    items = [i for i in body["tool_instances"] if type(i) is dict or isinstance(i, Mapping)]
     if any("names" in i for i in items):
         return "b"
     if "dtma_version" in body:
@@ -80,7 +80,7 @@ def _int_or_none(value: Any) -> int | None:
 def parse_ports(raw: Any) -> tuple[LivePort, ...]:
     """Ports in any of the three forms the agents use, sorted and without duplicates."""
     ports: set[LivePort] = set()
-    if raw is None:
+    if raw is None or (not raw and type(raw) is list):
         return ()
     if type(raw) is list:
         fast = [_docker_port(p) for p in raw]
@@ -196,8 +196,9 @@ def _parse_item(item: Any, shape: ListingShape) -> LiveContainer:
 def _docker_error(items: list[Any]) -> str | None:
     """The agent's error text when the listing stands for "Docker unreachable" instead of containers."""
     for item in items:
+        # type() first: JSON objects are dicts, and an ABC check per container was a visible share of a listing
         if (
-            isinstance(item, Mapping)
+            (type(item) is dict or isinstance(item, Mapping))
             and "error" in item
             and not any(k in item for k in ("names", "instance_name_on_toolbox", "id", "container_id"))
         ):
@@ -207,16 +208,18 @@ def _docker_error(items: list[Any]) -> str | None:
 
 def parse_listing(environment_id: str, body: Any, shape: ListingShape | None = None) -> LiveListing:
     """Parse a listing body (already decoded JSON) of any shape into a ``LiveListing``."""
-    if not isinstance(body, Mapping) or not isinstance(body.get("tool_instances"), list):
+    if not (type(body) is dict or isinstance(body, Mapping)) or not isinstance(
+        items := body.get("tool_instances"), list
+    ):
         raise DtmaResponseError(f"DTMA listing of environment {environment_id} has no 'tool_instances' list")
-    docker_error = _docker_error(body["tool_instances"])
+    docker_error = _docker_error(items)
     if docker_error is not None:
         raise DtmaDockerUnavailableError(
             f"DTMA listing of environment {environment_id}: the agent cannot reach Docker on the toolbox "
             f"({bounded(docker_error)})"
         )
     detected = shape or detect_shape(body)
-    containers = tuple(_parse_item(i, detected) for i in body["tool_instances"])
+    containers = tuple([_parse_item(i, detected) for i in items])
     version = body.get("dtma_version") if detected == "a" else body.get("version")
     return LiveListing(
         environment_id=environment_id,

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import sqlite_utils
 
+from reconciler.adapters.sqlite_sync import SYNCED, unsynced
 from reconciler.errors import JournalError
 from reconciler.state_dir import make_state_dir
 
@@ -108,6 +109,7 @@ class Journal:
                 self._db = sqlite_utils.Database(conn)
                 self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
                 self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(SYNCED)  # intents reach the disk before the call (adapters/sqlite_sync)
                 self._ensure_schema()
         except JournalError:
             self.close()
@@ -306,9 +308,11 @@ class Journal:
         status_code: int | None = None,
         attempt: int | None = None,
     ) -> None:
+        """Record how a step ended: committed (a killed process loses nothing) but not synced on its own; the
+        next intent or the run's end syncs it (adapters/sqlite_sync)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown step outcome {outcome!r}")
-        with self._writing():
+        with self._writing(), unsynced(self._db.conn):
             self._db.execute(
                 "UPDATE steps SET outcome = ?, outcome_at = ?, error = ?, status_code = ?, "
                 "attempt = COALESCE(?, attempt) WHERE id = ?",

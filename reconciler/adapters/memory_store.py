@@ -216,6 +216,7 @@ class MemoryStore:
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
         catalog_id: str | None = None,
+        synced: bool = True,  # nothing to sync in memory
     ) -> None:
         sets: Row = {}
         if status is not None:
@@ -440,6 +441,9 @@ class MemoryStore:
     def ping(self) -> None:
         with self._use():
             pass
+
+    def sync(self) -> None:
+        """Nothing to sync in memory."""
 
     def close(self) -> None:
         with self.database.lock:

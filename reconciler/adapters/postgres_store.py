@@ -30,6 +30,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from reconciler.adapters import store_rows as rows
+from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
@@ -303,7 +304,7 @@ class PostgresStore:
         """Every instance joined to its catalog image (one query)."""
         present = self._columns.get("account_tool_instances", frozenset())
         optional = [f"i.{c}" if c in present else f"NULL AS {c}" for c in _INSTANCE_OPTIONAL]
-        with self._guard("observing") as conn, rows.collector_paused():
+        with self._guard("observing") as conn, collector_paused():
             instances = self._all(
                 conn,
                 "SELECT i.id::text AS id, i.account_tool_environment_id::text AS account_tool_environment_id, "
@@ -399,6 +400,7 @@ class PostgresStore:
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
         catalog_id: str | None = None,
+        synced: bool = True,
     ) -> None:
         present = self._columns.get("account_tool_instances", frozenset())
         sets: dict[str, Any] = {}
@@ -426,12 +428,17 @@ class PostgresStore:
         if not rows.is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         assignments = ", ".join(f"{c} = %s" for c in sets)
-        with self._guard(f"updating instance {instance_id}") as conn:  # one statement: autocommitted
-            cursor = self._execute(
-                conn,
-                f"UPDATE account_tool_instances SET {assignments} WHERE id = %s",
-                [*sets.values(), instance_id],
-            )
+        sql = f"UPDATE account_tool_instances SET {assignments} WHERE id = %s"
+        with self._guard(f"updating instance {instance_id}") as conn:
+            if synced:  # one statement: autocommitted
+                cursor = self._execute(conn, sql, [*sets.values(), instance_id])
+            else:
+                # Committed without waiting for the server's WAL flush (Store.update_instance): a later synced
+                # commit flushes it too, the WAL being one log. SET LOCAL ends with the transaction, so no
+                # other write on this connection is affected, even when this one fails.
+                with conn.transaction():
+                    self._execute(conn, "SET LOCAL synchronous_commit TO off")
+                    cursor = self._execute(conn, sql, [*sets.values(), instance_id])
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
 
@@ -779,6 +786,14 @@ class PostgresStore:
     def ping(self) -> None:
         with self._guard("ping") as conn:
             self._execute(conn, "SELECT 1")
+
+    def sync(self) -> None:
+        # A commit waits for the WAL flush only when its transaction wrote WAL (taking a transaction id is not
+        # enough). pg_logical_emit_message writes one WAL record and no row (a logical-decoding message, which
+        # only consumers that ask for messages see), so this statement's commit waits, as every synced commit
+        # does, for the WAL up to it: every earlier commit, unsynced ones included, is then on disk.
+        with self._guard("syncing the database") as conn:
+            self._execute(conn, "SELECT pg_logical_emit_message(true, 'mcp-reconciler', 'sync')")
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from reconciler.adapters import store_rows as rows
+from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
@@ -37,6 +38,7 @@ from reconciler.adapters.migrations import (
     migrate_command,
     migrations,
 )
+from reconciler.adapters.sqlite_sync import SYNCED, sync_wal, unsynced
 from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension
@@ -80,6 +82,7 @@ class SqliteStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(SYNCED)  # every commit synced unless it says otherwise (adapters/sqlite_sync)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}", retryable=True) from exc
         if create:
@@ -224,7 +227,7 @@ class SqliteStore:
             # Plain tuples from the cursor (columns in rows.INSTANCE_ROW_COLUMNS order): building a dict
             # per row was most of this read's CPU, and it runs while the listings need the GIL.
             self._count(sql, None)
-            with rows.collector_paused():
+            with collector_paused():
                 return self._decoder.decode(self._db.conn.execute(sql).fetchall())
 
     def ensure_catalog(self, image: str, *, environment_id: str | None = None) -> str:
@@ -294,6 +297,7 @@ class SqliteStore:
         heartbeat: datetime | None = None,
         config: Mapping[str, Any] | None = None,
         catalog_id: str | None = None,
+        synced: bool = True,
     ) -> None:
         sets: dict[str, Any] = {}
         if catalog_id is not None:
@@ -315,7 +319,11 @@ class SqliteStore:
         if not sets:
             return
         assignments = ", ".join(f"{c} = ?" for c in sets)
-        with self._guard(f"updating instance {instance_id}"), self._db.atomic():
+        with (
+            self._guard(f"updating instance {instance_id}"),
+            contextlib.nullcontext() if synced else unsynced(self._db.conn),
+            self._db.atomic(),
+        ):
             cursor = self._db.execute(
                 f"UPDATE account_tool_instances SET {assignments} WHERE id = ?", [*sets.values(), instance_id]
             )
@@ -598,6 +606,13 @@ class SqliteStore:
     def ping(self) -> None:
         with self._guard("ping"):
             self._db.execute("SELECT 1")
+
+    def sync(self) -> None:
+        with self._guard("syncing the database"):
+            try:
+                sync_wal(self.path)
+            except OSError as exc:
+                raise StoreError(f"SQLite {self.path}: syncing the database: {exc}", retryable=True) from exc
 
     def close(self) -> None:
         self.release_daemon_lock()

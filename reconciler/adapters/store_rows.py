@@ -3,7 +3,6 @@ for a new instance, catalog naming and the fingerprint of an environment. No dat
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import ipaddress
 import json
@@ -11,12 +10,12 @@ import re
 import secrets
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from reconciler.adapters.collector import collector_paused
 from reconciler.core.observed import (
     ENVIRONMENT_STATUSES,
     INSTALLATION_STATUSES,
@@ -247,21 +246,6 @@ def instances_from_values(values: Sequence[tuple[Any, ...]]) -> list[RecordedIns
     with collector_paused():
         configs = parse_configs([v[5] for v in values])
         return [_instance(v, config) for v, config in zip(values, configs, strict=True)]
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a bulk of rows is fetched and decoded: every object made is kept,
-    so the collections their allocations trigger would find nothing, and each one walks every object the
-    process holds (at 10,000 rows they were about half of the read's CPU, more the more the process holds).
-    Left as it was if something else turned the collector off."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _interned(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from reconciler.settings import Settings
 
 if TYPE_CHECKING:
     from reconciler.app.stores import AnyStore
+    from reconciler.model.loader import ReadAhead
 
 APPLY_LOCK_WAIT = 30.0  # seconds apply waits for an environment another process is reconciling
 
@@ -60,14 +61,16 @@ def reconcile_once(
     """One plan (``apply=False``) or apply run, journalled. ``desired`` (a saved plan's) replaces reading
     ``paths``. Raises ManifestError, StoreError, PlanError (a stale saved plan), LockHeldError (an environment
     stayed locked by another process for ``lock_wait``)."""
-    from reconciler.model.loader import load_manifests, resolve_secrets
+    from reconciler.model.loader import load_manifests, read_ahead, resolve_secrets
 
     early: tuple[AnyStore, PrefetchingDtma] | None = None
     if desired is None:
+        read: ReadAhead | None = None
         if not apply and refresh:
-            early = _list_ahead(settings, paths, env_filter)
+            read = read_ahead(list(paths))  # once, for the hints and the load
+            early = _list_ahead(settings, read, env_filter)
         try:
-            desired = load_manifests(list(paths))
+            desired = load_manifests(list(paths), read=read)
         except BaseException:
             if early is not None:
                 early[1].close()
@@ -130,19 +133,17 @@ def reconcile_once(
 
 
 def _list_ahead(
-    settings: Settings, paths: Sequence[str], env_filter: Sequence[str] | None
+    settings: Settings, read: ReadAhead, env_filter: Sequence[str] | None
 ) -> tuple[AnyStore, PrefetchingDtma] | None:
     """For ``plan``: the store opened and the listings of the toolboxes the manifests most likely declare
     started before the manifests are loaded, so the agents answer while the loading runs. Nothing is started
     when the database cannot be read yet: the cycle reports that after the manifests are checked."""
-    from reconciler.model.loader import environment_hints
-
     try:
         store = open_store(settings.database_url)
     except StoreError:
         return None
     try:
-        hints = environment_hints(list(paths))
+        hints = read.environment_hints()
         if env_filter:
             hints = frozenset(h for h in hints if h in env_filter)
         targets = likely_targets(store.observe_environments(), hints, settings) if hints else []

@@ -6,10 +6,12 @@ validate`` shows them all, each as ``file:line:column: path: message``.
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +40,11 @@ from reconciler.model.yaml_lines import YamlDocument, parse_yaml
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "ReadAhead",
     "environment_hints",
     "load_manifests",
     "manifest_files",
+    "read_ahead",
     "resolve_secrets",
     "secret_fingerprints",
 ]
@@ -74,19 +78,39 @@ def _issue(file: str, line: int, column: int, path: JsonPath, message: str) -> M
     return ManifestIssue(file, line, column, format_path(path), _clean(message))
 
 
-def _yaml_files_under(folder: Path) -> list[Path]:
-    """``*.yaml``/``*.yml`` in ``folder`` and its subdirectories (one per environment, say), relative to it,
-    sorted by path; dotfiles and dot directories (``.git``, ``.reconciler``) skipped, symlinked directories
-    not followed (no loops)."""
-    found: list[Path] = []
-    for root, dirs, names in os.walk(folder):
+def _stat_file(path: str | Path) -> os.stat_result | None:
+    """``os.stat`` of a regular file (symlinks followed), None for anything else: ``Path.is_file``, keeping
+    the stat for the duplicate check."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        raise
+    except ValueError:  # a NUL in the name
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _yaml_files_under(folder: Path) -> list[tuple[tuple[str, ...], os.stat_result]]:
+    """``*.yaml``/``*.yml`` in ``folder`` and its subdirectories (one per environment, say): the parts of each
+    path relative to ``folder`` and its stat, sorted by path; dotfiles and dot directories (``.git``,
+    ``.reconciler``) skipped, symlinked directories not followed (no loops)."""
+    found: list[tuple[tuple[str, ...], os.stat_result]] = []
+    top = os.fspath(folder)
+    parts_of: dict[str, tuple[str, ...]] = {top: ()}
+    for root, dirs, names in os.walk(top):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        here = Path(root)
+        here = parts_of.pop(root)
+        for d in dirs:
+            parts_of[os.path.join(root, d)] = (*here, d)  # as os.walk names it
         for name in names:
-            child = here / name
-            if child.suffix in MANIFEST_SUFFIXES and not name.startswith(".") and child.is_file():
-                found.append(child.relative_to(folder))
-    return sorted(found, key=lambda p: p.parts)
+            if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
+                info = _stat_file(os.path.join(root, name))
+                if info is not None:
+                    found.append(((*here, name), info))
+    found.sort(key=lambda entry: entry[0])
+    return found
 
 
 def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[ManifestFile], list[ManifestIssue]]:
@@ -96,9 +120,8 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
     issues: list[ManifestIssue] = []
     seen: set[tuple[int, int]] = set()
 
-    def add(path: Path, display: str, digest_name: str, found: bool = False) -> None:
+    def add(info: os.stat_result, path: Path, display: str, digest_name: str, found: bool = False) -> None:
         # The same file named twice (or through a symlink) is read once: one stat, not a realpath per file.
-        info = path.stat()
         key = (info.st_dev, info.st_ino)
         if key not in seen:
             seen.add(key)
@@ -113,10 +136,11 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
             if not entries:
                 message = "directory holds no *.yaml or *.yml file, nor do its subdirectories"
                 issues.append(_issue(display, 0, 0, (), message))
-            for relative in entries:
-                add(path / relative, str(path / relative), relative.as_posix(), found=True)
-        elif path.is_file():
-            add(path, display, path.name)
+            for parts, info in entries:
+                child = path.joinpath(*parts)
+                add(info, child, str(child), "/".join(parts), found=True)
+        elif (named := _stat_file(path)) is not None:
+            add(named, path, display, path.name)
         else:
             issues.append(_issue(display, 0, 0, (), "no such file or directory"))
     return files, issues
@@ -124,8 +148,12 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
 
 def _read(file: ManifestFile) -> tuple[bytes | None, ManifestIssue | None]:
     try:
-        with file.path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+        with open(file.path, "rb") as handle:
+            # At most MAX_FILE_BYTES + 1 bytes, without a buffer of that size per file: up to the size the
+            # file has, then whatever it grew by since.
+            raw = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_FILE_BYTES) + 1)
+            if len(raw) <= MAX_FILE_BYTES:
+                raw += handle.read(MAX_FILE_BYTES + 1 - len(raw))
     except OSError as exc:
         return None, _issue(file.display, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")
     if len(raw) > MAX_FILE_BYTES:
@@ -145,35 +173,65 @@ def _decode(raw: bytes, display: str) -> tuple[str | None, ManifestIssue | None]
 _ENVIRONMENT_LINE = re.compile(rb"""^environment:[ \t]*(["']?)([^"'#\r\n]*?)\1[ \t]*(?:#.*)?\r?$""", re.MULTILINE)
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """The manifest files of ``paths`` and their bytes, read once: ``plan`` takes its environment hints from
+    them while the listings start, then loads them, instead of finding and reading every file twice."""
+
+    paths: tuple[str, ...]
+    files: tuple[ManifestFile, ...]
+    issues: tuple[ManifestIssue, ...]
+    contents: tuple[tuple[bytes | None, ManifestIssue | None], ...]
+    """What reading each file gave: its bytes, or the issue."""
+
+    def environment_hints(self) -> frozenset[str]:
+        """The environments the manifests most likely declare, read from their top-level ``environment:``
+        lines without parsing them: a hint for starting work early (``plan`` lists these toolboxes while it
+        loads), never a substitute for ``load_manifests``."""
+        found: set[str] = set()
+        for raw, _ in self.contents:
+            if raw is not None:
+                found.update(m[2].decode("utf-8", "replace").strip() for m in _ENVIRONMENT_LINE.finditer(raw))
+        return frozenset(f for f in found if f)
+
+
+def _names_of(paths: Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
+    return tuple(os.fspath(p) for p in paths)
+
+
+def read_ahead(paths: Sequence[str | os.PathLike[str]]) -> ReadAhead:
+    """Find and read the manifest files of ``paths`` (see ``ReadAhead``)."""
+    files, issues = manifest_files(paths)
+    return ReadAhead(_names_of(paths), tuple(files), tuple(issues), tuple(map(_read, files)))
+
+
 def environment_hints(paths: Sequence[str | os.PathLike[str]]) -> frozenset[str]:
-    """The environments the manifests most likely declare, read from their top-level ``environment:`` lines
-    without parsing them: a hint for starting work early (``plan`` lists these toolboxes while it loads), never
-    a substitute for ``load_manifests``."""
-    files, _ = manifest_files(paths)
-    found: set[str] = set()
-    for file in files:
-        raw, _ = _read(file)
-        if raw is not None:
-            found.update(m.group(2).decode("utf-8", "replace").strip() for m in _ENVIRONMENT_LINE.finditer(raw))
-    return frozenset(f for f in found if f)
+    """``ReadAhead.environment_hints`` of ``paths``."""
+    return read_ahead(paths).environment_hints()
 
 
-def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> Desired:
-    """Load, check and build every manifest; raise ``ManifestError`` with every issue found."""
+def load_manifests(paths: Sequence[str | os.PathLike[str]], *, read: ReadAhead | None = None) -> Desired:
+    """Load, check and build every manifest; raise ``ManifestError`` with every issue found. ``read``: the
+    files and bytes ``read_ahead(paths)`` found, used instead of reading them again."""
     # Loading allocates a few objects per line of YAML and frees them by reference counting (nothing it
     # builds holds a cycle), so the cyclic collector's passes, over a heap that holds every spec built so
     # far (and a daemon's whole state), are pure cost. It runs again, if it ran before, once loading is done.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(paths)
+        return _load(paths, read if read is not None and read.paths == _names_of(paths) else None)
     finally:
         if enabled:
             gc.enable()
 
 
-def _load(paths: Sequence[str | os.PathLike[str]]) -> Desired:
-    files, issues = manifest_files(paths)
+def _load(paths: Sequence[str | os.PathLike[str]], ahead: ReadAhead | None) -> Desired:
+    contents: Iterable[tuple[bytes | None, ManifestIssue | None]]
+    if ahead is None:
+        files, issues = manifest_files(paths)
+        contents = map(_read, files)  # one file at a time
+    else:
+        files, issues, contents = list(ahead.files), list(ahead.issues), ahead.contents
     digest = hashlib.sha256()
     environments: list[EnvironmentSpec] = []
     declared: dict[str, SourceRef] = {}
@@ -181,10 +239,9 @@ def _load(paths: Sequence[str | os.PathLike[str]]) -> Desired:
     skipped: list[str] = []
     read: list[str] = []
 
-    for file in files:
-        raw, problem = _read(file)
+    for file, (raw, unread) in zip(files, contents, strict=True):
         if raw is None:
-            issues.append(cast(ManifestIssue, problem))
+            issues.append(cast(ManifestIssue, unread))
             continue
         text, problem = _decode(raw, file.display)
         parsed = parse_yaml(text) if text is not None else None

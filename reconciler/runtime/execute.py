@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import Action, BlockReason, NoticeKind, Step
-from reconciler.core.redact import agent_text
+from reconciler.core.redact import Redactor
 from reconciler.errors import DtmaDeployTimeoutError, DtmaError, DtmaTransportError, ReconcilerError
 from reconciler.ports import Clock, Dtma, DtmaTarget, Journal, Prober, Store
 from reconciler.runtime.deploy import Deployer
@@ -100,7 +100,7 @@ class Executor:
         self._on_step = on_step
         self._gate = gate  # a reason not to start a step (daemon stopping, lock lost), or None
         # Everything an agent's text must never show: the secret values and the bearer tokens.
-        self._hidden = tuple(secret_values.values()) + tuple(t.token.reveal() for t in targets.values())
+        self._hidden = Redactor((*secret_values.values(), *(t.token.reveal() for t in targets.values())))
         self._rows = InstanceRows(store, clock, secret_fingerprints)
         deployer = Deployer(
             dtma=dtma, rows=self._rows, clock=clock, sleep=sleep, config=config, secret_values=secret_values,
@@ -164,14 +164,17 @@ class Executor:
 
         bound = min(concurrency or self.config.global_concurrency, self.config.global_concurrency)
         workers = max(1, min(bound, len(by_env) or 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
-            for fut in [pool.submit(run_chain, chain) for chain in by_env.values()]:
-                fut.result()
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
+                for fut in [pool.submit(run_chain, chain) for chain in by_env.values()]:
+                    fut.result()
+        finally:
+            self._rows.sync()
         order = {id(s): i for i, s in enumerate(steps)}
         return ApplyResult(tuple(sorted(results, key=lambda r: order.get(id(r.step), 0))))
 
     def _clean(self, text: str) -> str:
-        return agent_text(text, self._hidden)
+        return self._hidden.agent_text(text)
 
     def _run_step(self, step: Step, chain: _Chain) -> StepResult:
         step_id = self.journal.intent(

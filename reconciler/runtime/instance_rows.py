@@ -27,6 +27,7 @@ class InstanceRows:
         self.store, self.clock = store, clock
         self._fingerprints = secret_fingerprints
         self._lock = threading.Lock()
+        self._unsynced = False  # a status written with synced=False since the last sync()
 
     def config(self, spec: ServerSpec, spec_hash: str) -> dict[str, Any]:
         return stored_config(spec, spec_hash, self._fingerprints)
@@ -101,9 +102,24 @@ class InstanceRows:
             log.warning("could not record why instance %s is blocked", instance_id)
 
     def set_status(self, instance_id: str | None, status: str) -> None:
+        """The status after an agent call: what the call did, which the next listing would show again, so
+        it is not synced on its own (``Store.update_instance``)."""
         if instance_id:
             with self._lock:
-                self.store.update_instance(instance_id, status=status, clear_error=status != "error")
+                self.store.update_instance(instance_id, status=status, clear_error=status != "error", synced=False)
+                self._unsynced = True
+
+    def sync(self) -> None:
+        """At the end of an apply: the statuses written unsynced reach the disk (``Store.sync``). A store that
+        cannot be reached now leaves them to the next run's observation, as a crash would."""
+        with self._lock:
+            if not self._unsynced:
+                return
+            try:
+                self.store.sync()
+                self._unsynced = False
+            except ReconcilerError:
+                log.warning("could not sync the statuses written by this run to the database")
 
     def record_health(self, record: HealthRecord) -> None:
         try:

@@ -15,6 +15,7 @@ from reconciler.adapters.journal import Journal
 from reconciler.adapters.sqlite_store import SqliteStore
 from reconciler.core.observed import RecordedInstance
 from reconciler.core.plan import Action, Step
+from reconciler.errors import StoreError
 from reconciler.model.secrets import Secret
 from reconciler.model.spec import SecretRef, ServerSpec
 from reconciler.ports import DeployRequest, DeployResult, DtmaTarget, NewInstance
@@ -210,3 +211,47 @@ def test_missing_secret_fails_the_step_naming_the_variable(world: World) -> None
     assert outcomes(result) == ["failed"]
     assert "API_KEY_VAR" in result.results[0].message
     assert "POST /tools" not in world.sim.counters(0)
+
+
+class SyncCountingStore(SqliteStore):
+    """The real SQLite store, counting ``sync`` calls; ``fail`` makes them fail as an unreachable database."""
+
+    syncs = 0
+    fail = False
+
+    def sync(self) -> None:
+        type(self).syncs += 1
+        if self.fail:
+            raise StoreError("SQLite: syncing the database: disk I/O error", retryable=True)
+        super().sync()
+
+
+def test_an_apply_syncs_the_store_once_at_its_end_and_only_after_unsynced_statuses(
+    world: World, tmp_path: Path
+) -> None:
+    world.store.close()
+    world.store = SyncCountingStore(tmp_path / "state.db")
+    SyncCountingStore.syncs = 0
+    e0, e1 = world.env(0), world.env(1)
+    result = world.executor().apply([step(e0, Action.CREATE, "alpha"), step(e1, Action.CREATE, "beta")])
+    assert result.converged and SyncCountingStore.syncs == 1
+    assert {r.status for r in SqliteStore(tmp_path / "state.db").observe().instances} == {"running"}
+    # A run that writes no status after a call (a protect change: a database write of its own) syncs nothing.
+    instance_id = world.rows()["alpha"].id
+    protect = Step(e0, e0, "alpha", Action.SYNC_CONFIG, "protect", desired=spec("alpha"), instance_id=instance_id)
+    assert world.executor().apply([protect]).converged and SyncCountingStore.syncs == 1
+
+
+def test_a_sync_that_fails_leaves_the_applys_results_as_they_are(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.store.close()
+    world.store = SyncCountingStore(tmp_path / "state.db")
+    SyncCountingStore.fail = True
+    try:
+        result = world.executor().apply([step(world.env(0), Action.CREATE, "alpha")])
+    finally:
+        SyncCountingStore.fail = False
+    assert result.converged and outcomes(result) == ["ok"]
+    assert world.rows()["alpha"].status == "running"  # committed all the same: only its sync failed
+    assert "could not sync the statuses written by this run" in caplog.text

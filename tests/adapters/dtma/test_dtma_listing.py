@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from reconciler.adapters.dtma_listing import detect_shape, parse_listing, parse_ports, parse_state
 from reconciler.core.observed import LivePort
-from reconciler.errors import DtmaResponseError
+from reconciler.errors import DtmaDockerUnavailableError, DtmaResponseError
 
 SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "dtma-samples"
 
@@ -139,3 +140,41 @@ def test_agent_values_in_messages_and_raw_states_are_bounded() -> None:
     }
     (c,) = parse_listing("env", body).containers
     assert c.state == "unknown" and c.raw_state is not None and len(c.raw_state) <= 80 and "\n" not in c.raw_state
+
+
+class _Frozen(Mapping[str, Any]):
+    """A mapping that is not a dict: what a caller other than the JSON decoder may hand over."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _as_mappings(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _Frozen({k: _as_mappings(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_as_mappings(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("listing-*.json")))
+def test_dicts_and_other_mappings_parse_alike(sample: str) -> None:
+    # JSON objects take the type() fast paths; any other Mapping the general ones, to the same listing.
+    body = load(sample)
+    assert parse_listing("env", _as_mappings(body)) == parse_listing("env", body)
+    items = body["tool_instances"]
+    docker_down = {**body, "tool_instances": [*items, {"error": "connect ENOENT /var/run/docker.sock"}]}
+    for form in (docker_down, _as_mappings(docker_down)):
+        with pytest.raises(DtmaDockerUnavailableError):
+            parse_listing("env", form)
+    for ports in ([], None, {}):
+        assert parse_ports(ports) == ()

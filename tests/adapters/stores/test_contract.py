@@ -273,6 +273,40 @@ def test_update_of_a_missing_row_is_an_error(store: Any) -> None:
         store.update_instance(str(uuid.uuid4()), status="running")
 
 
+def test_an_unsynced_status_write_is_the_same_write_seen_at_once_by_another_store(
+    backend: Backend, store: Any
+) -> None:
+    """``synced=False`` (a status after an agent call) changes when the write reaches the disk, nothing else:
+    the same row, committed before the call returns, and the same errors."""
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    store.update_instance(iid, status="error", error_message="boom")
+    store.update_instance(iid, status="running", clear_error=True, synced=False)
+    other = backend.open()
+    [row] = other.observe().instances
+    assert (row.status, row.error_message) == ("running", None)
+    with pytest.raises(StoreError, match="not in account_tool_installation_status_enum"):
+        store.update_instance(iid, status="exited", synced=False)
+    with pytest.raises(StoreError, match="does not exist"):
+        store.update_instance(str(uuid.uuid4()), status="running", synced=False)
+    store.update_instance(iid, status="deploying")  # a synced write after the failed ones goes on
+    assert [r.status for r in other.observe().instances] == ["deploying"]
+
+
+def test_sync_changes_no_row(backend: Backend, store: Any) -> None:
+    env_id = _env(store)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    store.update_instance(iid, status="running", synced=False)
+    before = backend.all_text() if backend.sql else None
+    store.sync()
+    store.sync()  # nothing written since: still fine
+    assert [r.status for r in store.observe().instances] == ["running"]
+    if backend.sql:
+        assert backend.all_text() == before
+
+
 def test_every_enum_status_is_written_and_read_back(store: Any) -> None:
     env_id = _env(store)
     spec = server()

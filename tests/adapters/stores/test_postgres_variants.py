@@ -204,3 +204,43 @@ def test_catalog_rows_race_to_one_row(pg_backend: Backend) -> None:
         "SELECT version_info FROM tool_catalog WHERE docker_image_url = 'ghcr.io/acme/x:1'"
     )
     assert len(rows) == 1 and json.loads(json.dumps(rows[0][0]))["managed_by"] == "mcp-reconciler"
+
+
+def test_an_unsynced_status_leaves_the_connection_synced_even_when_it_fails(pg_backend: Backend) -> None:
+    """``synced=False`` lowers ``synchronous_commit`` for its own transaction only (SET LOCAL): every other
+    write on the connection, the row a deploy names among them, still waits for the server's WAL flush."""
+    store: PostgresStore = pg_backend.open(create=True)
+    env_id = str(store.add_environment("tb1", "127.0.0.2").id)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+
+    def level() -> str:
+        with store._guard("reading the setting") as conn:
+            return str(store._all(conn, "SHOW synchronous_commit")[0]["synchronous_commit"])
+
+    before = level()
+    assert before != "off"
+    store.update_instance(iid, status="running", synced=False)
+    assert level() == before
+    with pytest.raises(StoreError, match="does not exist"):
+        store.update_instance(str(uuid.uuid4()), status="running", synced=False)
+    pg_backend.raw(
+        "ALTER TABLE account_tool_instances ADD CONSTRAINT test_refuse "
+        "CHECK (instance_error_message IS DISTINCT FROM 'refused')"
+    )
+    with pytest.raises(StoreError, match="test_refuse"):  # refused by the server, inside the transaction
+        store.update_instance(iid, status="error", error_message="refused", synced=False)
+    assert level() == before
+    assert [r.status for r in store.observe().instances] == ["running"]
+
+
+def test_sync_flushes_the_wal_past_an_unsynced_status(pg_backend: Backend) -> None:
+    store: PostgresStore = pg_backend.open(create=True)
+    env_id = str(store.add_environment("tb1", "127.0.0.2").id)
+    spec = server()
+    iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+    store.update_instance(iid, status="running", synced=False)
+    [(written,)] = pg_backend.raw("SELECT pg_current_wal_insert_lsn()::text")
+    store.sync()
+    [(flushed,)] = pg_backend.raw("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [written])
+    assert flushed is True
