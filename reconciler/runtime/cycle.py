@@ -470,6 +470,8 @@ class _Cycle:
                 problem = f"unreachable: {live.reason}"
             elif env_id in failed_steps:
                 problem = failed_steps[env_id]
+            if problem is None and env_id not in backoff:
+                continue  # fine now and before: nothing to reset (most toolboxes, every cycle)
             current = backoff.get(env_id, BackoffState())
             if problem is None:
                 if current.backing_off:
