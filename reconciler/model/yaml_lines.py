@@ -314,12 +314,12 @@ def _parse_simple(text: str) -> ParsedFile | None:
 class _Block:
     """A literal block scalar (``key: |``, clipped) being read: its lines, without their indentation."""
 
-    def __init__(self, mapping: dict[str, Any], key: str, text: str) -> None:
+    def __init__(self, mapping: dict[str, Any], key: str, source: list[str]) -> None:
         self.mapping, self.key = mapping, key
         self.lines: list[str] = []
         self.blank: list[int] = []  # lengths of the blank lines before the first line of text
         self.indent = 0  # of its text: that of its first non-blank line (0: none yet)
-        self.source = text.split("\n")
+        self.source = source  # the file's lines
 
     def take(self, line: int, above: int) -> bool:
         """Whether the line belongs to the scalar (taken) or ends it; ``above``: its mapping's indentation."""
@@ -366,6 +366,7 @@ def _simple_documents(
     pending: str | None = None  # a key written without a value: the block under it is its value
     dropped = False  # the pending key is not a string: its value is read, not kept
     block: _Block | None = None
+    source: list[str] = []  # the file's lines, split when a block scalar needs them
     get = _RESOLVED.get
     for line, (marker, spaces, dash, key, gap, value, raw) in enumerate(rows, 1):
         if block is not None:
@@ -450,7 +451,8 @@ def _simple_documents(
             if not value:
                 pending, dropped = key, True
             elif value == "|":
-                block = _Block({}, key, text)
+                source = source or text.split("\n")
+                block = _Block({}, key, source)
             else:
                 _simple_value(value, line, 0, Positions())
             continue
@@ -460,7 +462,8 @@ def _simple_documents(
             continue
         at = column + len(key) + 1 + len(gap)
         if value == "|":
-            block = _Block(top, key, text)
+            source = source or text.split("\n")  # once per file
+            block = _Block(top, key, source)
             top[key] = None
         elif value[0] in "\"'[{":
             top[key] = _simple_value(value, line, at, document.positions)
