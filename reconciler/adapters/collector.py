@@ -3,10 +3,13 @@ an observation (``store_rows``) and its listings (``dtma_client``).
 
 Such a bulk is made of objects that live on, or that reference counting frees (a listing's JSON): the
 collections its allocations trigger find nothing, and each one walks every object young enough, or, every
-few, every object the process holds. At 1,000 toolboxes x 10 they were about a fifth of an observation's
-CPU, more the more the process holds. A pause is short (the observation), may be taken by several threads
-at once (the store read and the listings overlap), and the collector comes back as it was when the last
-one ends; garbage cycles made meanwhile are collected after it.
+few, every object the process holds. With the collector off altogether an observation of 1,000 x 10 took
+about a fifth less CPU; a pause recovers part of that (what it made is still walked once as it ages), the
+more the more the process holds: at 10,000 x 10, the pause over the listings saved 0.9 s of 6.8 s of CPU.
+A pause lasts as long as the bulk (the listings: at most the DTMA call deadline when an
+agent does not answer), may be taken by several threads at once (the store read and the listings overlap),
+and the collector comes back as it was when the last one ends; garbage cycles made meanwhile, by any thread,
+are collected after it.
 """
 
 from __future__ import annotations

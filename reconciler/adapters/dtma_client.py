@@ -73,6 +73,9 @@ ROUTE_MEMORY_S = 600.0  # how long an agent without /tools/status is listed on /
 _MAX_ENDPOINTS = 100_000
 _PENDING = DtmaTransportError("listing not run")  # a placeholder every result slot replaces
 
+_TOOLS_STATUS_CALL = Call("GET", TOOLS_STATUS, missing_route_ok=True)
+_STATUS_CALL = Call("GET", STATUS)
+
 Sleep = Callable[[float], Awaitable[None] | None]  # a plain function (a test's no-op) may stand in
 TRANSPORT_ERROR = "transport-error"  # the status class of a request that got no answer
 
@@ -196,7 +199,7 @@ class DtmaClient:
 
     # -- the one call path ------------------------------------------------------------------------------
 
-    def _endpoint(self, target: DtmaTarget, call: Call, where: str) -> Endpoint:
+    def _endpoint(self, target: DtmaTarget, call: Call) -> Endpoint:
         cacheable = call.body is None and call.method == "GET"
         key = (target.base_url, call.path, target.token.reveal() if call.auth else "")
         ep = self._endpoints.get(key) if cacheable else None
@@ -204,7 +207,7 @@ class DtmaClient:
             return ep  # its token was checked when it was built
         headers = [("Accept", "application/json")]
         if call.auth:
-            headers.append(("Authorization", bearer(target.token, where)))
+            headers.append(("Authorization", bearer(target.token, call.where(target.label))))
         headers.append(("User-Agent", USER_AGENT))
         if not cacheable:
             return endpoint(target.base_url, call.path, headers, method=call.method, body=call.body)
@@ -215,18 +218,18 @@ class DtmaClient:
 
     async def _call(self, target: DtmaTarget, call: Call) -> tuple[int, bytes]:
         """Send ``call`` (again, while the protocol says so) and return the status and body of an answer
-        that means success (or a missing route, where the call allows it)."""
-        where = call.where(target.label)
+        that means success (or a missing route, where the call allows it). The message prefix (``where``)
+        is made only for a message: a listing that succeeds needs none."""
         deadline = self._deploy_timeout if call.deploy else self._deadline
         try:
-            ep = self._endpoint(target, call, where)  # a URL no request can be made of fails here
+            ep = self._endpoint(target, call)  # a URL no request can be made of fails here
         except TRANSPORT_FAILURES as exc:
+            where = call.where(target.label)
             raise map_transport_error(exc, call, where, deadline=deadline, max_body=self._max_body) from exc
         read_timeout = self._deploy_timeout if call.deploy else self._read_timeout
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         attempt = 0
-        route = route_of(call.path)
         while True:
             try:
                 sent = loop.time()
@@ -236,34 +239,41 @@ class DtmaClient:
                             ep, self._max_body, read_timeout=read_timeout, reuse=call.idempotent
                         )
                 except TRANSPORT_FAILURES as exc:
-                    self._observe(call.method, route, TRANSPORT_ERROR, loop.time() - sent)
+                    self._observe(call, TRANSPORT_ERROR, loop.time() - sent)
                     raise map_transport_error(
-                        exc, call, where, deadline=deadline, max_body=self._max_body
+                        exc, call, call.where(target.label), deadline=deadline, max_body=self._max_body
                     ) from exc
-                self._observe(call.method, route, status_class(resp.status), loop.time() - sent)
-                log.debug("DTMA %s -> %s", where, resp.status)
-                if call.missing_route_ok and is_missing_route(resp.status, resp.body):
-                    return resp.status, resp.body
-                error = classify(call, resp.status, resp.body, where)
+                status = resp.status
+                self._observe(call, status, loop.time() - sent)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("DTMA %s -> %s", call.where(target.label), status)
+                if call.missing_route_ok and is_missing_route(status, resp.body):
+                    return status, resp.body
+                # A 2xx is success: classify's own first test, made here before a message prefix is built.
+                error = (
+                    None if 200 <= status < 300 else classify(call, status, resp.body, call.where(target.label))
+                )
                 if error is None:
-                    return resp.status, resp.body
+                    return status, resp.body
                 raise error
             except DtmaError as exc:
                 delay = next_delay(self._retry, call, attempt, exc, rng=self._rng, remaining=ends - loop.time())
                 if delay is None:
                     raise
-                log.info("DTMA %s failed (%s), retry %d in %.2fs", where, exc.status_code or "transport",
-                         attempt + 1, delay)  # fmt: skip
+                log.info("DTMA %s failed (%s), retry %d in %.2fs", call.where(target.label),
+                         exc.status_code or "transport", attempt + 1, delay)  # fmt: skip
                 pause = self._sleep(delay)
                 if pause is not None:
                     await pause
                 attempt += 1
 
-    def _observe(self, method: str, route: str, status: str, seconds: float) -> None:
+    def _observe(self, call: Call, status: int | str, seconds: float) -> None:
+        """Tell the request observer, if any (``status``: the HTTP status, or ``TRANSPORT_ERROR``)."""
         if self._on_request is None:
             return
+        label = status if isinstance(status, str) else status_class(status)
         try:
-            self._on_request(method, route, status, seconds)
+            self._on_request(call.method, route_of(call.path), label, seconds)
         except Exception:  # a metrics failure must never fail the call it measures
             log.exception("the DTMA request observer failed")
 
@@ -287,14 +297,17 @@ class DtmaClient:
         if self._status_only.get(target.base_url, 0.0) > loop.time():
             path = STATUS
         else:
-            status, data = await self._call(target, Call("GET", TOOLS_STATUS, missing_route_ok=True))
+            status, data = await self._call(target, _TOOLS_STATUS_CALL)
             if is_missing_route(status, data):
                 self._status_only[target.base_url] = loop.time() + ROUTE_MEMORY_S
                 path = STATUS
         if path == STATUS:
-            status, data = await self._call(target, Call("GET", STATUS))
-        where = f"GET {path} on {target.label}"
-        listing = parse_listing(target.environment_id, self._json(where, data))
+            status, data = await self._call(target, _STATUS_CALL)
+        try:
+            body = json.loads(data)
+        except ValueError:
+            raise DtmaResponseError(f"GET {path} on {target.label}: body is not JSON") from None
+        listing = parse_listing(target.environment_id, body)
         self._last_listing[target.environment_id] = listing
         return listing
 

@@ -80,7 +80,9 @@ def _saved(args: argparse.Namespace) -> SavedPlan | None:
 
 
 def _stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    # One write per line: print() writes the newline separately, and other threads write lines too.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _say(json_lines: bool, text: str, **fields: object) -> None:

@@ -96,7 +96,7 @@ class EnvironmentPlan:
         """The same inputs, as far as the planner reads them: equal values, including what their equality
         leaves out (a spec's manifest lines, a row's stored config)."""
         return (
-            _same_spec(self.spec, spec)
+            same_spec(self.spec, spec)
             and _env_read(self.env) == _env_read(env)
             and len(self.rows) == len(rows)
             and all(a is b or _row_read(a) == _row_read(b) for a, b in zip(self.rows, rows, strict=True))
@@ -143,7 +143,8 @@ def plan_reusing(
     return _plan(desired, observed, policy, now, secret_fingerprints, memo=memo)
 
 
-def _same_spec(a: EnvironmentSpec, b: EnvironmentSpec) -> bool:
+def same_spec(a: EnvironmentSpec, b: EnvironmentSpec) -> bool:
+    """The same spec, manifest lines included (they are left out of the specs' equality)."""
     # The servers tuple itself: ``--prune``/``--adopt`` give a new spec each cycle around the same servers, and
     # equal servers may come from other manifest lines (``source`` is left out of their equality).
     return a is b or (a.servers is b.servers and a == b and a.source == b.source)
@@ -248,9 +249,12 @@ def _plan(
             env_steps, notice = refuse_empty(env.id, name, managed, env_steps)
             notices.append(notice)
         steps_by_env[env.id] = env_steps
-        probed.extend(_health_entries(env.id, name, health_by_env.get(env.id, {})))
+        if env_health:
+            probed.extend(_health_entries(env.id, name, env_health))
 
-    guarded, refusals = guard_mass_delete(steps_by_env, managed_by_env, names, policy)
+    # A toolbox with no step has nothing to guard or order (most of them, in a converged fleet).
+    with_steps = {env_id: env_steps for env_id, env_steps in steps_by_env.items() if env_steps}
+    guarded, refusals = guard_mass_delete(with_steps, managed_by_env, names, policy)
     notices.extend(refusals)
     steps: list[Step] = []
     for env_id in sorted(guarded, key=lambda e: (names[e], e)):

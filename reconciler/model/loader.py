@@ -6,10 +6,12 @@ validate`` shows them all, each as ``file:line:column: path: message``.
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,19 +78,39 @@ def _issue(file: str, line: int, column: int, path: JsonPath, message: str) -> M
     return ManifestIssue(file, line, column, format_path(path), _clean(message))
 
 
-def _yaml_files_under(folder: Path) -> list[Path]:
-    """``*.yaml``/``*.yml`` in ``folder`` and its subdirectories (one per environment, say), relative to it,
-    sorted by path; dotfiles and dot directories (``.git``, ``.reconciler``) skipped, symlinked directories
-    not followed (no loops)."""
-    found: list[Path] = []
-    for root, dirs, names in os.walk(folder):
+def _stat_file(path: str | Path) -> os.stat_result | None:
+    """``os.stat`` of a regular file (symlinks followed), None for anything else: ``Path.is_file``, keeping
+    the stat for the duplicate check."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        raise
+    except ValueError:  # a NUL in the name
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _yaml_files_under(folder: Path) -> list[tuple[tuple[str, ...], os.stat_result]]:
+    """``*.yaml``/``*.yml`` in ``folder`` and its subdirectories (one per environment, say): the parts of each
+    path relative to ``folder`` and its stat, sorted by path; dotfiles and dot directories (``.git``,
+    ``.reconciler``) skipped, symlinked directories not followed (no loops)."""
+    found: list[tuple[tuple[str, ...], os.stat_result]] = []
+    top = os.fspath(folder)
+    parts_of: dict[str, tuple[str, ...]] = {top: ()}
+    for root, dirs, names in os.walk(top):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        here = Path(root)
+        here = parts_of.pop(root)
+        for d in dirs:
+            parts_of[os.path.join(root, d)] = (*here, d)  # as os.walk names it
         for name in names:
-            child = here / name
-            if child.suffix in MANIFEST_SUFFIXES and not name.startswith(".") and child.is_file():
-                found.append(child.relative_to(folder))
-    return sorted(found, key=lambda p: p.parts)
+            if name.endswith(MANIFEST_SUFFIXES) and not name.startswith("."):
+                info = _stat_file(os.path.join(root, name))
+                if info is not None:
+                    found.append(((*here, name), info))
+    found.sort(key=lambda entry: entry[0])
+    return found
 
 
 def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[ManifestFile], list[ManifestIssue]]:
@@ -98,9 +120,8 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
     issues: list[ManifestIssue] = []
     seen: set[tuple[int, int]] = set()
 
-    def add(path: Path, display: str, digest_name: str, found: bool = False) -> None:
+    def add(info: os.stat_result, path: Path, display: str, digest_name: str, found: bool = False) -> None:
         # The same file named twice (or through a symlink) is read once: one stat, not a realpath per file.
-        info = path.stat()
         key = (info.st_dev, info.st_ino)
         if key not in seen:
             seen.add(key)
@@ -115,10 +136,11 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
             if not entries:
                 message = "directory holds no *.yaml or *.yml file, nor do its subdirectories"
                 issues.append(_issue(display, 0, 0, (), message))
-            for relative in entries:
-                add(path / relative, str(path / relative), relative.as_posix(), found=True)
-        elif path.is_file():
-            add(path, display, path.name)
+            for parts, info in entries:
+                child = path.joinpath(*parts)
+                add(info, child, str(child), "/".join(parts), found=True)
+        elif (named := _stat_file(path)) is not None:
+            add(named, path, display, path.name)
         else:
             issues.append(_issue(display, 0, 0, (), "no such file or directory"))
     return files, issues
@@ -126,8 +148,12 @@ def manifest_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Manife
 
 def _read(file: ManifestFile) -> tuple[bytes | None, ManifestIssue | None]:
     try:
-        with file.path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+        with open(file.path, "rb") as handle:
+            # At most MAX_FILE_BYTES + 1 bytes, without a buffer of that size per file: up to the size the
+            # file has, then whatever it grew by since.
+            raw = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_FILE_BYTES) + 1)
+            if len(raw) <= MAX_FILE_BYTES:
+                raw += handle.read(MAX_FILE_BYTES + 1 - len(raw))
     except OSError as exc:
         return None, _issue(file.display, 1, 1, (), f"cannot read the file: {exc.strerror or exc}")
     if len(raw) > MAX_FILE_BYTES:

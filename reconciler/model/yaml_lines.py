@@ -1,10 +1,9 @@
 """YAML text -> plain data plus the line and column of every key and value.
 
-The documents are built from the parser's *events* rather than from ``yaml.compose``: this stays
-iterative (a deeply nested document cannot exhaust the C stack, which crashes libyaml's composer), it
-stops as soon as a limit is crossed, and it is several times faster than composing nodes and converting
-them. Only the scalar types ``yaml.safe_load`` builds by default are accepted; any other tag
-(``!!python/object``, ``!!binary``, ``!custom``...) is an issue located at the tag.
+A file written in the simple subset manifests use (see ``_parse_simple``) is read here, line by line,
+without PyYAML; any other file, and any file with a problem, is read from libyaml's events by
+``yaml_events``, which alone reports problems. Both give the same documents for a text the line reader
+takes. Only the scalar types ``yaml.safe_load`` builds by default are accepted.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from reconciler.model.json_path import JsonPath
 
@@ -29,15 +26,8 @@ _TAG = "tag:yaml.org,2002:"
 _STR = _TAG + "str"
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp"))
 _INT = _TAG + "int"
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Constructor(yaml.constructor.SafeConstructor):
-    """Builds scalars only; one shared instance (scalar construction keeps no state)."""
-
-
-_CONSTRUCTOR = _Constructor()
-_RESOLVER = yaml.resolver.Resolver()
+_BOOL = _TAG + "bool"
+_NULL = _TAG + "null"
 # Plain scalar -> the tag it resolves to, shared by every file (names, images and ports repeat across a
 # fleet's manifests); resolution depends on the text alone. Bounded in entries and in the length kept.
 _RESOLVED: dict[str, str] = {}
@@ -130,43 +120,75 @@ class ParsedFile:
     issues: list[YamlIssue]
 
 
-class _Stop(Exception):
-    """A limit was crossed: the rest of the file is not read."""
-
-
 _INVALID = object()
-_BAD_KEY = object()
-
-
-class _Frame:
-    __slots__ = ("anchor", "container", "is_map", "key", "key_pos", "path", "positions", "start_count")
-
-    def __init__(
-        self, container: Any, positions: Any, path: JsonPath, *, anchor: str | None, count: int, is_map: bool
-    ) -> None:
-        self.is_map = is_map
-        self.container = container
-        self.positions = positions
-        self.path = path
-        self.anchor = anchor
-        self.start_count = count
-        self.key: Any = None  # None: a mapping waits for a key; else the key whose value comes next
-        self.key_pos: Position = (0, 0)
-
-
-def _pos(mark: Any) -> Position:
-    return (mark.line + 1, mark.column + 1)
 
 
 def _type_name(tag: str) -> str:
     return tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
+# PyYAML's implicit resolvers (``yaml.resolver.Resolver``), copied so that reading a file in the simple subset
+# needs no PyYAML: (tag, pattern, the first characters it applies to), in PyYAML's order. A test checks
+# that the table is PyYAML's.
+_IMPLICIT = (
+    (
+        "tag:yaml.org,2002:bool",
+        re.compile(r'''^(?:yes|Yes|YES|no|No|NO
+                    |true|True|TRUE|false|False|FALSE
+                    |on|On|ON|off|Off|OFF)$''', re.X),
+        "yYnNtTfFoO",
+    ),
+    (
+        "tag:yaml.org,2002:float",
+        re.compile(r'''^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$''', re.X),
+        "-+0123456789.",
+    ),
+    (
+        "tag:yaml.org,2002:int",
+        re.compile(r'''^(?:[-+]?0b[0-1_]+
+                    |[-+]?0[0-7_]+
+                    |[-+]?(?:0|[1-9][0-9_]*)
+                    |[-+]?0x[0-9a-fA-F_]+
+                    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$''', re.X),
+        "-+0123456789",
+    ),
+    ("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), "<"),
+    (
+        "tag:yaml.org,2002:null",
+        re.compile(r'''^(?: ~
+                    |null|Null|NULL
+                    | )$''', re.X),
+        ("~", "n", "N", ""),
+    ),
+    (
+        "tag:yaml.org,2002:timestamp",
+        re.compile(r'''^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                    |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
+                     (?:[Tt]|[ \t]+)[0-9][0-9]?
+                     :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
+                     (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$''', re.X),
+        "0123456789",
+    ),
+    ("tag:yaml.org,2002:value", re.compile(r"^(?:=)$"), "="),
+    ("tag:yaml.org,2002:yaml", re.compile(r"^(?:!|&|\*)$"), "!&*"),
+)  # fmt: skip
+_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+for _tag, _pattern, _firsts in _IMPLICIT:
+    for _first in _firsts:
+        _RESOLVERS.setdefault(_first, []).append((_tag, _pattern))
+_BOOL_VALUES = {"yes": True, "no": False, "true": True, "false": False, "on": True, "off": False}
+"""PyYAML's ``SafeConstructor.bool_values``."""
+
+
 def _plain_tag(value: str) -> str:
-    """The tag a plain (unquoted, untagged) scalar resolves to."""
+    """The tag a plain (unquoted, untagged) scalar resolves to, as PyYAML's resolver gives it."""
     cached = _RESOLVED.get(value)
     if cached is None:
-        cached = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+        cached = next((t for t, p in _RESOLVERS.get(value[:1], ()) if p.match(value)), _STR)
         if len(value) <= _RESOLVED_MAX_LENGTH and len(_RESOLVED) < _RESOLVED_MAX:
             _RESOLVED[value] = cached
     return cached
@@ -184,219 +206,17 @@ def _scalar_value(tag: str, value: str) -> tuple[Any, str | None]:
         return _INVALID, f"unsupported YAML tag {_type_name(tag)}"
     if tag == _INT and sum(c.isalnum() for c in value) > MAX_INT_DIGITS + 2:  # 0x, 0o, 0b
         return _INVALID, too_large
+    # Booleans and nulls as PyYAML's constructors build them, without importing PyYAML.
+    if tag == _NULL:
+        return None, None
+    if tag == _BOOL and value.lower() in _BOOL_VALUES:
+        return _BOOL_VALUES[value.lower()], None
+    from reconciler.model.yaml_events import construct
+
     try:
-        return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, value)), None
+        return construct(tag, value), None
     except Exception:  # the constructors raise ValueError, KeyError... on values like `!!int abc`
         return _INVALID, f"{value!r} is not a valid {_type_name(tag)}"
-    finally:
-        _CONSTRUCTOR.constructed_objects.clear()
-        _CONSTRUCTOR.recursive_objects.clear()
-
-
-class _Builder:
-    def __init__(self) -> None:
-        self.documents: list[YamlDocument] = []
-        self.issues: list[YamlIssue] = []
-        self._expanded = 0
-        self._resolved = _RESOLVED
-
-    def issue(self, pos: Position, path: JsonPath, message: str) -> None:
-        self.issues.append(YamlIssue(pos[0], pos[1], path, message))
-
-    def run(self, loader: Any) -> None:
-        # Dispatch on exact event types and resolve plain scalars through a cache: this loop sees
-        # every value of every manifest, and at 100k servers the usual isinstance chains dominate.
-        stack: list[_Frame] = []
-        anchors: dict[str, tuple[Any, int]] = {}
-        document: YamlDocument | None = None
-        count = 0
-        skip = 0  # > 0 while skipping a complex (non-string) key's subtree
-        get_event = loader.get_event
-        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
-        mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
-        mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
-        resolved = self._resolved  # plain scalar -> its implicit tag, filled by _tag
-
-        while (event := get_event()) is not None:
-            kind = type(event)
-            if skip:
-                if kind is mapping_start or kind is sequence_start:
-                    skip += 1
-                elif kind is mapping_end or kind is sequence_end:
-                    skip -= 1
-                continue
-            if document is None:
-                if kind is yaml.DocumentStartEvent:
-                    document = YamlDocument(None, _pos(event.start_mark), Positions())
-                    anchors = {}
-                    count = 0
-                continue  # stream start/end
-            if kind is mapping_end or kind is sequence_end:
-                frame = stack.pop()
-                if frame.anchor:
-                    anchors[frame.anchor] = (frame.container, count - frame.start_count + 1)
-                continue
-            if kind is yaml.DocumentEndEvent:
-                if document.data is not None:
-                    self.documents.append(document)
-                document = None
-                continue
-            mark = event.start_mark
-            pos = (mark.line + 1, mark.column + 1)
-            parent = stack[-1] if stack else None
-
-            if parent is not None and parent.is_map and parent.key is None:
-                # A key is expected.
-                parent.key_pos = pos
-                if kind is scalar_event:
-                    # Fast path: an untagged plain or quoted key that reads as a string (almost every key).
-                    if event.tag is None and (not event.implicit[0] or resolved.get(event.value) == _STR):
-                        parent.key = event.value
-                    else:
-                        parent.key = self._key(event, pos, parent, document)
-                    continue
-                if kind is alias_event:
-                    self.issue(pos, parent.path, "mapping keys must be plain strings, not aliases")
-                else:
-                    self.issue(pos, parent.path, "mapping keys must be plain strings")
-                    skip = 1 if kind is mapping_start or kind is sequence_start else 0
-                document.invalid.append(parent.path)
-                parent.key = _BAD_KEY
-                continue
-
-            if kind is scalar_event and parent is not None and event.tag is None and not event.anchor:
-                # Fast path: an untagged string value in a mapping or a sequence (most values).
-                value = event.value
-                if not event.implicit[0] or resolved.get(value) == _STR:
-                    if not parent.is_map:
-                        count += 1
-                        parent.container.append(value)
-                        parent.positions.append(pos)
-                        continue
-                    key = parent.key
-                    if key is not _BAD_KEY and key not in parent.container:
-                        count += 1
-                        parent.key = None
-                        parent.container[key] = value
-                        parent.positions[key] = (*parent.key_pos, *pos)
-                        continue
-            if kind is scalar_event:
-                count += 1
-                value = self._scalar(event, pos, parent, document)
-                if event.anchor:
-                    anchors[event.anchor] = (value, 1)
-                self._attach(parent, document, value, pos)
-            elif kind is alias_event:
-                anchored = anchors.get(event.anchor) if event.anchor else None
-                if anchored is None:
-                    path = self._child_path(parent)
-                    self.issue(pos, path, f"alias *{event.anchor} refers to no complete anchor before it")
-                    document.invalid.append(path)
-                    value = _INVALID
-                else:
-                    value, size = anchored
-                    count += size  # so that an anchor holding this alias counts the expanded size
-                    self._expanded += size
-                    if self._expanded > MAX_ALIAS_EXPANSION:
-                        path = self._child_path(parent)
-                        self.issue(pos, path, f"aliases expand to more than {MAX_ALIAS_EXPANSION} values")
-                        raise _Stop
-                self._attach(parent, document, value, pos)
-            else:  # mapping or sequence start
-                count += 1
-                path = self._child_path(parent)
-                if len(stack) >= MAX_DEPTH:
-                    self.issue(pos, path, f"nesting deeper than {MAX_DEPTH} levels")
-                    raise _Stop
-                is_map = kind is mapping_start
-                self._check_collection_tag(event, pos, path, document, is_map=is_map)
-                container: Any = {} if is_map else []
-                frame_pos = (
-                    document.positions._add_map(container) if is_map else document.positions._add_seq(container)
-                )
-                self._attach(parent, document, container, pos)
-                stack.append(_Frame(container, frame_pos, path, anchor=event.anchor, count=count, is_map=is_map))
-
-    @staticmethod
-    def _child_path(parent: _Frame | None) -> JsonPath:
-        if parent is None:
-            return ()
-        if not parent.is_map:
-            return (*parent.path, len(parent.container))
-        if parent.key is None or parent.key is _BAD_KEY:
-            return parent.path
-        return (*parent.path, parent.key)
-
-    def _attach(self, parent: _Frame | None, document: YamlDocument, value: Any, pos: Position) -> None:
-        if parent is None:
-            document.data = value
-            document.start = pos
-            return
-        if not parent.is_map:
-            parent.container.append(value)
-            parent.positions.append(pos)
-            return
-        key = parent.key
-        parent.key = None
-        if key is _BAD_KEY:
-            return
-        if key in parent.container:
-            first = parent.positions[key]
-            self.issue(parent.key_pos, (*parent.path, key), f"duplicate key '{key}' (first at line {first[0]})")
-            document.invalid.append((*parent.path, key))
-            return
-        parent.container[key] = value
-        parent.positions[key] = (*parent.key_pos, *pos)
-
-    def _tag(self, event: yaml.ScalarEvent) -> str:
-        tag: str | None = event.tag
-        if tag is not None and tag != "!":
-            return tag
-        if not event.implicit[0]:
-            return _STR  # quoted, or tagged '!'
-        return _plain_tag(event.value)
-
-    def _key(self, event: yaml.ScalarEvent, pos: Position, parent: _Frame, document: YamlDocument) -> Any:
-        tag = self._tag(event)
-        if tag == _STR:
-            return event.value
-        if tag == _TAG + "merge":
-            self.issue(pos, parent.path, "merge keys (<<) are not supported; write the keys out")
-        else:
-            self.issue(
-                pos,
-                parent.path,
-                f"mapping key {event.value!r} reads as {_type_name(tag)}, not a string (quote it)",
-            )
-        document.invalid.append(parent.path)
-        return _BAD_KEY
-
-    def _scalar(
-        self, event: yaml.ScalarEvent, pos: Position, parent: _Frame | None, document: YamlDocument
-    ) -> Any:
-        value, problem = _scalar_value(self._tag(event), event.value)
-        if problem is not None:
-            path = self._child_path(parent)
-            self.issue(pos, path, problem)
-            document.invalid.append(path)
-        return value
-
-    def _check_collection_tag(
-        self,
-        event: yaml.CollectionStartEvent,
-        pos: Position,
-        path: JsonPath,
-        document: YamlDocument,
-        *,
-        is_map: bool,
-    ) -> None:
-        tag = event.tag
-        if tag is None or tag == "!":
-            return
-        wanted = _TAG + ("map" if is_map else "seq")
-        if tag != wanted:
-            self.issue(pos, path, f"unsupported YAML tag {_type_name(tag)}")
-            document.invalid.append(path)
 
 
 def parse_yaml(text: str) -> ParsedFile:
@@ -404,43 +224,17 @@ def parse_yaml(text: str) -> ParsedFile:
     simple = _parse_simple(text)
     if simple is not None:
         return simple
-    builder = _Builder()
-    loader = _Loader(text)
-    try:
-        builder.run(loader)
-    except _Stop:
-        pass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = _pos(mark) if mark is not None else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        if "maximum nesting depth" in problem:
-            # libyaml 0.2.5+ (PyYAML 6.0.2+ wheels) stops deep flow collections in its scanner, before
-            # our own depth check sees an event: report both the same way.
-            builder.issue(where, (), f"nesting deeper than {MAX_DEPTH} levels")
-        else:
-            context = f" ({exc.context})" if exc.context else ""
-            builder.issue(where, (), f"YAML syntax error: {problem}{context}")
-    except yaml.YAMLError as exc:
-        # ReaderError (control characters...) carries an offset, not a line.
-        position = getattr(exc, "position", None)
-        where = _offset_position(text, position) if isinstance(position, int) else (1, 1)
-        reason = getattr(exc, "reason", None) or "unreadable YAML"
-        builder.issue(where, (), f"YAML error: {reason}")
-    finally:
-        loader.dispose()
-    return ParsedFile(builder.documents, builder.issues)
+    from reconciler.model.yaml_events import parse_events
+
+    return parse_events(text)
 
 
-def _offset_position(text: str, offset: int) -> Position:
-    line = text.count("\n", 0, offset) + 1
-    return (line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
-
-
-# The simple subset: what manifests are written in (block mappings and sequences, one key or item per line,
-# plain or single-line quoted scalars, one-line flow lists and mappings of such scalars, comments, `---`).
-# Every line of a file must match; anything else (tabs, CR, non-ASCII, anchors, tags, block or multi-line
-# scalars, null values...) goes to the event path, which alone reports problems.
+# The simple subset: what manifests (and the CI workflows beside them) are written in: a mapping at the root,
+# block mappings and lists with one key or item per line, plain or single-line quoted scalars, one-line flow
+# lists and mappings of such scalars, literal block scalars (`key: |`), comments, `---`. Anything else (tabs,
+# CR, non-ASCII, anchors, tags, other block or multi-line scalars, null values...) goes to the event path,
+# and so does any problem except one: a key that reads as another type (a workflow's `on:`), reported as the
+# event path reports it.
 _UNSAFE = re.compile(r"[^\x20-\x7e\n]")
 _KEY = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _QUOTED = r"\"[^\"\\\n]*\"|'[^'\n]*'"
@@ -448,10 +242,15 @@ _PLAIN = r"[A-Za-z0-9_./~$][^ :#\n]*(?:(?: +(?=[^ #\n])|:(?=[^ \n]))[^ :#\n]*)*"
 _FLOW_ITEM = rf"[A-Za-z0-9_./~$][A-Za-z0-9_./~$@+=-]*|{_QUOTED}"
 _FLOW_SEQ = rf"\[ *(?:(?:{_FLOW_ITEM})(?: *, *(?:{_FLOW_ITEM}))*)? *\]"
 _FLOW_MAP = rf"\{{ *(?:{_KEY}: +(?:{_FLOW_ITEM})(?: *, *{_KEY}: +(?:{_FLOW_ITEM}))*)? *\}}"
-_LINE = re.compile(
-    rf"^(?:(---)|( *)(?:-( +))?(?:({_KEY}):( +|$))?({_PLAIN}|{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP})?)"
-    r"(?: *(?<![^ \n])#.*| *)$",
-    re.MULTILINE,
+_VALUE = rf"{_PLAIN}|{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP}"
+_TAIL = r"(?: *(?<![^ \n])#.*| *)"
+# One match per line: (---, indentation, spaces after a dash, key, spaces after its colon, value, ""). A
+# file holding a "|" is read with the second pattern, which also takes a literal block scalar's header
+# (`key: |`) and any other line whole, in the last group: a block scalar's text, or a line the reader
+# refuses.
+_LINE = re.compile(rf"^(?:(---)|( *)(?:-( +))?(?:({_KEY}):( +|$))?({_VALUE})?){_TAIL}()$", re.MULTILINE)
+_LINE_RAW = re.compile(
+    rf"^(?:(?:(---)|( *)(?:-( +))?(?:({_KEY}):( +|$))?({_VALUE}|\|)?){_TAIL}$|([^\n]+)$)", re.MULTILINE
 )
 _FLOW_ITEMS = re.compile(rf"({_FLOW_ITEM})")
 _FLOW_PAIRS = re.compile(rf"({_KEY}): +({_FLOW_ITEM})")
@@ -476,6 +275,8 @@ def _simple_scalar(text: str) -> Any:
 def _simple_value(text: str, line: int, column: int, positions: Positions) -> Any:
     """A value written on one line at ``column`` (0-based): a scalar or a flow list or mapping."""
     first = text[0]
+    if first == "|":
+        raise _NotSimple  # a block scalar as a list item
     if first == "[":
         items: list[Any] = []
         where = positions._add_seq(items)
@@ -500,36 +301,90 @@ def _parse_simple(text: str) -> ParsedFile | None:
     """``parse_yaml`` for a file written in the simple subset, line by line; None for any other file."""
     if _UNSAFE.search(text) is not None:
         return None
-    rows = _LINE.findall(text)
+    rows = (_LINE_RAW if "|" in text else _LINE).findall(text)
     if len(rows) != text.count("\n") + 1:
         return None  # some line is outside the subset
+    issues: list[YamlIssue] = []
     try:
-        return ParsedFile(_simple_documents(rows), [])
+        return ParsedFile(_simple_documents(rows, text, issues), issues)
     except _NotSimple:
         return None
 
 
-def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[YamlDocument]:
+class _Block:
+    """A literal block scalar (``key: |``, clipped) being read: its lines, without their indentation."""
+
+    def __init__(self, mapping: dict[str, Any], key: str, source: list[str]) -> None:
+        self.mapping, self.key = mapping, key
+        self.lines: list[str] = []
+        self.blank: list[int] = []  # lengths of the blank lines before the first line of text
+        self.indent = 0  # of its text: that of its first non-blank line (0: none yet)
+        self.source = source  # the file's lines
+
+    def take(self, line: int, above: int) -> bool:
+        """Whether the line belongs to the scalar (taken) or ends it; ``above``: its mapping's indentation."""
+        raw = self.source[line - 1]
+        text = raw.lstrip(" ")
+        depth = len(raw) - len(text)
+        if not text:
+            # Spaces beyond the indentation would be text; before the first line, its indentation is unknown.
+            if self.indent and depth > self.indent:
+                raise _NotSimple
+            if not self.indent:
+                self.blank.append(depth)
+            self.lines.append("")
+            return True
+        if not self.indent:
+            if depth <= above or any(b > depth for b in self.blank):
+                raise _NotSimple  # an empty scalar, or blank lines indented more than its text
+            self.indent = depth
+        if depth < self.indent:
+            self.finish()
+            return False
+        self.lines.append(raw[self.indent :])
+        return True
+
+    def finish(self) -> None:
+        while self.lines and not self.lines[-1]:
+            self.lines.pop()  # clipped: trailing blank lines dropped, one line break kept
+        if not self.indent:
+            raise _NotSimple
+        self.mapping[self.key] = "\n".join(self.lines) + "\n"
+
+
+def _simple_documents(
+    rows: list[tuple[str, str, str, str, str, str, str]], text: str, issues: list[YamlIssue]
+) -> list[YamlDocument]:
     documents: list[YamlDocument] = []
     document = YamlDocument(None, (1, 1), Positions(), printable=True)
     # The innermost open collection (indent -1: none yet) and the ones around it, innermost last.
     indent, is_map = -1, False
     top: Any = None  # the collection itself
     where: Any = None  # its positions: key -> (line, column, line, column), or one (line, column) per item
-    stack: list[tuple[int, Any, Any, bool]] = []
+    path: JsonPath = ()  # of the innermost collection, as the event path names it (for issues)
+    stack: list[tuple[int, Any, Any, bool, JsonPath]] = []
     pending: str | None = None  # a key written without a value: the block under it is its value
+    dropped = False  # the pending key is not a string: its value is read, not kept
+    block: _Block | None = None
+    source: list[str] = []  # the file's lines, split when a block scalar needs them
     get = _RESOLVED.get
-    for line, (marker, spaces, dash, key, gap, value) in enumerate(rows, 1):
+    for line, (marker, spaces, dash, key, gap, value, raw) in enumerate(rows, 1):
+        if block is not None:
+            if block.take(line, indent):
+                continue
+            block = None
         column = len(spaces)
         if key and not dash and column == indent and is_map and pending is None:
             pass  # another key of the current mapping (most lines)
+        elif raw:
+            raise _NotSimple  # a line outside the subset
         elif marker:
             if pending is not None:
                 raise _NotSimple  # a null value
             if document.data is not None:
                 documents.append(document)
             document = YamlDocument(None, (line, 1), Positions(), printable=True)
-            indent, top, where, is_map, stack = -1, None, None, False, []
+            indent, top, where, is_map, stack, path = -1, None, None, False, [], ()
             continue
         elif not (dash or key or value):
             continue  # blank or comment
@@ -540,9 +395,11 @@ def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[Y
                 raise _NotSimple
             container: Any = [] if dash else {}
             inner = document.positions._add_seq(container) if dash else document.positions._add_map(container)
-            top[pending] = container
-            where[pending] = (*where[pending][:2], line, column + 1)
-            stack.append((indent, top, where, is_map))
+            stack.append((indent, top, where, is_map, path))
+            if not dropped:
+                top[pending] = container
+                where[pending] = (*where[pending][:2], line, column + 1)
+                path = (*path, pending)
             indent, top, where, is_map = column, container, inner, not dash
             pending = None
         elif indent < 0:
@@ -555,7 +412,7 @@ def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[Y
             while indent > column or (indent == column and not is_map and not dash):
                 if not stack:
                     raise _NotSimple
-                indent, top, where, is_map = stack.pop()
+                indent, top, where, is_map, path = stack.pop()
             if indent != column:
                 raise _NotSimple
         if dash:
@@ -568,10 +425,11 @@ def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[Y
                 where.append((line, column + 1))
                 if len(stack) >= MAX_DEPTH - 2:
                     raise _NotSimple
-                stack.append((indent, top, where, is_map))
+                stack.append((indent, top, where, is_map, path))
+                path = (*path, len(top) - 1)
                 indent, top, where, is_map = column, item, document.positions._add_map(item), True
             elif value:
-                if value[0] in "\"'[{" or (get(value) or _plain_tag(value)) != _STR:
+                if value[0] in "\"'[{|" or (get(value) or _plain_tag(value)) != _STR:
                     top.append(_simple_value(value, line, column, document.positions))
                 else:
                     top.append(value)
@@ -581,14 +439,33 @@ def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[Y
                 raise _NotSimple  # a null item
         elif not key:
             raise _NotSimple  # a scalar where a key belongs
-        if key in top or (get(key) or _plain_tag(key)) != _STR:
-            raise _NotSimple
+        if key in top:
+            raise _NotSimple  # a duplicate
+        tag = get(key) or _plain_tag(key)
+        if tag != _STR:
+            # `on:` in a CI workflow beside the manifests: reported as the event path reports it, the value
+            # read but not kept.
+            issues.append(YamlIssue(line, column + 1, path, f"mapping key {key!r} reads as {_type_name(tag)}, "
+                                    "not a string (quote it)"))  # fmt: skip
+            document.invalid.append(path)
+            if not value:
+                pending, dropped = key, True
+            elif value == "|":
+                source = source or text.split("\n")
+                block = _Block({}, key, source)
+            else:
+                _simple_value(value, line, 0, Positions())
+            continue
         if not value:
-            pending = key
+            pending, dropped = key, False
             where[key] = (line, column + 1)
             continue
         at = column + len(key) + 1 + len(gap)
-        if value[0] in "\"'[{":
+        if value == "|":
+            source = source or text.split("\n")  # once per file
+            block = _Block(top, key, source)
+            top[key] = None
+        elif value[0] in "\"'[{":
             top[key] = _simple_value(value, line, at, document.positions)
         else:
             tag = get(value) or _plain_tag(value)
@@ -599,6 +476,10 @@ def _simple_documents(rows: list[tuple[str, str, str, str, str, str]]) -> list[Y
             else:
                 top[key] = _simple_scalar(value)
         where[key] = (line, column + 1, line, at + 1)
+    if block is not None:
+        if not text.endswith("\n"):
+            raise _NotSimple  # its last line has no line break to keep
+        block.finish()
     if pending is not None:
         raise _NotSimple
     if document.data is not None:

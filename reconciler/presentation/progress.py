@@ -31,6 +31,8 @@ class Progress:
         self._write, self._clock, self._json, self._every = write, clock, json_lines, every
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
+        # Steps on one toolbox run in parallel (deploy concurrency): one line must never be written into another.
+        self._write_lock = threading.Lock()
 
     def _emit(self, event: str, step: Step, elapsed: float | None, **extra: object) -> None:
         where = f"{step.environment_name}/{step.server}"
@@ -39,12 +41,14 @@ class Progress:
                                        "server": step.server, "action": step.action.value, **extra}  # fmt: skip
             if elapsed is not None:
                 line["elapsed"] = round(elapsed, 1)
-            self._write(json.dumps(line, sort_keys=True))
-            return
-        took = f" after {elapsed:.0f}s" if elapsed is not None else ""
-        tail = f": {extra['message']}" if extra.get("message") else ""
-        label = {"start": "start", "running": "still running", "end": str(extra.get("outcome", "done"))}[event]
-        self._write(printable(f"[{label}{took}] {step.action.value} {where}{tail}"))
+            text = json.dumps(line, sort_keys=True)
+        else:
+            took = f" after {elapsed:.0f}s" if elapsed is not None else ""
+            tail = f": {extra['message']}" if extra.get("message") else ""
+            label = {"start": "start", "running": "still running", "end": str(extra.get("outcome", "done"))}[event]
+            text = printable(f"[{label}{took}] {step.action.value} {where}{tail}")
+        with self._write_lock:
+            self._write(text)
 
     def start(self, step: Step) -> None:
         now = self._clock()

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState, failed, succeeded
-from reconciler.core.observed import Observed, RecordedEnvironment, Unreachable
+from reconciler.core.observed import LiveListing, Observed, RecordedEnvironment, Unreachable
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import NoticeKind, Plan, Step
 from reconciler.core.planner import PlanMemo, plan_reusing
@@ -117,6 +117,7 @@ class _Cycle:
         self.leased_elsewhere: list[str] = []  # owned by another daemon replica (leases)
         self.live_replicas = 0  # live daemon replicas sharing the work, this one included (0: not sharing)
         self.plans: PlanMemo = state.plans  # replaced by this cycle's once it plans
+        self.listings: Mapping[str, LiveListing] = state.listings  # likewise, once it observes
 
     def run(self) -> tuple[CycleReport, CycleState]:
         request = self.request
@@ -216,6 +217,7 @@ class _Cycle:
             observed = observe(ports.store, ports.dtma, self.settings, environment_ids=ids, environments=rows)
         else:
             observed = observe_recorded(ports.store, environment_ids=ids, environments=rows)
+        observed, self.listings = same_listings(observed, self.state.listings)
         if request.refresh and ports.prober is not None:
             # A server may echo what it was given (an API key) in its error: redact this cycle's secrets.
             ports.prober.add_secrets(request.secret_values.values())
@@ -443,7 +445,7 @@ class _Cycle:
         halted = self.state.halted if halted is None else halted
         return CycleState(
             backoff=backoff, flap=flaps, names=self.names, halted=halted, unhealthy=self.unhealthy,
-            health_written=self.health_written, plans=self.plans,
+            health_written=self.health_written, plans=self.plans, listings=self.listings,
         )  # fmt: skip
 
     def _backoff(
@@ -470,6 +472,8 @@ class _Cycle:
                 problem = f"unreachable: {live.reason}"
             elif env_id in failed_steps:
                 problem = failed_steps[env_id]
+            if problem is None and env_id not in backoff:
+                continue  # fine now and before: nothing to reset (most toolboxes, every cycle)
             current = backoff.get(env_id, BackoffState())
             if problem is None:
                 if current.backing_off:
@@ -484,6 +488,22 @@ class _Cycle:
                 extra={"environment": name, "outcome": "backing-off"},
             )  # fmt: skip
         return {k: v for k, v in backoff.items() if v.backing_off}
+
+
+def same_listings(observed: Observed, last: Mapping[str, LiveListing]) -> tuple[Observed, dict[str, LiveListing]]:
+    """``observed`` with each listing equal to the toolbox's last one replaced by that very object, and the
+    listings to remember. The values are the same; what the cycle keeps by toolbox (the plan's parts, the
+    status page's entries) then finds its listing by identity instead of comparing ten containers field by
+    field, and the fresh copies are freed at once instead of outliving the cycle."""
+    live = dict(observed.live)
+    kept: dict[str, LiveListing] = {}
+    for env_id, listing in observed.live.items():
+        if not isinstance(listing, LiveListing):
+            continue
+        old = last.get(env_id)
+        same = old is not None and (old is listing or old == listing)
+        live[env_id] = kept[env_id] = old if same and old is not None else listing
+    return replace(observed, live=live), kept
 
 
 def lock_holder(store: Store, environment_id: str) -> str:

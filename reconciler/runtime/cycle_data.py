@@ -10,7 +10,7 @@ from typing import Literal
 
 from reconciler.core import flap, rollout
 from reconciler.core.backoff import BackoffPolicy, BackoffState
-from reconciler.core.observed import Observed
+from reconciler.core.observed import LiveListing, Observed
 from reconciler.core.outcomes import RunOutcome, StepOutcome
 from reconciler.core.plan import Plan, Policy, Step
 from reconciler.core.planner import PlanMemo
@@ -90,6 +90,8 @@ class CycleState:
     # The last plan's part of each toolbox with the inputs it came from: a toolbox whose rows, listing, spec,
     # probes and run-wide inputs are all the same is not planned again (``core.planner.plan_reusing``).
     plans: PlanMemo = field(default_factory=PlanMemo, repr=False)
+    # Each toolbox's last listing: an equal one next cycle is replaced by it (``cycle.same_listings``).
+    listings: Mapping[str, LiveListing] = field(default_factory=dict, repr=False)
 
     def name(self, environment_id: str) -> str:
         return self.names.get(environment_id, environment_id)

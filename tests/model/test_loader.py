@@ -349,3 +349,80 @@ def test_a_read_ahead_loads_as_reading_the_files_again(tmp_path: Path) -> None:
         load_manifests([*paths, str(tmp_path / "missing.yaml")], read=ahead)
     assert [str(i) for i in reused.value.issues] == [str(i) for i in fresh.value.issues]
     assert len(fresh.value.issues) >= 3
+
+
+def _manifest_files_as_before(paths: list[str]) -> tuple[list[tuple[str, str, str, bool]], list[str]]:
+    """The file search as it was written with pathlib (os.walk, Path.is_file, a stat per file, sorted by
+    parts): the reference the faster search must match."""
+    found_files: list[tuple[str, str, str, bool]] = []
+    issues: list[str] = []
+    seen: set[tuple[int, int]] = set()
+
+    def add(path: Path, display: str, digest_name: str, found: bool = False) -> None:
+        info = path.stat()
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            found_files.append((str(path), display, digest_name, found))
+
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            entries: list[Path] = []
+            for root, dirs, names in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                for name in names:
+                    child = Path(root) / name
+                    if child.suffix in (".yaml", ".yml") and not name.startswith(".") and child.is_file():
+                        entries.append(child.relative_to(path))
+            entries.sort(key=lambda p: p.parts)
+            if not entries:
+                issues.append(f"{given}: empty")
+            for relative in entries:
+                add(path / relative, str(path / relative), relative.as_posix(), found=True)
+        elif path.is_file():
+            add(path, given, path.name)
+        else:
+            issues.append(f"{given}: missing")
+    return found_files, issues
+
+
+def test_the_file_search_finds_what_the_pathlib_search_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.model.loader import manifest_files
+
+    root = tmp_path / "m"
+    names = ["a.yaml", "b.yml", "c.YAML", "d.yaml.", ".e.yaml", "f.txt", "g.tar.yaml", "sub/h.yaml",
+             "sub/deeper/i.yml", "sub-a/j.yaml", "sub.b/k.yaml", ".git/l.yaml", "x/.hidden/m.yaml",
+             "empty/"]  # fmt: skip
+    for name in names:
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not name.endswith("/"):
+            target.write_text(doc("tb", "aa"))
+    (root / "link.yaml").symlink_to(root / "a.yaml")  # the same file twice: read once
+    (root / "dangling.yaml").symlink_to(root / "nowhere.yaml")
+    (root / "dir.yaml").mkdir()
+    (root / "linked-dir").symlink_to(root / "sub", target_is_directory=True)  # not followed
+    monkeypatch.chdir(tmp_path)
+    for paths in (["m"], ["m/"], ["./m", "m/sub"], [str(root)], ["m/a.yaml", "m"], ["m/sub/h.yaml"],
+                  ["m/missing.yaml", "m/empty", "m/f.txt"], ["."]):  # fmt: skip
+        files, issues = manifest_files(paths)
+        expected_files, expected_issues = _manifest_files_as_before(paths)
+        assert [(str(f.path), f.display, f.digest_name, f.found) for f in files] == expected_files, paths
+        assert [f"{i.file}: {'empty' if 'holds no' in i.message else 'missing'}" for i in issues] == (
+            expected_issues
+        ), paths
+
+
+def test_a_file_is_read_whole_up_to_the_size_limit(tmp_path: Path) -> None:
+    from reconciler.model.loader import ManifestFile, _read
+
+    for size in (0, 1, 4096, MAX_FILE_BYTES, MAX_FILE_BYTES + 1, MAX_FILE_BYTES + 5000):
+        path = tmp_path / f"f{size}.yaml"
+        path.write_bytes(b"x" * size)
+        raw, problem = _read(ManifestFile(path, str(path), path.name))
+        if size <= MAX_FILE_BYTES:
+            assert raw is not None and len(raw) == size and problem is None
+        else:
+            assert raw is None and problem is not None and "larger than 10 MB" in problem.message

@@ -2,9 +2,9 @@
 
 ``parse_yaml`` reads a file written in the simple subset (block mappings and lists, one key or item per line,
 one-line scalars and flow collections) line by line, and every other file from libyaml's events. Whenever the
-line reader accepts a text, its documents (data, types, every position, the document start) must equal the
-event path's, and the event path must find no problem in it; the loader's results and errors must not depend
-on which path read a file.
+line reader accepts a text, its documents (data, types, every position, the document start) and its problems
+(it reports only keys that read as another type, such as a CI workflow's `on:`) must equal the event path's;
+the loader's results and errors must not depend on which path read a file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.errors import ManifestError
-from reconciler.model import yaml_lines
+from reconciler.model import yaml_events, yaml_lines
 from reconciler.model.loader import load_manifests
 from reconciler.model.spec import Desired
 from reconciler.model.yaml_lines import ParsedFile, YamlDocument
@@ -39,11 +39,11 @@ BENCH_STYLE = "apiVersion: mcp-reconciler/v1\nenvironment: tb0001\nkind: Toolbox
 
 def _events(text: str) -> ParsedFile:
     """The event path alone."""
-    builder = yaml_lines._Builder()
-    loader = yaml_lines._Loader(text)
+    builder = yaml_events._Builder()
+    loader = yaml_events._Loader(text)
     try:
         builder.run(loader)
-    except yaml_lines._Stop:
+    except yaml_events._Stop:
         pass
     except yaml.YAMLError:
         builder.issue((1, 1), (), "error")  # never equal to a result of the line reader
@@ -78,9 +78,27 @@ def assert_same_as_events(text: str) -> bool:
     if simple is None:
         return False
     events = _events(text)
-    assert events.issues == [] and simple.issues == [], text
+    assert simple.issues == events.issues, text
     assert [_canonical(d) for d in simple.documents] == [_canonical(d) for d in events.documents], text
     return True
+
+
+def test_the_resolver_table_is_pyyaml_s() -> None:
+    """The line reader resolves plain scalars with a copy of PyYAML's implicit resolvers and booleans."""
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    def table(resolvers: dict[Any, list[tuple[str, Any]]]) -> dict[Any, list[tuple[str, str, int]]]:
+        return {k: [(tag, p.pattern, p.flags) for tag, p in v] for k, v in resolvers.items()}
+
+    assert table(yaml_lines._RESOLVERS) == table(Resolver.yaml_implicit_resolvers)
+    assert SafeConstructor.bool_values == yaml_lines._BOOL_VALUES
+    resolver = Resolver()
+    for text in ["", "~", "null", "NULL", "Null", "nULL", "yes", "Off", "oN", "y", "n", "1", "-1", "+1", "0x1F",
+                 "0o17", "017", "0b101", "1_000", "1:30", "1.5", "1e3", "1.0e+3", ".inf", "-.Inf", ".NaN",
+                 "2024-01-01", "2024-1-1 10:00:00", "<<", "=", "!", "&", "*", "a", "8080", "g:1"]:  # fmt: skip
+        assert yaml_lines._plain_tag(text) == resolver.resolve(yaml.ScalarNode, text, (True, False)), text
+        yaml_lines._RESOLVED.pop(text, None)
 
 
 def test_the_examples_and_benchmark_manifests_take_the_line_reader() -> None:
@@ -161,6 +179,30 @@ TRICKY = [
     "a: x:y\nb: x::\nc: ':'\n",
     "a: [tools, resources, prompts]\n",
     "env:\n  A: { secretFromEnv: B }\n",
+    "a: |\n  x\n  y\nb: 1\n",
+    "a: |\n  x\n\n  y\n\n\nb: 1\n",
+    "a: |\n\n  x\n",
+    "a: |\n  x\n    y\n  z\n",
+    "a: |\n    x\n  y\n",
+    "a: |\nb: 1\n",
+    "a: |\n  x",
+    "a: | # c\n  x\n",
+    "a: |-\n  x\n",
+    "a: >\n  x\n",
+    "- |\n  x\n",
+    "a: |\n  x\n# c\nb: 1\n",
+    "a: |\n  # not a comment\n  x\n",
+    "a: |\n   \n  x\n",
+    "a: |\n  x\n   \n  y\n",
+    "a: |\n  x\n  \n",
+    "a: |\n  x: y\n  - z\n  {\n  'q\n---\nb: |\n  w\n",
+    "- a: |\n    x\n  b: 1\n",
+    "a: x|y\nb: |\n  z\n",
+    "on:\n  push:\n    branches: [main]\njobs: {}\n",
+    "a:\n  - b: 1\n    on: x\n    yes:\n      on: |\n        t\n      off: [1]\n    c: 2\n",
+    "on: 99999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999\n",
+    "on: {true: 1}\n",
+    "null: 1\nNo:\n- x\n",
 ]
 
 
@@ -218,8 +260,13 @@ def _documents(draw: st.DrawFn) -> str:
         for key in draw(st.lists(names, min_size=1, max_size=4, unique=True)):
             start = " " * indent if lead is None else lead
             lead = None
-            kind = draw(st.integers(0, 5)) if depth < 3 else 0
-            if kind <= 2:
+            kind = draw(st.integers(0, 6)) if depth < 3 else 0
+            if kind == 6:
+                out.append(f"{start}{key}: |{draw(st.sampled_from(['', ' # c']))}")
+                inner = " " * (indent + draw(st.integers(1, 3)))
+                for _ in range(draw(st.integers(0, 3))):
+                    out.append(draw(st.sampled_from(["", inner, inner + "x: y", inner + "  - {z", inner + "# t"])))
+            elif kind <= 2:
                 out.append(f"{start}{key}: {draw(st.sampled_from(SCALARS))}{draw(st.sampled_from(['', ' # c']))}")
             elif kind == 3:
                 out.append(f"{start}{key}:")
@@ -252,7 +299,7 @@ def test_random_documents(text: str) -> None:
 
 
 BITS = [": ", "- ", "\n", "  ", " ", "{", "}", "[", "]", ",", "'", '"', "#", " #", "---\n", ":", "~", "-", "&a ",
-        "*a", "!", "|", "true", "0", "007", "\t", "\r", "é", "..."]  # fmt: skip
+        "*a", "!", "|", "true", "0", "007", "\t", "\r", "é", "...", ": |\n  ", "|\n"]  # fmt: skip
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,6 +4,7 @@ clock; nothing sleeps)."""
 from __future__ import annotations
 
 import json
+import threading
 
 from reconciler.core.plan import Action, Step
 from reconciler.presentation.progress import Progress
@@ -58,3 +59,26 @@ def test_text_lines_show_control_characters_never_obey_them() -> None:
     progress = Progress(lines.append, FakeClock())
     progress.start(Step("e", "tb0", "srv-\x1b[31m", Action.STOP, "r"))
     assert lines == ["[start] stop tb0/srv-\\x1b[31m"]
+
+
+def test_lines_of_steps_running_in_parallel_are_written_one_at_a_time() -> None:
+    """Two steps starting together (creates on one toolbox overlap): the writer is never entered twice at once.
+    The writer waits for a second writer at a barrier: it only passes if two lines are being written together."""
+    meeting = threading.Barrier(2, timeout=0.2)
+    overlapped: list[bool] = []
+
+    def write(_: str) -> None:
+        try:
+            meeting.wait()
+            overlapped.append(True)
+        except threading.BrokenBarrierError:
+            overlapped.append(False)
+
+    progress = Progress(write, FakeClock(), json_lines=True)
+    steps = [Step("e", "tb0", f"srv-{i}", Action.CREATE, "declared, not deployed") for i in range(2)]
+    threads = [threading.Thread(target=progress.start, args=(s,)) for s in steps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlapped == [False, False]
