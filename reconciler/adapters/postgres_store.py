@@ -95,8 +95,10 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self._lock_conn: Connection | None = None
-        self._writers: list[Connection] = []  # idle row writers
-        self._writers_open = 0  # idle and in use
+        # Row writers, synced (True) and unsynced (False, synchronous_commit off for the session): idle ones,
+        # and how many are open (idle and in use).
+        self._writers: dict[bool, list[Connection]] = {True: [], False: []}
+        self._writers_open = {True: 0, False: 0}
         self._writers_free = threading.Condition()
         self._held: set[str] = set()
         self._lost = False
@@ -121,7 +123,7 @@ class PostgresStore:
 
     # -- connections ---------------------------------------------------------------------------------------
 
-    def _connect(self) -> Connection:
+    def _connect(self, *, synced: bool = True) -> Connection:
         try:
             return psycopg.connect(
                 self.url,
@@ -129,6 +131,8 @@ class PostgresStore:
                 autocommit=True,
                 row_factory=dict_row,
                 application_name="mcp-reconciler",
+                # An unsynced row writer's commits do not wait for the WAL flush (Store.update_instance).
+                options="" if synced else "-c synchronous_commit=off",
             )
         except psycopg.Error as exc:
             raise StoreError(
@@ -146,9 +150,12 @@ class PostgresStore:
         return self._conn
 
     def _drop_idle_writers(self) -> None:
+        idle: list[Connection] = []
         with self._writers_free:
-            idle, self._writers = self._writers, []
-            self._writers_open -= len(idle)
+            for kind, conns in self._writers.items():
+                idle += conns
+                self._writers_open[kind] -= len(conns)
+                self._writers[kind] = []
             self._writers_free.notify_all()
         for conn in idle:
             with contextlib.suppress(psycopg.Error):
@@ -175,40 +182,41 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(detail, self.url)}") from exc
 
     @contextlib.contextmanager
-    def _row_writer(self, what: str) -> Iterator[Connection]:
-        """One of up to ROW_WRITERS connections, for a write of one instance row that is its own transaction
-        (it sees every commit made before it, on any connection); errors as ``_guard``. A lost connection is
-        replaced at the next write."""
+    def _row_writer(self, what: str, *, synced: bool = True) -> Iterator[Connection]:
+        """One of up to ROW_WRITERS connections of its kind (synced or not), for a write of one instance row
+        that is its own transaction (it sees every commit made before it, on any connection); errors as
+        ``_guard``. A lost connection is replaced at the next write."""
         with self._errors(what):
-            conn = self._take_writer()
+            conn = self._take_writer(synced)
             try:
                 yield conn
             finally:
                 with self._writers_free:
                     if conn.closed or conn.broken:
-                        self._writers_open -= 1
+                        self._writers_open[synced] -= 1
                     else:
-                        self._writers.append(conn)
-                    self._writers_free.notify()
+                        self._writers[synced].append(conn)
+                    self._writers_free.notify_all()
 
-    def _take_writer(self) -> Connection:
+    def _take_writer(self, synced: bool) -> Connection:
+        idle = self._writers[synced]
         with self._writers_free:
             while True:
-                while self._writers:
-                    conn = self._writers.pop()
+                while idle:
+                    conn = idle.pop()
                     if not (conn.closed or conn.broken):
                         return conn
-                    self._writers_open -= 1
-                if self._writers_open < ROW_WRITERS:
-                    self._writers_open += 1
+                    self._writers_open[synced] -= 1
+                if self._writers_open[synced] < ROW_WRITERS:
+                    self._writers_open[synced] += 1
                     break
                 self._writers_free.wait()
         try:
-            return self._connect()
+            return self._connect(synced=synced)
         except BaseException:
             with self._writers_free:
-                self._writers_open -= 1
-                self._writers_free.notify()
+                self._writers_open[synced] -= 1
+                self._writers_free.notify_all()
             raise
 
     def _execute(self, conn: Connection, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[DictRow]:
@@ -489,16 +497,10 @@ class PostgresStore:
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         assignments = ", ".join(f"{c} = %s" for c in sets)
         sql = f"UPDATE account_tool_instances SET {assignments} WHERE id = %s"
-        with self._row_writer(f"updating instance {instance_id}") as conn:
-            if synced:  # one statement: autocommitted
-                cursor = self._execute(conn, sql, [*sets.values(), instance_id])
-            else:
-                # Committed without waiting for the server's WAL flush (Store.update_instance): a later synced
-                # commit flushes it too, the WAL being one log. SET LOCAL ends with the transaction, so no
-                # other write on this connection is affected, even when this one fails.
-                with conn.transaction():
-                    self._execute(conn, "SET LOCAL synchronous_commit TO off")
-                    cursor = self._execute(conn, sql, [*sets.values(), instance_id])
+        # One statement: autocommitted. Unsynced, on a connection whose commits do not wait for the server's WAL
+        # flush (Store.update_instance): a later synced commit flushes it too, the WAL being one log.
+        with self._row_writer(f"updating instance {instance_id}", synced=synced) as conn:
+            cursor = self._execute(conn, sql, [*sets.values(), instance_id])
             if cursor.rowcount == 0:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
 

@@ -208,15 +208,17 @@ def test_catalog_rows_race_to_one_row(pg_backend: Backend) -> None:
 
 
 def test_an_unsynced_status_leaves_the_connection_synced_even_when_it_fails(pg_backend: Backend) -> None:
-    """``synced=False`` lowers ``synchronous_commit`` for its own transaction only (SET LOCAL): every other
-    write on the connection, the row a deploy names among them, still waits for the server's WAL flush."""
+    """``synced=False`` writes on connections of their own whose commits do not wait for the WAL flush: the
+    main connection and the synced row writers (the row a deploy names) still wait for it."""
     store: PostgresStore = pg_backend.open(create=True)
     env_id = str(store.add_environment("tb1", "127.0.0.2").id)
     spec = server()
     iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
 
-    def level() -> str:
-        with store._guard("reading the setting") as conn:
+    def level(synced: bool | None = None) -> str:
+        with (
+            store._guard("reading the setting") if synced is None else store._row_writer("reading", synced=synced)
+        ) as conn:
             return str(store._all(conn, "SHOW synchronous_commit")[0]["synchronous_commit"])
 
     before = level()
@@ -231,7 +233,7 @@ def test_an_unsynced_status_leaves_the_connection_synced_even_when_it_fails(pg_b
     )
     with pytest.raises(StoreError, match="test_refuse"):  # refused by the server, inside the transaction
         store.update_instance(iid, status="error", error_message="refused", synced=False)
-    assert level() == before
+    assert level() == before and level(synced=True) == before and level(synced=False) == "off"
     assert [r.status for r in store.observe().instances] == ["running"]
 
 
@@ -269,7 +271,11 @@ def test_row_writes_from_many_threads_share_a_few_connections_and_survive_a_lost
         ids = list(pool.map(create, range(len(specs))))
     assert len(set(ids)) == 24
     assert {r.status for r in store.observe().instances} == {"running"}
-    assert 1 <= store._writers_open <= ROW_WRITERS and len(store._writers) == store._writers_open
+    for kind in (True, False):
+        assert (
+            1 <= store._writers_open[kind] <= ROW_WRITERS
+            and len(store._writers[kind]) == store._writers_open[kind]
+        )
 
     pg_backend.raw(  # the server drops every writer connection (a restart, an idle timeout)
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
@@ -278,9 +284,12 @@ def test_row_writes_from_many_threads_share_a_few_connections_and_survive_a_lost
     for _ in range(ROW_WRITERS + 1):  # a write on a dropped connection fails once; the next one reconnects
         with contextlib.suppress(StoreError):
             store.update_instance(ids[0], status="stopped", synced=False)
+        with contextlib.suppress(StoreError):
+            store.update_instance(ids[1], status="stopped")
+    store.update_instance(ids[0], status="stopped", synced=False)
     store.update_instance(ids[1], status="stopped")
     with contextlib.suppress(StoreError):  # the main connection was dropped too: it reconnects the same way
         store.ping()
     assert [r.status for r in store.observe().instances if r.id in ids[:2]] == ["stopped", "stopped"]
     store.close()
-    assert store._writers == [] and store._writers_open == 0
+    assert store._writers == {True: [], False: []} and store._writers_open == {True: 0, False: 0}
