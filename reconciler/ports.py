@@ -49,7 +49,8 @@ class EnvironmentRow:
 
 
 class Store(Protocol):
-    """The database (SQLite embedded default, or PostgreSQL on the Agentopia schema)."""
+    """The database (SQLite embedded default, or PostgreSQL on the Agentopia schema). Safe to call from several
+    threads at once (the executor's): each store serialises what it must."""
 
     def observe(self) -> RecordedState: ...
 

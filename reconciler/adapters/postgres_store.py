@@ -53,6 +53,10 @@ from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5
+# Connections for the instance-row writes of an apply (opened when first needed). One connection made the
+# executor's threads queue behind each synced insert's WAL flush; on several, the server flushes concurrent
+# commits together (its group commit) and a status write does not wait for an insert's flush.
+ROW_WRITERS = 4
 # pg_advisory_lock key serialising `reconciler db migrate` runs on one database.
 _MIGRATION_LOCK_KEY = rows.advisory_key("schema-migrations")
 _JSON_COLUMNS = frozenset({
@@ -86,11 +90,14 @@ class PostgresStore:
         raises SchemaMissingError, unless ``check_schema`` is False (for ``migrate``)."""
         self.url = url
         self.masked_url = rows.mask(url)
-        self.query_count = 0  # every SQL statement sent on the main connection
+        self.query_count = 0  # every SQL statement sent (the row writers' included)
         self._connect_timeout = connect_timeout
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self._lock_conn: Connection | None = None
+        self._writers: list[Connection] = []  # idle row writers
+        self._writers_open = 0  # idle and in use
+        self._writers_free = threading.Condition()
         self._held: set[str] = set()
         self._lost = False
         self._catalog_cache: dict[str, str] = {}
@@ -101,12 +108,16 @@ class PostgresStore:
         self._created_by_us = False
         self._mcp_rules = rows.AGENTOPIA_MCP_RULES
         self._connection()
-        if create:
-            self.migrate()
-        else:
-            self._introspect()
-            if check_schema:
-                self._require_schema()
+        try:
+            if create:
+                self.migrate()
+            else:
+                self._introspect()
+                if check_schema:
+                    self._require_schema()
+        except BaseException:
+            self.close()  # a store that failed to open leaves no connection behind for the collector
+            raise
 
     # -- connections ---------------------------------------------------------------------------------------
 
@@ -130,26 +141,75 @@ class PostgresStore:
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 log.warning("reconnecting to PostgreSQL at %s", self.masked_url)
+                self._drop_idle_writers()  # lost with it, most likely (a restart): they would fail once each
             self._conn = self._connect()
         return self._conn
+
+    def _drop_idle_writers(self) -> None:
+        with self._writers_free:
+            idle, self._writers = self._writers, []
+            self._writers_open -= len(idle)
+            self._writers_free.notify_all()
+        for conn in idle:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[Connection]:
         """Serialise calls and turn driver errors into one-line StoreErrors with the password removed."""
-        with self._lock:
+        with self._lock, self._errors(what):
+            yield self._connection()
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except psycopg.OperationalError as exc:
+            raise StoreError(
+                f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(str(exc), self.url)}", retryable=True
+            ) from None
+        except psycopg.Error as exc:
+            detail = exc.diag.message_primary or str(exc)
+            raise StoreError(f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(detail, self.url)}") from exc
+
+    @contextlib.contextmanager
+    def _row_writer(self, what: str) -> Iterator[Connection]:
+        """One of up to ROW_WRITERS connections, for a write of one instance row that is its own transaction
+        (it sees every commit made before it, on any connection); errors as ``_guard``. A lost connection is
+        replaced at the next write."""
+        with self._errors(what):
+            conn = self._take_writer()
             try:
-                yield self._connection()
-            except StoreError:
-                raise
-            except psycopg.OperationalError as exc:
-                raise StoreError(
-                    f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(str(exc), self.url)}", retryable=True
-                ) from None
-            except psycopg.Error as exc:
-                detail = exc.diag.message_primary or str(exc)
-                raise StoreError(
-                    f"PostgreSQL at {self.masked_url}: {what}: {rows.scrub(detail, self.url)}"
-                ) from exc
+                yield conn
+            finally:
+                with self._writers_free:
+                    if conn.closed or conn.broken:
+                        self._writers_open -= 1
+                    else:
+                        self._writers.append(conn)
+                    self._writers_free.notify()
+
+    def _take_writer(self) -> Connection:
+        with self._writers_free:
+            while True:
+                while self._writers:
+                    conn = self._writers.pop()
+                    if not (conn.closed or conn.broken):
+                        return conn
+                    self._writers_open -= 1
+                if self._writers_open < ROW_WRITERS:
+                    self._writers_open += 1
+                    break
+                self._writers_free.wait()
+        try:
+            return self._connect()
+        except BaseException:
+            with self._writers_free:
+                self._writers_open -= 1
+                self._writers_free.notify()
+            raise
 
     def _execute(self, conn: Connection, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[DictRow]:
         self.query_count += 1
@@ -368,7 +428,7 @@ class PostgresStore:
         present = self._columns.get("account_tool_instances", frozenset())
         every = rows.new_instance_values(new, instance_id, self._mcp_rules)
         values = {k: v for k, v in every.items() if k in present}
-        with self._guard(f"creating instance {new.name} on environment {new.environment_id}") as conn:
+        with self._row_writer(f"creating instance {new.name} on environment {new.environment_id}") as conn:
             try:
                 # One statement on an autocommit connection is its own transaction: one round trip, not
                 # three (BEGIN, INSERT, COMMIT); the executor writes a row before and after every deploy.
@@ -429,7 +489,7 @@ class PostgresStore:
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         assignments = ", ".join(f"{c} = %s" for c in sets)
         sql = f"UPDATE account_tool_instances SET {assignments} WHERE id = %s"
-        with self._guard(f"updating instance {instance_id}") as conn:
+        with self._row_writer(f"updating instance {instance_id}") as conn:
             if synced:  # one statement: autocommitted
                 cursor = self._execute(conn, sql, [*sets.values(), instance_id])
             else:
@@ -796,6 +856,7 @@ class PostgresStore:
             self._execute(conn, "SELECT pg_logical_emit_message(true, 'mcp-reconciler', 'sync')")
 
     def close(self) -> None:
+        self._drop_idle_writers()
         with self._lock:
             for conn in (self._lock_conn, self._conn):
                 if conn is not None:

@@ -2,7 +2,8 @@
 
 The marker (``BLOCKED_KEY`` in the row's stored config) records why a create was held back (a name the agent
 holds, an agent that forgot its containers, a deploy still pending), so the planner does not re-send it every
-cycle. Every write goes through one lock: stores may not be thread-safe, DTMA calls run unlocked.
+cycle. The executor's threads write at once: every store serialises what it must itself (a PostgreSQL store
+writes rows on several connections, so a status need not wait for another row's commit to be flushed).
 """
 
 from __future__ import annotations
@@ -35,19 +36,18 @@ class InstanceRows:
     def prepare_create(self, step: Step, spec: ServerSpec, spec_hash: str) -> str:
         """The row a create deploys into (the step's own, or a new one); its id."""
         config = self.config(spec, spec_hash)
-        with self._lock:
-            catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
-            if step.instance_id:
-                # catalog_id: an image change moves the row to the new image's catalog row.
-                self.store.update_instance(
-                    step.instance_id,
-                    status="pending_deploy",
-                    config=config,
-                    clear_error=True,
-                    catalog_id=catalog_id,
-                )
-                return step.instance_id
-            return self.store.create_instance(_new_row(step, spec, config, catalog_id))
+        catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
+        if step.instance_id:
+            # catalog_id: an image change moves the row to the new image's catalog row.
+            self.store.update_instance(
+                step.instance_id,
+                status="pending_deploy",
+                config=config,
+                clear_error=True,
+                catalog_id=catalog_id,
+            )
+            return step.instance_id
+        return self.store.create_instance(_new_row(step, spec, config, catalog_id))
 
     def adopt(self, step: Step, spec: ServerSpec, spec_hash: str) -> None:
         """Write the managed row of a container that already runs (an ``adopt`` step): the row the step
@@ -55,30 +55,26 @@ class InstanceRows:
         step's id (the agent's instance id, or the planner's derived one). The catalog row as a create's."""
         config = self.config(spec, spec_hash)
         status = step.status_to or "running"
-        with self._lock:
-            catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
-            if step.instance_id and step.status_from is not None:
-                self.store.update_instance(
-                    step.instance_id, status=status, config=config, clear_error=True, catalog_id=catalog_id
-                )
-                return
-            instance_id = self.store.create_instance(
-                _new_row(step, spec, config, catalog_id, instance_id=step.instance_id)
+        catalog_id = self.store.ensure_catalog(spec.image, environment_id=step.environment_id)
+        if step.instance_id and step.status_from is not None:
+            self.store.update_instance(
+                step.instance_id, status=status, config=config, clear_error=True, catalog_id=catalog_id
             )
-            self.store.update_instance(instance_id, status=status, clear_error=True)
+            return
+        instance_id = self.store.create_instance(
+            _new_row(step, spec, config, catalog_id, instance_id=step.instance_id)
+        )
+        self.store.update_instance(instance_id, status=status, clear_error=True)
 
     def sync_status(self, instance_id: str, status: str) -> None:
-        with self._lock:
-            # error_runtime keeps the message that says why (the probe's error, written with it).
-            self.store.update_instance(instance_id, status=status, clear_error=status != "error_runtime")
+        # error_runtime keeps the message that says why (the probe's error, written with it).
+        self.store.update_instance(instance_id, status=status, clear_error=status != "error_runtime")
 
     def store_protect(self, instance_id: str, protect: bool) -> None:
-        with self._lock:
-            self.store.merge_config(instance_id, {"protect": protect})
+        self.store.merge_config(instance_id, {"protect": protect})
 
     def drop(self, instance_id: str) -> None:
-        with self._lock:
-            self.store.delete_instance(instance_id)
+        self.store.delete_instance(instance_id)
 
     def record_desired(self, step: Step, state: str) -> None:
         """Store the desired state with the row, so that a server stopped on purpose is later started (not
@@ -88,16 +84,14 @@ class InstanceRows:
             return
         if spec.state != state:
             spec = replace(spec, state=state)  # type: ignore[arg-type]
-        with self._lock:
-            self.store.update_instance(step.instance_id, config=self.config(spec, step.spec_hash))
+        self.store.update_instance(step.instance_id, config=self.config(spec, step.spec_hash))
 
     def block(self, instance_id: str, spec: ServerSpec, spec_hash: str, reason: BlockReason, message: str,
               *, status: str = "error") -> None:  # fmt: skip
         config = self.config(spec, spec_hash)
         config[BLOCKED_KEY] = {"reason": str(reason), "since": self.clock.now().isoformat(), "message": message}
         try:
-            with self._lock:
-                self.store.update_instance(instance_id, status=status, error_message=message, config=config)
+            self.store.update_instance(instance_id, status=status, error_message=message, config=config)
         except ReconcilerError:
             log.warning("could not record why instance %s is blocked", instance_id)
 
@@ -105,9 +99,8 @@ class InstanceRows:
         """The status after an agent call: what the call did, which the next listing would show again, so
         it is not synced on its own (``Store.update_instance``)."""
         if instance_id:
-            with self._lock:
-                self.store.update_instance(instance_id, status=status, clear_error=status != "error", synced=False)
-                self._unsynced = True
+            self.store.update_instance(instance_id, status=status, clear_error=status != "error", synced=False)
+            self._unsynced = True
 
     def sync(self) -> None:
         """At the end of an apply: the statuses written unsynced reach the disk (``Store.sync``). A store that
@@ -123,16 +116,14 @@ class InstanceRows:
 
     def record_health(self, record: HealthRecord) -> None:
         try:
-            with self._lock:
-                self.store.record_health([record])
+            self.store.record_health([record])
         except ReconcilerError:
             log.warning("could not record the health of instance %s", record.instance_id)
 
     def mark_unready(self, instance_id: str, message: str) -> None:
         """The container runs, its server does not answer: ``error_runtime`` (README, "Status mapping")."""
         try:
-            with self._lock:
-                self.store.update_instance(instance_id, status="error_runtime", error_message=message)
+            self.store.update_instance(instance_id, status="error_runtime", error_message=message)
         except ReconcilerError:
             log.warning("could not record that instance %s is not ready", instance_id)
 
@@ -142,8 +133,7 @@ class InstanceRows:
 
     def mark_error_id(self, instance_id: str, message: str) -> None:
         try:
-            with self._lock:
-                self.store.update_instance(instance_id, status="error", error_message=message)
+            self.store.update_instance(instance_id, status="error", error_message=message)
         except ReconcilerError:
             log.warning("could not record the error of instance %s", instance_id)
 

@@ -3,6 +3,7 @@ advisory locks and connection failures."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -244,3 +245,42 @@ def test_sync_flushes_the_wal_past_an_unsynced_status(pg_backend: Backend) -> No
     store.sync()
     [(flushed,)] = pg_backend.raw("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [written])
     assert flushed is True
+
+
+def test_row_writes_from_many_threads_share_a_few_connections_and_survive_a_lost_one(pg_backend: Backend) -> None:
+    """Instance-row writes go through up to ROW_WRITERS connections of their own (several commits flushed
+    together); every write lands, and a writer connection the server dropped is replaced at the next write."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reconciler.adapters.postgres_store import ROW_WRITERS
+
+    store: PostgresStore = pg_backend.open(create=True)
+    env_id = str(store.add_environment("tb1", "127.0.0.2").id)
+    specs = [server(f"s{i:02d}", image=f"ghcr.io/acme/s{i:02d}:1") for i in range(24)]
+
+    def create(i: int) -> str:
+        spec = specs[i]
+        iid = store.create_instance(new_instance(env_id, store.ensure_catalog(spec.image), spec))
+        store.update_instance(iid, status="deploying", synced=False)
+        store.update_instance(iid, status="running", synced=i % 2 == 0)
+        return iid
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        ids = list(pool.map(create, range(len(specs))))
+    assert len(set(ids)) == 24
+    assert {r.status for r in store.observe().instances} == {"running"}
+    assert 1 <= store._writers_open <= ROW_WRITERS and len(store._writers) == store._writers_open
+
+    pg_backend.raw(  # the server drops every writer connection (a restart, an idle timeout)
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND application_name = 'mcp-reconciler'"
+    )
+    for _ in range(ROW_WRITERS + 1):  # a write on a dropped connection fails once; the next one reconnects
+        with contextlib.suppress(StoreError):
+            store.update_instance(ids[0], status="stopped", synced=False)
+    store.update_instance(ids[1], status="stopped")
+    with contextlib.suppress(StoreError):  # the main connection was dropped too: it reconnects the same way
+        store.ping()
+    assert [r.status for r in store.observe().instances if r.id in ids[:2]] == ["stopped", "stopped"]
+    store.close()
+    assert store._writers == [] and store._writers_open == 0
