@@ -111,9 +111,10 @@ def _stat(path: str) -> tuple[Stat, tuple[int, ...]]:
 
 
 def _stamp(paths: Sequence[str], settle: float) -> tuple[Stat, ...] | None:
-    """The stat of the tree now, or None while part of it changed less than ``settle`` seconds ago."""
+    """The stat of the tree now, or None while part of it changed less than ``settle`` seconds ago. It begins
+    with the paths given, as given (another list of paths is another tree)."""
     recent = time.time_ns() - int(settle * 1e9)
-    stamp: list[Stat] = []
+    stamp: list[Stat] = [tuple(paths)]
     for path in _tree(paths):
         entry, times = _stat(path)
         if any(t >= recent for t in times):
@@ -122,8 +123,8 @@ def _stamp(paths: Sequence[str], settle: float) -> tuple[Stat, ...] | None:
     return tuple(stamp)
 
 
-def _unchanged(stamp: tuple[Stat, ...]) -> bool:
-    return all(_stat(str(entry[0]))[0] == entry for entry in stamp)
+def _unchanged(stamp: tuple[Stat, ...], paths: Sequence[str]) -> bool:
+    return stamp[0] == tuple(paths) and all(_stat(str(entry[0]))[0] == entry for entry in stamp[1:])
 
 
 def load_desired(
@@ -133,7 +134,7 @@ def load_desired(
     as it did just before the last clean load read them (and had settled then: ``settle``), that load is
     reused without reading a byte; otherwise the files are read, and when their bytes are those of the last
     clean load, its result is reused instead of parsing and validating again (cheap idle cycles)."""
-    if memory.stamp is not None and memory.last is not None and _unchanged(memory.stamp):
+    if memory.stamp is not None and memory.last is not None and _unchanged(memory.stamp, paths):
         return memory.last[1], memory
     stamp = _stamp(paths, settle)  # before the bytes are read: a write after it changes a stat
     signature = _signature(paths)

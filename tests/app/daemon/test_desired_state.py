@@ -176,3 +176,16 @@ def test_what_the_loader_does_not_read_changes_nothing(tmp_path: Path) -> None:
     write(tmp_path / ".git", "tb9", "s9")  # a dot directory is not read
     (tmp_path / "README.md").write_text("notes\n")
     assert state.load() is first
+
+
+def test_other_paths_are_another_tree(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write(tmp_path / "a", "tb0", "s1")
+    write(tmp_path / "b", "tb1", "s2")
+    state = Stamped([str(tmp_path / "a")], {})
+    assert servers(state) == {"tb0": ["s1"]} and state.memory.stamp is not None
+    state.paths = [str(tmp_path / "b")]
+    assert servers(state) == {"tb1": ["s2"]}
+    state.paths = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert servers(state) == {"tb0": ["s1"], "tb1": ["s2"]}
