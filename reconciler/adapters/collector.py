@@ -1,5 +1,5 @@
 """The cyclic garbage collector paused while a bulk of objects that are kept is built: the instance rows of
-an observation (``store_rows``) and its listings (``dtma_client``).
+an observation (``store_rows``) and its listings (``dtma_client``), and a daemon's whole cycle (``app/daemon``).
 
 Such a bulk is made of objects that live on, or that reference counting frees (a listing's JSON): the
 collections its allocations trigger find nothing, and each one walks every object young enough, or, every
