@@ -20,7 +20,6 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.dtma_http import (
     CONNECT_KINDS,
     AioBodyTooLarge,
@@ -47,6 +46,7 @@ from reconciler.adapters.dtma_protocol import (
     route_of,
     status_class,
 )
+from reconciler.collector import collector_paused
 from reconciler.core.observed import LiveListing
 from reconciler.errors import (
     DtmaDeployTimeoutError,

@@ -30,7 +30,6 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from reconciler.adapters import store_rows as rows
-from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
@@ -44,6 +43,7 @@ from reconciler.adapters.migrations import (
     migrate_command,
     migrations,
 )
+from reconciler.collector import collector_paused
 from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension

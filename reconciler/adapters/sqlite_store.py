@@ -24,7 +24,6 @@ from typing import Any
 import sqlite_utils
 
 from reconciler.adapters import store_rows as rows
-from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.migrations import (
     AGENTOPIA_TABLES,
     CREATED_BY_KEY,
@@ -39,6 +38,7 @@ from reconciler.adapters.migrations import (
     migrations,
 )
 from reconciler.adapters.sqlite_sync import SYNCED, sync_wal, unsynced
+from reconciler.collector import collector_paused
 from reconciler.core.leases import Heartbeat, Lease
 from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
 from reconciler.core.suspension import Suspension

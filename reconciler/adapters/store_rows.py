@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from reconciler.adapters.collector import collector_paused
+from reconciler.collector import collector_paused
 from reconciler.core.observed import (
     ENVIRONMENT_STATUSES,
     INSTALLATION_STATUSES,

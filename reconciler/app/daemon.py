@@ -23,7 +23,6 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from reconciler.adapters import pid_file
-from reconciler.adapters.collector import collector_paused
 from reconciler.adapters.metrics import DaemonMetrics
 from reconciler.adapters.notify import Notifier, parse_target
 from reconciler.app import listeners
@@ -31,6 +30,7 @@ from reconciler.app.status_site import SiteFactory
 from reconciler.app.stores import open_store, parse_database_url
 from reconciler.app.tuning import executor_config_for, policy_for
 from reconciler.app.wiring import GitWorkTree, SystemClock, open_dtma, open_journal, open_prober, secret_key
+from reconciler.collector import collector_paused
 from reconciler.core import notify
 from reconciler.core.backoff import BackoffState
 from reconciler.core.outcomes import RunOutcome

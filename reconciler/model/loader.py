@@ -7,7 +7,6 @@ validate`` shows them all, each as ``file:line:column: path: message``.
 from __future__ import annotations
 
 import errno
-import gc
 import hashlib
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from reconciler.collector import collector_paused
 from reconciler.errors import ManifestError, ManifestIssue
 from reconciler.model.json_path import JsonPath, format_path
 from reconciler.model.schema_check import SchemaIssue, check_document
@@ -216,13 +216,8 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]], *, read: ReadAhead |
     # Loading allocates a few objects per line of YAML and frees them by reference counting (nothing it
     # builds holds a cycle), so the cyclic collector's passes, over a heap that holds every spec built so
     # far (and a daemon's whole state), are pure cost. It runs again, if it ran before, once loading is done.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _load(paths, read if read is not None and read.paths == _names_of(paths) else None)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _load(paths: Sequence[str | os.PathLike[str]], ahead: ReadAhead | None) -> Desired:

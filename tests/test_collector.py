@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from reconciler.adapters.collector import collector_paused
+from reconciler.collector import collector_paused
 
 
 def test_overlapping_pauses_restore_the_collector_once_the_last_ends() -> None:

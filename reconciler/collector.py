@@ -1,5 +1,7 @@
 """The cyclic garbage collector paused while a bulk of objects that are kept is built: the instance rows of
-an observation (``store_rows``) and its listings (``dtma_client``), and a daemon's whole cycle (``app/daemon``).
+an observation (``store_rows``) and its listings (``dtma_client``), the manifests (``model/loader``), and a
+daemon's whole cycle (``app/daemon``). One pause for the whole process: the collector is a process-wide
+setting, and these overlap (a cycle loads, reads rows and lists at once on several threads).
 
 Such a bulk is made of objects that live on, or that reference counting frees (a listing's JSON): the
 collections its allocations trigger find nothing, and each one walks every object young enough, or, every
