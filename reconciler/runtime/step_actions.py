@@ -16,6 +16,7 @@ from reconciler.core.health import ProbeResult
 from reconciler.core.observed import LiveContainer, LiveListing
 from reconciler.core.outcomes import StepOutcome
 from reconciler.core.plan import HEALTH_FIELD, Action, NoticeKind, Step
+from reconciler.core.readiness import offer_drift
 from reconciler.errors import DtmaNoSuchContainerError, DtmaNotFoundError
 from reconciler.ports import Dtma, DtmaTarget
 from reconciler.runtime.deploy import Deployer
@@ -100,6 +101,14 @@ class StepActions:
             if unpublished is not None:
                 message = f"{message}; {unpublished}"
             return Done(StepOutcome.UNREADY, message, probe=probe)
+        # It answers, but a step is not done while the server offers less than its manifest declares: the next
+        # plan would report offer drift, so ``ok`` (and a converged apply, or a rollout going on) would claim
+        # more than is true.
+        drift = offer_drift(step.desired, probe) if probe is not None and step.desired is not None else None
+        if drift is not None:
+            where = f"{step.environment_name}/{step.server}"
+            return Done(StepOutcome.UNREADY, f"{where}: running, but it offers less than declared: {drift}",
+                        probe=probe)  # fmt: skip
         done = _done(StepOutcome.OK, "", unpublished)
         return replace(done, probe=probe)
 

@@ -152,3 +152,20 @@ def test_offering_less_than_declared_is_drift_without_a_restart(w: DaemonWorld) 
     assert "! offer-drift: time offers less than declared: pinned tools not listed: echo" in status.stdout
     assert status.stdout.rstrip().endswith("but 1 offer less than declared (tb0/time)."), status.stdout
     assert "match the manifests" not in status.stdout
+
+
+def test_a_new_server_that_offers_less_than_declared_is_unready_not_converged(w: DaemonWorld) -> None:
+    """The readiness wait checks the offer too: an apply whose image lists no pinned tool does not end converged
+    (the next plan would report the offer drift)."""
+    w.sim.sim.set_mcp(IMAGE, tools=["echo2"])
+    w.write({"tb0": [mcp_server(capabilities=["tools"], tools=["echo"])]})
+    report = apply(w)
+    [result] = report.results
+    assert result.outcome is StepOutcome.UNREADY
+    assert result.message == "tb0/time: running, but it offers less than declared: pinned tools not listed: echo"
+    assert report.outcome is RunOutcome.PARTIAL
+    assert row_of(w, "time")["status"] == "running"  # it runs and answers: only the offer is short
+    again = apply(w)  # nothing a step can fix: drift reported, no second deploy
+    assert again.plan is not None and again.plan.steps == ()
+    assert [n.kind for n in again.plan.notices] == [NoticeKind.OFFER_DRIFT]
+    assert w.creates(0) == 1
