@@ -168,7 +168,9 @@ class StatusServer:
             def _answer(self, *, head: bool) -> None:
                 url = urlsplit(self.path)
                 path = url.path
-                if path == "/healthz":
+                if path in outer._posts:  # a POST route exists here: the method is wrong, not the path
+                    self._refuse()
+                elif path == "/healthz":
                     self._send(200, b"ok\n", TEXT, head)
                 elif path == "/readyz":
                     ok, why = outer._ready()

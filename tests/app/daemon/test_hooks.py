@@ -127,7 +127,8 @@ def test_unsigned_wrong_and_malformed_requests_are_refused_and_change_nothing(
     assert declared_too_large(d) == 413  # answered on its headers: the body is never read
     assert post(d, body, headers={"X-GitHub-Delivery": ""})[0] == 400
     assert post(d, event="ping") == (200, "pong\n")
-    assert get(f"http://{d.http_address}/hooks/git")[0] == 404  # GET is not the webhook
+    # GET is not the webhook: the route takes POST only (405, not 404: the path exists)
+    assert get(f"http://{d.http_address}/hooks/git") == (405, "method not allowed: this route takes POST\n")
     # A replayed delivery (same id, or the same signed body under a new id) is acknowledged without a cycle.
     assert post(d, body, delivery="dup-1")[0] == 202
     assert cycles.wait_for(2, 20)
