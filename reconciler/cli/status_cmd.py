@@ -122,10 +122,21 @@ def _against(args: argparse.Namespace) -> int:
                 f"{differing} of {len(rows)} servers differ from the manifests{''.join('; ' + b for b in but)}"
             )
         )
-    elif but:
-        print(printable(f"All {len(rows)} servers are deployed as the manifests say, but {'; '.join(but)}."))
     else:
-        print(f"All {len(rows)} servers match the manifests (declared, recorded and live).")
+        # Only declared servers can match the manifests: a container or row they do not name is counted apart.
+        declared = sum(1 for r in rows if r["declared"])
+        others = [f"{r['environment']}/{r['server']}" for r in rows if not r["declared"]]
+        aside = (
+            f" {len(others)} other {'server is' if len(others) == 1 else 'servers are'} recorded or running but "
+            f"not declared, and left alone ({', '.join(others)})."
+            if others
+            else ""
+        )
+        if but:
+            said = f"All {declared} declared servers are deployed as the manifests say, but {'; '.join(but)}."
+        else:
+            said = f"All {declared} declared servers match the manifests (declared, recorded and live)."
+        print(printable(said + aside))
     return 0
 
 
