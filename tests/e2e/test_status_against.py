@@ -41,8 +41,10 @@ def test_status_against_the_manifests_names_what_differs(world_factory: Callable
     assert {r["desired_from"] for r in json.loads(w.cli("status", "--format", "json").stdout)} == {"recorded"}
 
     assert w.cli("apply", str(w.manifests)).returncode == 0
-    assert w.cli("status", str(w.manifests)).stdout.rstrip().endswith(
-        "All 2 declared servers match the manifests (declared, recorded and live)."
+    assert (
+        w.cli("status", str(w.manifests))
+        .stdout.rstrip()
+        .endswith("All 2 declared servers match the manifests (declared, recorded and live).")
     )
     # A container the manifests do not name (made by hand, no row) is not counted among those that match.
     w.sim.admin(0, "POST", "/__sim/seed", {"containers": [{"name": "by-hand", "image": "ghcr.io/acme/x:1.0.0"}]})
