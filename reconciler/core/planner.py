@@ -635,6 +635,18 @@ class _EnvPlanner:
                 server,
             )
             return None
+        if row is None and live.instance_id is not None and not _is_uuid(live.instance_id):
+            # Agentopia's account_tool_instances ids are UUIDs (PostgreSQL refuses anything else): the row that
+            # would record this container under its own id cannot be written, on either store.
+            self.notice(
+                name,
+                NoticeKind.CONFLICT,
+                f"container {name} on {self.name} carries instance id {live.instance_id!r}, which is not a UUID, "
+                "so no instance row can record it: not adopted (remove the container; the next apply creates "
+                "the server)",
+                server,
+            )
+            return None
         instance_id = row.id if row is not None else live.instance_id or adopted_instance_id(self.env.id, name)
         status = status_for(live.state, server.state) or (row.status if row is not None else "running")
         whose = f"row {row.id}, which the reconciler does not manage" if row is not None else "no managed row"
@@ -770,6 +782,14 @@ class _EnvPlanner:
             status_from=row.status,  # the executor reads a 404 as "gone" only for a row never deployed
             source=self.spec.source,  # the document whose prune: true asked for it
         )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def adopted_instance_id(environment_id: str, name: str) -> str:
