@@ -45,7 +45,7 @@ from reconciler.adapters.migrations import (
 )
 from reconciler.collector import collector_paused
 from reconciler.core.leases import Heartbeat, Lease
-from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState
+from reconciler.core.observed import RecordedEnvironment, RecordedInstance, RecordedState, is_uuid
 from reconciler.core.suspension import Suspension
 from reconciler.errors import SchemaMissingError, StoreError
 from reconciler.ports import EnvironmentRow, HealthRecord, NewInstance
@@ -414,7 +414,7 @@ class PostgresStore:
 
     def _owner(self, environment_id: str | None) -> str | None:
         """The user owning a toolbox: who a new catalog row is ``created_by``."""
-        if environment_id is None or not rows.is_uuid(environment_id):
+        if environment_id is None or not is_uuid(environment_id):
             return None
         with self._guard(f"reading the owner of environment {environment_id}") as conn:
             found = self._all(
@@ -493,7 +493,7 @@ class PostgresStore:
         }
         if not sets:
             return
-        if not rows.is_uuid(instance_id):
+        if not is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         assignments = ", ".join(f"{c} = %s" for c in sets)
         sql = f"UPDATE account_tool_instances SET {assignments} WHERE id = %s"
@@ -505,7 +505,7 @@ class PostgresStore:
                 raise StoreError(f"instance {instance_id} does not exist (deleted meanwhile?)")
 
     def merge_config(self, instance_id: str, values: Mapping[str, Any]) -> None:
-        if not rows.is_uuid(instance_id):
+        if not is_uuid(instance_id):
             raise StoreError(f"instance {instance_id} does not exist (not a UUID)")
         with self._guard(f"updating the config of instance {instance_id}") as conn:  # one statement: autocommitted
             cursor = self._execute(
@@ -523,7 +523,7 @@ class PostgresStore:
         every few seconds does not rewrite every row each cycle). Returns how many rows were written."""
         if "last_heartbeat_from_dtma" not in self._columns.get("account_tool_instances", frozenset()):
             return 0
-        ids = [i for i in instance_ids if rows.is_uuid(i)]
+        ids = [i for i in instance_ids if is_uuid(i)]
         if not ids:
             return 0
         with self._guard("recording heartbeats") as conn:  # one statement: autocommitted
@@ -538,7 +538,7 @@ class PostgresStore:
     def recorded_mcp(self, environment_id: str) -> dict[str, dict[str, Any]]:
         present = sorted(set(self._columns.get("account_tool_instances", frozenset())) & set(rows.MCP_COLUMNS))
         present = [c for c in present if c != "mcp_server_type"]
-        if not present or not rows.is_uuid(environment_id):
+        if not present or not is_uuid(environment_id):
             return {}
         with self._guard("reading MCP columns") as conn:
             found = self._all(
@@ -563,7 +563,7 @@ class PostgresStore:
 
     def record_health(self, records: Sequence[HealthRecord]) -> None:
         present = self._columns.get("account_tool_instances", frozenset())
-        records = [r for r in records if rows.is_uuid(r.instance_id)]
+        records = [r for r in records if is_uuid(r.instance_id)]
         if not records or "mcp_discovery_metadata" not in present:
             return
         with self._guard("recording health") as conn, conn.transaction():
@@ -581,13 +581,13 @@ class PostgresStore:
                 )
 
     def delete_instance(self, instance_id: str) -> None:
-        if not rows.is_uuid(instance_id):
+        if not is_uuid(instance_id):
             return
         with self._guard(f"deleting instance {instance_id}") as conn:  # one statement: autocommitted
             self._execute(conn, "DELETE FROM account_tool_instances WHERE id = %s", [instance_id])
 
     def fingerprint(self, environment_id: str) -> str:
-        if not rows.is_uuid(environment_id):
+        if not is_uuid(environment_id):
             return rows.fingerprint(None, [])
         with self._guard(f"fingerprinting environment {environment_id}") as conn:
             envs = self._all(conn, self._env_select("WHERE id = %s"), [environment_id])
@@ -643,7 +643,7 @@ class PostgresStore:
             )
 
     def resume_environment(self, environment_id: str) -> Suspension | None:
-        if not rows.is_uuid(environment_id):
+        if not is_uuid(environment_id):
             return None
         with self._guard(f"resuming environment {environment_id}") as conn, conn.transaction():
             if not self._has_table(conn, SUSPENSIONS_TABLE):
@@ -689,7 +689,7 @@ class PostgresStore:
     def claim_leases(
         self, replica: str, environment_ids: Collection[str], now: datetime, expires_at: datetime
     ) -> frozenset[str]:
-        ids = [i for i in environment_ids if rows.is_uuid(i)]
+        ids = [i for i in environment_ids if is_uuid(i)]
         if not ids:
             return frozenset()
         with self._guard("claiming leases") as conn, conn.transaction():
@@ -716,7 +716,7 @@ class PostgresStore:
         return max(cursor.rowcount, 0)
 
     def release_leases(self, replica: str, environment_ids: Collection[str]) -> None:
-        ids = [i for i in environment_ids if rows.is_uuid(i)]
+        ids = [i for i in environment_ids if is_uuid(i)]
         if not ids:
             return
         with self._guard("releasing leases") as conn, conn.transaction():

@@ -122,14 +122,6 @@ def new_environment_values(
     }
 
 
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def parse_json(value: Any) -> Any:
     """JSON from a jsonb value (already parsed) or a text column; anything unreadable is None."""
     if value is None or isinstance(value, dict | list):

@@ -6,6 +6,7 @@ from the three listing shapes. The planner reads only these.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -159,3 +160,12 @@ class Observed:
     recorded: RecordedState
     live: Mapping[str, LiveState]  # by environment id
     health: Mapping[tuple[str, str], ServerHealth] = field(default_factory=dict)  # (environment id, server)
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` can be an instance or environment id: Agentopia's tables key them by UUID."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

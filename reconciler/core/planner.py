@@ -22,6 +22,7 @@ from reconciler.core.observed import (
     RecordedInstance,
     ServerHealth,
     Unreachable,
+    is_uuid,
 )
 from reconciler.core.plan import (
     BLOCKED_KEY,
@@ -635,7 +636,7 @@ class _EnvPlanner:
                 server,
             )
             return None
-        if row is None and live.instance_id is not None and not _is_uuid(live.instance_id):
+        if row is None and live.instance_id is not None and not is_uuid(live.instance_id):
             # Agentopia's account_tool_instances ids are UUIDs (PostgreSQL refuses anything else): the row that
             # would record this container under its own id cannot be written, on either store.
             self.notice(
@@ -782,14 +783,6 @@ class _EnvPlanner:
             status_from=row.status,  # the executor reads a 404 as "gone" only for a row never deployed
             source=self.spec.source,  # the document whose prune: true asked for it
         )
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def adopted_instance_id(environment_id: str, name: str) -> str:
