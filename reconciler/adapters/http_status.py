@@ -121,7 +121,7 @@ class StatusServer:
                     return self._refuse
                 raise AttributeError(name)
 
-            def _refuse(self) -> None:
+            def _refuse(self, head: bool = False) -> None:
                 route = urlsplit(self.path).path in outer._posts
                 body = b"method not allowed: this server is read-only (GET, HEAD)\n"
                 if route:
@@ -131,7 +131,8 @@ class StatusServer:
                 self.send_header("Content-Type", TEXT)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not head:
+                    self.wfile.write(body)
 
             def do_HEAD(self) -> None:
                 self._answer(head=True)
@@ -169,7 +170,7 @@ class StatusServer:
                 url = urlsplit(self.path)
                 path = url.path
                 if path in outer._posts:  # a POST route exists here: the method is wrong, not the path
-                    self._refuse()
+                    self._refuse(head)
                 elif path == "/healthz":
                     self._send(200, b"ok\n", TEXT, head)
                 elif path == "/readyz":

@@ -129,6 +129,14 @@ def test_unsigned_wrong_and_malformed_requests_are_refused_and_change_nothing(
     assert post(d, event="ping") == (200, "pong\n")
     # GET is not the webhook: the route takes POST only (405, not 404: the path exists)
     assert get(f"http://{d.http_address}/hooks/git") == (405, "method not allowed: this route takes POST\n")
+    host, port = (d.http_address or "").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("HEAD", "/hooks/git")
+        head = conn.getresponse()
+        assert (head.status, head.getheader("Allow"), head.read()) == (405, "POST", b"")  # HEAD: headers only
+    finally:
+        conn.close()
     # A replayed delivery (same id, or the same signed body under a new id) is acknowledged without a cycle.
     assert post(d, body, delivery="dup-1")[0] == 202
     assert cycles.wait_for(2, 20)
